@@ -1,0 +1,51 @@
+"""What a sandbox is asked to run: the contract between the front end and the Sentry.
+
+`runsc_py` turns an OCI bundle (or the `do` command line) into a
+`SandboxConfig`; `sentry.boot.run_sandbox` takes it from there.  Nothing
+in here touches the host: it is plain data, validated by the front end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Mount:
+    """One entry of config.json's `mounts` (only what the Sentry needs)."""
+    destination: str
+    type: str                      # "bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue", ...
+    source: str = ""
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SandboxConfig:
+    rootfs: str                            # host path of the root filesystem (absolute)
+    args: list[str]                        # process.args; args[0] is looked up in PATH from env if relative
+    env: list[str] = field(default_factory=list)      # "KEY=VALUE" strings
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    additional_gids: list[int] = field(default_factory=list)
+    hostname: str = "runsc-py"
+    root_readonly: bool = False
+    mounts: list[Mount] = field(default_factory=list)
+    rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)   # "RLIMIT_NOFILE" -> (soft, hard)
+    stdio: tuple[int, int, int] = (0, 1, 2)  # host fds that become the application's fds 0, 1, 2
+    platform: str = "ptrace"
+    network: str = "none"                  # "none" | "host"
+    overlay: str = "none"                  # "none" | "memory"
+    strace: bool = False                   # one line per syscall (gVisor's --strace)
+    debug: bool = False
+    log_fd: int | None = None              # host fd for --strace / --debug-log output (default: stderr)
+    container_id: str = ""
+
+
+# create/start split (runc semantics).  When `start_gate_fd` is set, the
+# Sentry brings the sandbox up (Gofer running, init process loaded) and then
+# writes one byte b"R" to `ready_fd` (if set) and blocks until one byte can
+# be read from `start_gate_fd` before running the application.  EOF on the
+# gate without a byte means "abort": the Sentry tears the sandbox down and
+# exits 255.  These are set on SandboxConfig by the front end:
+SandboxConfig.start_gate_fd = None     # type: ignore[attr-defined]
+SandboxConfig.ready_fd = None          # type: ignore[attr-defined]
