@@ -39,13 +39,11 @@ class SandboxConfig:
     debug: bool = False
     log_fd: int | None = None              # host fd for --strace / --debug-log output (default: stderr)
     container_id: str = ""
+    # create/start split (runc semantics).  When `start_gate_fd` is set, the
+    # Sentry brings the sandbox up (Gofer running, init process loaded), writes
+    # one byte b"R" to `ready_fd` (if set), and blocks until it can read one
+    # byte from `start_gate_fd` before running the application.  EOF on the
+    # gate without a byte means "abort": the Sentry tears down and exits 255.
+    start_gate_fd: int | None = None
+    ready_fd: int | None = None
 
-
-# create/start split (runc semantics).  When `start_gate_fd` is set, the
-# Sentry brings the sandbox up (Gofer running, init process loaded) and then
-# writes one byte b"R" to `ready_fd` (if set) and blocks until one byte can
-# be read from `start_gate_fd` before running the application.  EOF on the
-# gate without a byte means "abort": the Sentry tears the sandbox down and
-# exits 255.  These are set on SandboxConfig by the front end:
-SandboxConfig.start_gate_fd = None     # type: ignore[attr-defined]
-SandboxConfig.ready_fd = None          # type: ignore[attr-defined]
