@@ -1,0 +1,270 @@
+"""The ptrace platform: application address spaces are stub processes.
+
+Each address space is one stub process (see `stub.py`).  Its main thread
+never runs application code: it sits at the stub's `int3` and is the
+thread the Sentry injects `mmap`/`munmap`/`mprotect`/`clone` into, so the
+address space can be changed whatever its application threads are doing.
+Each application thread is a further host thread of the stub, created by
+an injected `clone(CLONE_VM|CLONE_THREAD|...)`, traced with
+`PTRACE_O_TRACECLONE` and run under `PTRACE_SYSEMU`: its syscalls stop
+in the Sentry and never execute on the host.  Application threads really
+run in parallel on host CPUs; the Sentry handles their stops one at a time.
+
+All ptrace calls come from the Sentry's one thread (ptrace binds a tracee
+to the tracing *thread*).  `PTRACE_O_EXITKILL` and `PR_SET_PDEATHSIG`
+kill every stub if the Sentry dies, so nothing is left behind.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from platforms import SYSCALL_EVENT, ExitEvent, FaultEvent
+from platforms.ptrace import stub as stubmod
+from platforms.ptrace._ptrace_ext import ffi, lib
+
+PTRACE_CONT = 7
+PTRACE_KILL = 8
+PTRACE_SETOPTIONS = 0x4200
+PTRACE_SYSEMU = 31
+PTRACE_GETFPREGS = 14
+PTRACE_SETFPREGS = 15
+PTRACE_O_TRACESYSGOOD = 0x1
+PTRACE_O_TRACECLONE = 0x8
+PTRACE_O_EXITKILL = 0x100000
+
+SYSCALL_STOP = signal.SIGTRAP | 0x80
+
+CLONE_THREAD_FLAGS = (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)  # VM FS FILES SIGHAND THREAD SYSVSEM
+
+MAP_SHARED = 0x01
+MAP_FIXED = 0x10
+
+
+class PlatformError(Exception):
+    """The host refused to drive a stub (it died, or ptrace failed)."""
+
+
+def _check(r: int, what: str) -> int:
+    if r < 0:
+        raise PlatformError(f"{what}: {os.strerror(-r)}")
+    return r
+
+
+class PtraceContext:
+    """One application thread: a host thread of a stub, run under PTRACE_SYSEMU."""
+
+    __slots__ = ("tid", "regs", "address_space", "task")
+
+    def __init__(self, tid: int, address_space: "PtraceAddressSpace", template) -> None:
+        self.tid = tid
+        self.address_space = address_space
+        self.regs = ffi.new("struct user_regs_struct *")
+        ffi.memmove(self.regs, template, ffi.sizeof("struct user_regs_struct"))
+        self.task = None            # the Sentry's Task, set by the kernel
+
+    def clear_regs(self, rip: int, rsp: int) -> None:
+        r = self.regs
+        for name in ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+                     "rax", "rcx", "rdx", "rsi", "rdi", "fs_base", "gs_base"):
+            setattr(r, name, 0)
+        r.orig_rax = 0xFFFFFFFFFFFFFFFF
+        r.rip = rip
+        r.rsp = rsp
+        r.eflags = 0x202
+
+    def get_fpregs(self) -> bytes:
+        buf = ffi.new("char[512]")
+        _check(lib.rp_ptrace(PTRACE_GETFPREGS, self.tid, 0, int(ffi.cast("unsigned long", buf))), "GETFPREGS")
+        return bytes(ffi.buffer(buf))
+
+    def set_fpregs(self, data: bytes) -> None:
+        buf = ffi.new("char[512]", data)
+        _check(lib.rp_ptrace(PTRACE_SETFPREGS, self.tid, 0, int(ffi.cast("unsigned long", buf))), "SETFPREGS")
+
+
+class PtraceAddressSpace:
+    """A stub process; its main thread is the injection thread."""
+
+    def __init__(self, platform: "PtracePlatform") -> None:
+        self.platform = platform
+        self.pid = platform._spawn()
+        self.threads: dict[int, PtraceContext] = {}
+        self._scratch = ffi.new("struct user_regs_struct *")
+        self._template = ffi.new("struct user_regs_struct *")
+        self.released = False
+        # Wait for the exec stop, set options, run the stub's set-up to its int3.
+        status = ffi.new("int *")
+        self._waitpid(self.pid, status)
+        _check(lib.rp_ptrace(PTRACE_SETOPTIONS, self.pid, 0,
+                             PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE), "SETOPTIONS")
+        _check(lib.rp_resume(self.pid, ffi.NULL, PTRACE_CONT, 0), "CONT")
+        self._waitpid(self.pid, status)
+        if not os.WIFSTOPPED(status[0]) or os.WSTOPSIG(status[0]) != signal.SIGTRAP:
+            raise PlatformError(f"stub did not reach its ready point (status {status[0]:#x})")
+        _check(lib.rp_ptrace(12, self.pid, 0, int(ffi.cast("unsigned long", self._template))), "GETREGS")
+        if self._template.rax != 0:
+            raise PlatformError(f"stub could not install its seccomp filter: {os.strerror(-ffi.cast('long', self._template.rax))}")
+        ffi.memmove(self._scratch, self._template, ffi.sizeof("struct user_regs_struct"))
+
+    def _waitpid(self, pid: int, status) -> None:
+        while True:
+            try:
+                _, st = os.waitpid(pid, os.__dict__.get("__WALL", 0x40000000))
+            except InterruptedError:
+                continue
+            status[0] = st
+            if os.WIFEXITED(st) or os.WIFSIGNALED(st):
+                raise PlatformError(f"stub {pid} died during set-up (status {st:#x})")
+            return
+
+    def inject(self, nr: int, *args: int) -> int:
+        a = list(args) + [0] * (6 - len(args))
+        r = lib.rp_inject(self.pid, self._scratch, stubmod.STUB.site, nr, *a)
+        if r < -4096 and r > -8192:
+            raise PlatformError(f"injecting syscall {nr} into stub {self.pid}: {os.strerror(-r - 4096)}")
+        return r
+
+    def map(self, addr: int, length: int, prot: int, memfile_offset: int) -> None:
+        r = self.inject(stubmod.SYS_mmap, addr, length, prot, MAP_SHARED | MAP_FIXED,
+                        stubmod.STUB_MEMFD, memfile_offset)
+        if r != addr:
+            raise PlatformError(f"stub mmap({addr:#x}, {length:#x}) -> {r}")
+
+    def unmap(self, addr: int, length: int) -> None:
+        r = self.inject(stubmod.SYS_munmap, addr, length)
+        if r != 0:
+            raise PlatformError(f"stub munmap({addr:#x}, {length:#x}) -> {r}")
+
+    def protect(self, addr: int, length: int, prot: int) -> None:
+        r = self.inject(stubmod.SYS_mprotect, addr, length, prot)
+        if r != 0:
+            raise PlatformError(f"stub mprotect({addr:#x}, {length:#x}) -> {r}")
+
+    def new_context(self) -> PtraceContext:
+        """A new host thread in the stub, stopped, ready to take application registers."""
+        tid = self.inject(stubmod.SYS_clone, CLONE_THREAD_FLAGS, 0, 0, 0, 0)
+        if tid <= 0:
+            raise PlatformError(f"stub clone -> {tid}")
+        status = ffi.new("int *")
+        self._waitpid(tid, status)          # its first stop (SIGSTOP of auto-attach)
+        ctx = PtraceContext(tid, self, self._template)
+        self.threads[tid] = ctx
+        self.platform.contexts[tid] = ctx
+        return ctx
+
+    def release_context(self, ctx: PtraceContext) -> None:
+        """End an application thread: the host thread exits at the stub's syscall site."""
+        if ctx.tid not in self.threads:
+            return
+        del self.threads[ctx.tid]
+        self.platform.contexts.pop(ctx.tid, None)
+        r = ctx.regs
+        r.rip = stubmod.STUB.site
+        r.rax = stubmod.SYS_exit
+        r.rdi = 0
+        r.orig_rax = 0xFFFFFFFFFFFFFFFF
+        if lib.rp_resume(ctx.tid, r, PTRACE_CONT, 0) == 0:
+            self._reap(ctx.tid)
+
+    def _reap(self, tid: int) -> None:
+        while True:
+            try:
+                _, st = os.waitpid(tid, 0x40000000)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if os.WIFEXITED(st) or os.WIFSIGNALED(st):
+                return
+            lib.rp_resume(tid, ffi.NULL, PTRACE_CONT, 0)
+
+    def release(self) -> None:
+        """Kill the stub and reap every one of its threads."""
+        if self.released:
+            return
+        self.released = True
+        for tid in list(self.threads):
+            self.platform.contexts.pop(tid, None)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for tid in list(self.threads):
+            self._reap(tid)
+        self.threads.clear()
+        self._reap(self.pid)
+
+
+class PtracePlatform:
+    name = "ptrace"
+    max_user_address = stubmod.STUB_BASE
+    min_user_address = 0x10000
+
+    def __init__(self, memfile) -> None:
+        self.memfile = memfile
+        self.stub_fd = os.memfd_create("runsc-py-stub", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        os.write(self.stub_fd, stubmod.STUB.elf)
+        import fcntl
+        fcntl.fcntl(self.stub_fd, fcntl.F_ADD_SEALS,
+                    fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+        self.contexts: dict[int, PtraceContext] = {}
+        self._status = ffi.new("int *")
+        self._other = ffi.new("struct user_regs_struct *")
+        self._regsize = ffi.sizeof("struct user_regs_struct")
+
+    def _spawn(self) -> int:
+        return _check(lib.rp_spawn_stub(self.stub_fd, self.memfile.fd, stubmod.STUB_MEMFD), "spawn stub")
+
+    def new_address_space(self) -> PtraceAddressSpace:
+        return PtraceAddressSpace(self)
+
+    # -- running -----------------------------------------------------------
+
+    def resume(self, ctx: PtraceContext) -> None:
+        _check(lib.rp_resume(ctx.tid, ctx.regs, PTRACE_SYSEMU, 0), "resume")
+
+    def run(self, ctx: PtraceContext):
+        """Resume `ctx`, wait for the next event of any context: (context, event)."""
+        pid = lib.rp_run(ctx.tid, ctx.regs, PTRACE_SYSEMU, 0, self._status, self._other)
+        if pid < 0:
+            raise PlatformError(f"run: {os.strerror(-pid)}")
+        if pid == ctx.tid:
+            return ctx, self._decode(ctx, self._status[0])
+        return self._event_for(pid)
+
+    def wait(self, timeout_ns: int, fds: list[tuple[int, int]]):
+        """Block until a context stops, a host fd is ready, or the timeout passes.
+
+        Returns (context, event) for a stop, or (None, [revents per fd])."""
+        n = len(fds)
+        cfds = ffi.new("int[]", [fd for fd, _ in fds] or [0])
+        cev = ffi.new("short[]", [ev for _, ev in fds] or [0])
+        crev = ffi.new("short[]", max(n, 1))
+        pid = lib.rp_wait_event(timeout_ns, cfds, cev, crev, n, self._status, self._other)
+        if pid < 0:
+            raise PlatformError(f"wait: {os.strerror(-pid)}")
+        if pid == 0:
+            return None, [crev[i] for i in range(n)]
+        return self._event_for(pid)
+
+    def _event_for(self, pid: int):
+        ctx = self.contexts.get(pid)
+        if ctx is None:
+            return None, None        # a stub main thread or an already-released thread
+        if os.WIFSTOPPED(self._status[0]):
+            ffi.memmove(ctx.regs, self._other, self._regsize)
+        return ctx, self._decode(ctx, self._status[0])
+
+    def _decode(self, ctx: PtraceContext, status: int):
+        if os.WIFSTOPPED(status):
+            sig = os.WSTOPSIG(status)
+            if sig == SYSCALL_STOP and status >> 16 == 0:
+                return SYSCALL_EVENT
+            signo = ffi.new("int *"); code = ffi.new("int *"); addr = ffi.new("unsigned long *"); err = ffi.new("int *")
+            if lib.rp_getsiginfo(ctx.tid, signo, code, addr, err) != 0:
+                return FaultEvent(sig, 0, 0)
+            return FaultEvent(signo[0], code[0], addr[0])
+        self.contexts.pop(ctx.tid, None)
+        ctx.address_space.threads.pop(ctx.tid, None)
+        return ExitEvent(status)
