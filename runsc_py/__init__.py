@@ -1,0 +1,13 @@
+"""runsc-py's front end: a runc-compatible OCI command line over the Sentry.
+
+Modules, one job each:
+
+* `cli`       -- the click command tree (global flags, subcommands), thin.
+* `errors`    -- `UserError` and the runc-shaped error log (`--log`, `--log-format`).
+* `ids`       -- container id validation.
+* `spec`      -- config.json: the default spec (`runsc-py spec`) and the
+                 validated mapping of a bundle onto `sentry.config.SandboxConfig`.
+* `state`     -- the per-container state store under `--root`.
+* `procfs`    -- host process facts (liveness, start time, descendants).
+* `lifecycle` -- create/start/kill/delete: the detached Sentry process and its gates.
+"""

@@ -1,0 +1,386 @@
+"""`runsc-py`: the runc-compatible command line.
+
+The command tree follows runc (and runsc for `do`, `syscalls` and the
+sandbox flags), because container engines drive it with runc's exact
+arguments: global flags first (`--root R --log F --log-format json`, plus
+Docker's `runtimeArgs`), then the subcommand.  This module only parses and
+dispatches; the work lives in `spec` (bundle -> SandboxConfig), `state`
+(the store under --root) and `lifecycle` (the Sentry process).
+
+Error contract: any failure a user can cause ends as a `UserError` caught in
+`main`, reported as one line on stderr (and to --log in runc's shape), exit
+status 1 (2 for command-line usage errors, as click does).  An unexpected
+exception is reported the same way, with the traceback only in the debug
+log -- a user never sees a traceback.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from runsc_py import lifecycle
+from runsc_py.errors import ErrorLog, UserError
+from runsc_py.ids import validate_id
+from runsc_py.spec import Bundle, load_bundle, write_default_spec
+from runsc_py.state import StateStore
+from sentry.config import SandboxConfig
+
+DEFAULT_ROOT = "/var/run/runsc-py"
+
+_log = ErrorLog()          # replaced by the group callback once the flags are parsed
+
+
+@dataclass
+class Globals:
+    """The global flags, as parsed."""
+    root: str = DEFAULT_ROOT
+    log: str | None = None
+    log_format: str = "text"
+    debug: bool = False
+    debug_log: str | None = None
+    platform: str = "ptrace"
+    network: str = "none"
+    overlay: str = "none"
+    strace: bool = False
+    _debug_fd: int | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> StateStore:
+        return StateStore(self.root)
+
+    def debug_fd(self, container_id: str, command: str) -> int | None:
+        """The --debug-log file, opened for appending (`%ID%`, `%COMMAND%` substituted)."""
+        if self._debug_fd is None and self.debug_log:
+            path = self.debug_log.replace("%ID%", container_id).replace("%COMMAND%", command)
+            if path.endswith("/"):
+                path = os.path.join(path, f"runsc-py.{container_id or 'do'}.{command}.log")
+            try:
+                if os.path.dirname(path):
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                self._debug_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                raise UserError(f"--debug-log {path}: {e.strerror}") from None
+        return self._debug_fd
+
+    def apply(self, cfg: SandboxConfig, container_id: str, command: str) -> SandboxConfig:
+        """Copy the sandbox flags into `cfg`."""
+        cfg.platform, cfg.network, cfg.overlay = self.platform, self.network, self.overlay
+        cfg.strace, cfg.debug = self.strace, self.debug
+        cfg.container_id = container_id
+        cfg.log_fd = self.debug_fd(container_id, command)
+        return cfg
+
+
+def _globals() -> Globals:
+    obj = click.get_current_context().find_root().obj
+    return obj if isinstance(obj, Globals) else Globals()
+
+
+def _bundle_for(g: Globals, container_id: str, bundle_dir: str, command: str) -> Bundle:
+    validate_id(container_id)
+    bundle = load_bundle(bundle_dir, container_id)
+    g.apply(bundle.config, container_id, command)
+    return bundle
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--root", default=DEFAULT_ROOT, show_default=True, metavar="DIR",
+              help="Directory holding the state of every container.")
+@click.option("--log", metavar="FILE", help="Also write errors (and --debug lines) to FILE.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Shape of --log entries: logrus text, or runc's JSON objects.")
+@click.option("--debug", is_flag=True, help="Log debug lines (to --log, else stderr) and enable Sentry debug output.")
+@click.option("--debug-log", metavar="PATH",
+              help="File for the Sentry's debug and --strace output (%ID% and %COMMAND% are "
+                   "substituted; a trailing '/' means a directory).")
+@click.option("--systemd-cgroup", is_flag=True, help="Accepted for runc compatibility; ignored.")
+@click.option("--rootless", default=None, hidden=True, help="Accepted for runc compatibility; ignored.")
+@click.option("--criu", default=None, hidden=True, help="Accepted for runc compatibility; ignored.")
+@click.option("--platform", type=click.Choice(["ptrace", "kvm"]), default="ptrace", show_default=True,
+              help="How application code runs: ptrace stubs, or a KVM guest.")
+@click.option("--network", type=click.Choice(["none", "host"]), default="none", show_default=True,
+              help="Sandbox network: loopback only, or the host's network namespace.")
+@click.option("--overlay", type=click.Choice(["none", "memory"]), default="none", show_default=True,
+              help="Put an in-memory writable layer over the root filesystem.")
+@click.option("--strace", is_flag=True, help="Log every syscall of the application with decoded arguments.")
+@click.version_option(package_name="runsc-py", prog_name="runsc-py", message="%(prog)s version %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: bool,
+        debug_log: str | None, systemd_cgroup: bool, rootless: str | None, criu: str | None,
+        platform: str, network: str, overlay: str, strace: bool) -> None:
+    """runsc-py: an OCI runtime whose containers run on a Python application kernel.
+
+    Commands and flags follow runc, so Docker, containerd, podman and
+    Kubernetes can use it in runc's place.
+    """
+    global _log
+    _log = ErrorLog(log, log_format, debug)
+    ctx.obj = Globals(root=root, log=log, log_format=log_format, debug=debug, debug_log=debug_log,
+                      platform=platform, network=network, overlay=overlay, strace=strace)
+    _log.debug(f"runsc-py {' '.join(sys.argv[1:])}")
+
+
+# ------------------------------------------------------------------ spec
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-b", "--bundle", default=".", show_default=True, metavar="DIR",
+              help="Bundle directory to write config.json into.")
+@click.argument("args", nargs=-1)
+def spec(bundle: str, args: tuple[str, ...]) -> None:
+    """Write a default config.json into the bundle (never overwrites one).
+
+    ARGS after `--` replace process.args (and turn the terminal off).
+    """
+    write_default_spec(bundle, list(args) or None)
+
+
+# ------------------------------------------------------------------ run / do
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-b", "--bundle", default=".", show_default=True, metavar="DIR",
+              help="Bundle directory holding config.json and the rootfs.")
+@click.option("--pid-file", metavar="FILE", help="Write the container's host pid to FILE.")
+@click.option("--console-socket", metavar="SOCKET", hidden=True,
+              help="Accepted for runc compatibility; run keeps its own stdio.")
+@click.option("-d", "--detach", is_flag=True, help="Not supported: use create + start.")
+@click.option("--no-pivot", is_flag=True, hidden=True)
+@click.option("--no-new-keyring", is_flag=True, hidden=True)
+@click.argument("container_id", metavar="ID")
+def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: bool,
+        no_pivot: bool, no_new_keyring: bool, container_id: str) -> int:
+    """Run a container in the foreground and exit with its exit status (128+N if killed by signal N)."""
+    if detach:
+        raise UserError("run --detach is not supported; use create and start")
+    g = _globals()
+    b = _bundle_for(g, container_id, bundle, "run")
+    opts = lifecycle.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd)
+    return lifecycle.run_container(g.store, container_id, b, opts)
+
+
+def _resolve_in_path(cmd: str, rootfs: str, env: list[str]) -> str:
+    """runsc do's rule: a command without '/' is looked up in the caller's PATH."""
+    if "/" in cmd:
+        return cmd
+    path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), os.defpath)
+    for d in path.split(":"):
+        if not d.startswith("/"):
+            continue
+        candidate = os.path.join(d, cmd)
+        host = os.path.join(rootfs, candidate.lstrip("/"))
+        if os.path.isfile(host) and os.access(host, os.X_OK):
+            return candidate
+    raise UserError(f"{cmd}: executable file not found in $PATH", exit_code=127)
+
+
+@cli.command(name="do", context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("--root", "rootfs", default="/", show_default=True, metavar="DIR",
+              help="Root filesystem to serve read-only to the command.")
+@click.option("--cwd", metavar="DIR", help="Working directory inside the sandbox (default: the current one).")
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an environment variable (repeatable).")
+@click.option("--hostname", default=None, metavar="NAME", help="Sandbox hostname (default: the host's).")
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None,
+       command: tuple[str, ...]) -> int:
+    """Run CMD in a sandbox over the host's root filesystem, served read-only (as `runsc do`).
+
+    The command gets the caller's environment, working directory, uid and gid.
+    """
+    g = _globals()
+    rootfs = os.path.abspath(rootfs)
+    if not os.path.isdir(rootfs):
+        raise UserError(f"--root {rootfs}: not a directory")
+    env = {k: v for k, _, v in (e.partition("=") for e in (f"{k}={v}" for k, v in os.environ.items()))}
+    for e in envs:
+        key, sep, value = e.partition("=")
+        if not sep or not key:
+            raise UserError(f'--env must be KEY=VALUE (got {e!r})')
+        env[key] = value
+    env_list = [f"{k}={v}" for k, v in env.items()]
+    workdir = cwd if cwd is not None else os.getcwd()
+    if not workdir.startswith("/"):
+        raise UserError(f"--cwd must be an absolute path (got {workdir!r})")
+    if not command[0]:
+        raise UserError("the command must not be empty")
+    args = [_resolve_in_path(command[0], rootfs, env_list), *command[1:]]
+    container_id = f"do-{os.getpid()}"
+    cfg = SandboxConfig(rootfs=rootfs, args=args, env=env_list, cwd=workdir, uid=os.getuid(),
+                        gid=os.getgid(), additional_gids=[x for x in os.getgroups() if x != os.getgid()],
+                        hostname=hostname or socket.gethostname(), root_readonly=True)
+    g.apply(cfg, container_id, "do")
+    from runsc_py.sandbox import run_sandbox_guarded
+    try:
+        return run_sandbox_guarded(cfg, cfg.log_fd)
+    except KeyboardInterrupt:
+        return 130
+
+
+# ------------------------------------------------------------------ syscalls
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Output format.")
+def syscalls(fmt: str) -> None:
+    """Print the syscall compatibility list, generated from the Sentry's syscall table."""
+    from runsc_py.syscall_list import render
+    click.echo(render(fmt), nl=False)
+
+
+# ------------------------------------------------------------------ lifecycle
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-b", "--bundle", default=".", show_default=True, metavar="DIR",
+              help="Bundle directory holding config.json and the rootfs.")
+@click.option("--pid-file", metavar="FILE", help="Write the Sentry's host pid (the container's) to FILE.")
+@click.option("--console-socket", metavar="SOCKET",
+              help="Unix socket that receives the terminal's master fd (process.terminal).")
+@click.option("--no-pivot", is_flag=True, hidden=True)
+@click.option("--no-new-keyring", is_flag=True, hidden=True)
+@click.argument("container_id", metavar="ID")
+def create(bundle: str, pid_file: str | None, console_socket: str | None, no_pivot: bool,
+           no_new_keyring: bool, container_id: str) -> None:
+    """Create a container: start its Sentry, loaded but parked until `start`."""
+    g = _globals()
+    b = _bundle_for(g, container_id, bundle, "create")
+    opts = lifecycle.LaunchOptions(pid_file=pid_file, console_socket=console_socket,
+                                   debug_fd=b.config.log_fd)
+    pid = lifecycle.create_container(g.store, container_id, b, opts)
+    _log.debug(f"created {container_id}: sandbox pid {pid}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container_id", metavar="ID")
+def start(container_id: str) -> None:
+    """Start a created container's application."""
+    lifecycle.start_container(_globals().store, validate_id(container_id))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container_id", metavar="ID")
+def state(container_id: str) -> None:
+    """Print the container's OCI state as JSON."""
+    store = _globals().store
+    with store.locked(validate_id(container_id), exclusive=False) as st:
+        doc = st.oci_state(store.owner(container_id))
+    click.echo(json.dumps(doc, indent=2))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="Signal every process of the container, not just PID 1.")
+@click.argument("container_id", metavar="ID")
+@click.argument("sig", default="SIGTERM", metavar="[SIGNAL]")
+def kill(all_: bool, container_id: str, sig: str) -> None:
+    """Send SIGNAL (a name like TERM/SIGTERM or a number; default SIGTERM) to the container."""
+    signum = lifecycle.parse_signal(sig)
+    lifecycle.kill_container(_globals().store, validate_id(container_id), signum, all_)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Kill the container first if it is still running.")
+@click.argument("container_id", metavar="ID")
+def delete(force: bool, container_id: str) -> None:
+    """Delete a container and its state."""
+    lifecycle.delete_container(_globals().store, validate_id(container_id), force)
+
+
+@cli.command(name="list", context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format.")
+@click.option("-q", "--quiet", is_flag=True, help="Print container ids only.")
+def list_(fmt: str, quiet: bool) -> None:
+    """List the containers under --root."""
+    store = _globals().store
+    docs: list[dict[str, Any]] = []
+    for cid in store.ids():
+        try:
+            with store.locked(cid, exclusive=False) as st:
+                docs.append(st.oci_state(store.owner(cid)))
+        except UserError:
+            continue          # deleted while we listed
+    if quiet:
+        for d in docs:
+            click.echo(d["id"])
+    elif fmt == "json":
+        click.echo(json.dumps(docs or None))
+    else:
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+        rows += [[d["id"], str(d["pid"]), d["status"], d["bundle"], d["created"], d["owner"]] for d in docs]
+        widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            click.echo("".join(c.ljust(w) for c, w in zip(r, widths)) + r[-1])
+
+
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="Output format: `ps` output, or a JSON list of pids.")
+@click.argument("container_id", metavar="ID")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+def ps(fmt: str, container_id: str, ps_args: tuple[str, ...]) -> None:
+    """Show the host processes of a container (its Sentry, Gofer and stubs)."""
+    pids = lifecycle.container_pids(_globals().store, validate_id(container_id))
+    if fmt == "json":
+        click.echo(json.dumps(pids))
+    else:
+        click.echo(lifecycle.ps_table(pids, list(ps_args)), nl=False)
+
+
+# ------------------------------------------------------------------ entry point
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the CLI, turn every failure into one line and an exit status."""
+    me = os.getpid()
+    try:
+        rv = cli.main(args=argv, prog_name="runsc-py", standalone_mode=False)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    except UserError as e:
+        _log.error(e.message)
+        code = e.exit_code
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.Abort:
+        _log.error("aborted")
+        code = 130
+    except click.UsageError as e:
+        msg = e.format_message().rstrip(".")
+        cmd = e.ctx.command_path if e.ctx is not None else "runsc-py"
+        _log.error(f"{msg} (see '{cmd} --help')")
+        code = 2
+    except click.ClickException as e:
+        _log.error(e.format_message())
+        code = e.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = 1
+    except Exception as e:      # noqa: BLE001 -- a user never sees a traceback
+        if os.getpid() != me:
+            os._exit(1)
+        _log.debug("".join(traceback.format_exception(e)))
+        _log.error(f"internal error: {type(e).__name__}: {e}")
+        code = 1
+    if os.getpid() != me:
+        os._exit(code)
+    _flush()
+    sys.exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,372 @@
+"""The runc lifecycle: run, create, start, kill, delete, ps.
+
+`run` calls the Sentry in this very process (it is the container's pid as
+far as the state store is concerned) and removes its state afterwards.
+
+`create` forks the Sentry process that will *be* the container: a child of
+`runsc-py create` that calls `run_sandbox` with the create/start gates of
+`sentry.config.SandboxConfig` set, in its own session so that `create`'s
+terminal cannot signal it.  Its pid goes into the pid file: it exits with
+the container's exit status, and when `create` returns it is re-parented to
+the caller's subreaper (containerd's shim, conmon), which reaps it -- the
+same shape as runc's `runc init`.  The fds `create` was given are its stdio.
+
+* ready: a pipe.  The Sentry writes b"R" once the Gofer runs and the init
+  process is loaded; EOF before that means the sandbox died, and an error
+  pipe (close-on-exec, ours) carries the one-line reason back to `create`.
+* gate: ROOT/ID/start.fifo.  The Sentry holds it open read-write, so it
+  never sees EOF and `start` -- a different process, maybe much later --
+  only has to open it write-only (non-blocking: ENXIO means nobody holds
+  it any more, i.e. the Sentry is gone) and write one byte.
+
+`kill` signals the Sentry, which forwards to the application's PID 1.
+`delete` of anything but a stopped container SIGKILLs the Sentry first (its
+Gofer and stubs die with it) and waits for it to go.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from runsc_py import procfs
+from runsc_py.errors import UserError
+from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
+from runsc_py.spec import Bundle
+from runsc_py.state import (CREATED, CREATING, GATE_FIFO, RUNNING, STOPPED,
+                            ContainerNotExist, ContainerState, StateStore)
+
+READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
+KILL_TIMEOUT = 10.0         # seconds for a SIGKILLed Sentry to go in `delete`
+
+
+@dataclass
+class LaunchOptions:
+    """Per-invocation knobs of run/create that are not part of the bundle."""
+    pid_file: str | None = None
+    console_socket: str | None = None
+    debug_fd: int | None = None
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Write `pid` (no newline, as runc) to `path` atomically."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise UserError(f"cannot write pid file {path}: {e.strerror}") from None
+
+
+def _new_state(container_id: str, bundle: Bundle, status: str, pid: int) -> ContainerState:
+    return ContainerState(id=container_id, bundle=bundle.path, rootfs=bundle.config.rootfs,
+                          status=status, pid=pid, pid_start=procfs.start_time(pid),
+                          annotations=bundle.annotations,
+                          config={"platform": bundle.config.platform,
+                                  "network": bundle.config.network,
+                                  "overlay": bundle.config.overlay})
+
+
+# ---------------------------------------------------------------- run
+
+def run_container(store: StateStore, container_id: str, bundle: Bundle, opts: LaunchOptions) -> int:
+    """`runsc-py run`: record the container, run it here, forget it; return the exit status."""
+    load_run_sandbox()     # fail before any state is written if the Sentry cannot load
+    me = os.getpid()
+    with store.create(_new_state(container_id, bundle, RUNNING, me)):
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, me)
+    # The state dir now exists and is unlocked: `state`, `kill`, `list` see it.
+    try:
+        return run_sandbox_guarded(bundle.config, opts.debug_fd)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    finally:
+        if os.getpid() == me:
+            store.remove(container_id)
+
+
+# ---------------------------------------------------------------- create
+
+def create_container(store: StateStore, container_id: str, bundle: Bundle, opts: LaunchOptions) -> int:
+    """`runsc-py create`: bring the Sentry up, parked at the start gate; return its pid."""
+    load_run_sandbox()
+    terminal_fds = _open_terminal(bundle, opts)
+    with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
+        fifo = store.path(container_id, GATE_FIFO)
+        os.mkfifo(fifo, 0o600)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:   # the Sentry process: never returns
+            os.close(lock_fd)
+            os.close(ready_r)
+            os.close(err_r)
+            _sentry_child(bundle, fifo, ready_w, err_w, terminal_fds, opts)
+        os.close(ready_w)
+        os.close(err_w)
+        try:
+            _await_ready(pid, ready_r, err_r)
+        except BaseException:
+            _kill_child(pid)
+            raise
+        finally:
+            os.close(ready_r)
+            os.close(err_r)
+            if terminal_fds is not None:
+                os.close(terminal_fds[1])
+        state = store.load(container_id)
+        state.status, state.pid, state.pid_start = CREATED, pid, procfs.start_time(pid)
+        try:
+            if opts.pid_file:
+                write_pid_file(opts.pid_file, pid)
+            store.save(state)
+        except BaseException:
+            _kill_child(pid)
+            raise
+    return pid
+
+
+def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
+                  terminal_fds: tuple[int, int] | None, opts: LaunchOptions) -> None:
+    status = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        cfg = bundle.config
+        if terminal_fds is not None:
+            os.close(terminal_fds[0])
+            slave = terminal_fds[1]
+            for target in (0, 1, 2):
+                os.dup2(slave, target)
+            os.close(slave)
+        cfg.start_gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        cfg.ready_fd = ready_w
+        os.set_inheritable(ready_w, False)
+        try:
+            status = run_sandbox_guarded(cfg, opts.debug_fd)
+        except BaseException as e:   # noqa: BLE001 -- the child must always reach os._exit
+            message = e.message if isinstance(e, UserError) else describe(e)
+            try:
+                os.write(err_w, message.encode()[:4000])
+            except OSError:
+                pass
+            # If `create` already returned, its stderr is the container's: say it there.
+            try:
+                os.write(2, f"runsc-py: {message}\n".encode())
+            except OSError:
+                pass
+            status = 1
+    finally:
+        os._exit(status)
+
+
+def _await_ready(pid: int, ready_r: int, err_r: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UserError(f"sandbox did not become ready within {READY_TIMEOUT:.0f}s")
+        readable, _, _ = select.select([ready_r], [], [], left)
+        if not readable:
+            continue
+        data = os.read(ready_r, 1)
+        if data == b"R":
+            return
+        if data:
+            raise UserError(f"sandbox sent an unexpected ready byte {data!r}")
+        break
+    # EOF: the Sentry went away (or closed ready_fd) before it was ready.
+    message = _read_all(err_r).decode("utf-8", "replace").strip()
+    status = _reap(pid, 5.0)
+    if message:
+        raise UserError(f"container failed to start: {message}")
+    if status is None:
+        raise UserError("container failed to start: sandbox closed its ready pipe")
+    raise UserError(f"container failed to start: sandbox exited with status {status}")
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        readable, _, _ = select.select([fd], [], [], 5.0)
+        if not readable:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reap(pid: int, timeout: float) -> int | None:
+    """Wait up to `timeout` for our child `pid`; its exit status (128+N for a signal) or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, wstatus = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if got:
+            return os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) \
+                else 128 + os.WTERMSIG(wstatus)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
+def _kill_child(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid, KILL_TIMEOUT)
+
+
+def _open_terminal(bundle: Bundle, opts: LaunchOptions) -> tuple[int, int] | None:
+    """For process.terminal with --console-socket: a host pty, master sent over the socket.
+
+    Interim: the Sentry does not have devpts yet, so the container's stdio
+    is the slave of a host pty and the engine gets the master, as runc sends
+    it (one SCM_RIGHTS fd, the pty name as payload).
+    """
+    if not bundle.terminal:
+        if opts.console_socket:
+            raise UserError("--console-socket given but process.terminal is false")
+        return None
+    if not opts.console_socket:
+        return None                  # runc would allocate its own pty; stdio passes through
+    master, slave = os.openpty()
+    try:
+        name = os.ttyname(slave)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(opts.console_socket)
+            socket.send_fds(s, [name.encode()], [master])
+    except OSError as e:
+        os.close(master)
+        os.close(slave)
+        raise UserError(f"console socket {opts.console_socket}: {e.strerror or e}") from None
+    return master, slave
+
+
+# ---------------------------------------------------------------- start / kill / delete
+
+def start_container(store: StateStore, container_id: str) -> None:
+    """`runsc-py start`: open the gate of a created container."""
+    with store.locked(container_id) as state:
+        status = state.live_status()
+        if status == STOPPED:
+            raise UserError("cannot start a container that has stopped")
+        if status == RUNNING:
+            raise UserError("cannot start an already running container")
+        if status != CREATED:
+            raise UserError(f"cannot start a container in the {status} state")
+        try:
+            fd = os.open(store.path(container_id, GATE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            if e.errno in (errno.ENXIO, errno.ENOENT):
+                raise UserError("cannot start a container that has stopped") from None
+            raise UserError(f"cannot start container: {e.strerror}") from None
+        try:
+            os.write(fd, b"S")
+        except OSError as e:
+            raise UserError(f"cannot start container: {e.strerror}") from None
+        finally:
+            os.close(fd)
+        state.status = RUNNING
+        store.save(state)
+
+
+def parse_signal(text: str) -> int:
+    """A signal from a number ("9") or a name ("KILL", "SIGKILL", "sigkill")."""
+    text = text.strip()
+    if text.isdigit():
+        num = int(text)
+        if 0 < num <= signal.SIGRTMAX:
+            return num
+        raise UserError(f"invalid signal: {text}")
+    name = text.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise UserError(f"unknown signal {text!r}") from None
+
+
+def kill_container(store: StateStore, container_id: str, sig: int, all_processes: bool) -> None:
+    """`runsc-py kill`: signal the Sentry (it forwards to PID 1, or to all with --all)."""
+    del all_processes    # the Sentry owns the container's processes; it has no host pids to fan out to
+    with store.locked(container_id, exclusive=False) as state:
+        if state.live_status() == STOPPED:
+            raise UserError("container not running")
+        try:
+            os.kill(state.pid, sig)
+        except ProcessLookupError:
+            raise UserError("container not running") from None
+        except PermissionError:
+            raise UserError(f"cannot signal pid {state.pid}: permission denied") from None
+
+
+def delete_container(store: StateStore, container_id: str, force: bool) -> None:
+    """`runsc-py delete`: remove a stopped (or created; or with --force any) container."""
+    try:
+        with store.locked(container_id) as state:
+            status = state.live_status()
+            if status == RUNNING and not force:
+                raise UserError(f"cannot delete container {container_id} that is not stopped: {status}")
+            if status != STOPPED:
+                try:
+                    os.kill(state.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                if not procfs.wait_gone(state.pid, state.pid_start, KILL_TIMEOUT):
+                    raise UserError(f"cannot delete container {container_id}: "
+                                    f"sandbox pid {state.pid} did not exit")
+            store.remove(container_id)
+    except ContainerNotExist:
+        if not force:        # runc: delete --force of an unknown id succeeds
+            raise
+
+
+# ---------------------------------------------------------------- ps
+
+def container_pids(store: StateStore, container_id: str) -> list[int]:
+    """Host pids of the container: the Sentry and its Gofer/stub children."""
+    with store.locked(container_id, exclusive=False) as state:
+        if state.live_status() == STOPPED:
+            return []
+        return procfs.descendants(state.pid)
+
+
+def ps_table(pids: list[int], ps_args: list[str]) -> str:
+    """`ps ARGS` (default -ef) filtered to `pids`, header kept, as runc does."""
+    try:
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True,
+                             check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise UserError(f"ps: {e}") from None
+    lines = out.splitlines()
+    if not lines:
+        return ""
+    header = lines[0].split()
+    if "PID" not in header:
+        raise UserError("ps: no PID column in the output of ps")
+    col = header.index("PID")
+    wanted = {str(p) for p in pids}
+    kept = [lines[0]] + [ln for ln in lines[1:] if len(ln.split()) > col and ln.split()[col] in wanted]
+    return "\n".join(kept) + "\n"

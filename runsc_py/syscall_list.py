@@ -1,0 +1,38 @@
+"""The syscall compatibility list (`runsc-py syscalls`), generated from the Sentry's table.
+
+Nothing here is hand-written: every row comes from `sentry.syscalls.all_syscalls()`,
+the same table the Sentry dispatches through, as gVisor generates its
+compatibility pages from linux64.go.
+"""
+from __future__ import annotations
+
+import json
+
+
+def _rows() -> list[tuple[int, str, str, str]]:
+    from sentry.syscalls import all_syscalls
+    return [(s.nr, s.name, s.support.value, s.note or "") for s in all_syscalls()]
+
+
+def render(fmt: str) -> str:
+    """The list as "table", "json" or "markdown" text, newline-terminated."""
+    rows = _rows()
+    if fmt == "json":
+        return json.dumps([{"nr": nr, "name": name, "support": sup, "note": note}
+                           for nr, name, sup, note in rows], indent=2) + "\n"
+    if fmt == "markdown":
+        counts: dict[str, int] = {}
+        for _, _, sup, _ in rows:
+            counts[sup] = counts.get(sup, 0) + 1
+        summary = ", ".join(f"{n} {sup}" for sup, n in sorted(counts.items()))
+        out = ["# runsc-py syscall compatibility (x86-64)", "",
+               f"{len(rows)} syscalls: {summary}.", "",
+               "| NR | Name | Support | Note |", "|---:|------|---------|------|"]
+        out += [f"| {nr} | {name} | {sup} | {note.replace('|', chr(92) + '|')} |"
+                for nr, name, sup, note in rows]
+        return "\n".join(out) + "\n"
+    name_w = max(len("NAME"), *(len(r[1]) for r in rows))
+    sup_w = max(len("SUPPORT"), *(len(r[2]) for r in rows))
+    out = [f"{'NR':>3}  {'NAME':<{name_w}}  {'SUPPORT':<{sup_w}}  NOTE"]
+    out += [f"{nr:>3}  {name:<{name_w}}  {sup:<{sup_w}}  {note}".rstrip() for nr, name, sup, note in rows]
+    return "\n".join(out) + "\n"
