@@ -30,12 +30,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int tap_planned = -1;
-static int tap_count;
-static int tap_failures;
+__attribute__((unused)) static int tap_planned = -1;
+__attribute__((unused)) static int tap_count;
+__attribute__((unused)) static int tap_failures;
 
 /* Write the whole buffer to fd 1, retrying on short writes. */
-static void tap_write(const char *buf, size_t len)
+__attribute__((unused)) static void tap_write(const char *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = syscall(SYS_write, 1, buf, len);
@@ -46,7 +46,7 @@ static void tap_write(const char *buf, size_t len)
 	}
 }
 
-static __attribute__((format(printf, 1, 2))) void tap_printf(const char *fmt, ...)
+__attribute__((unused)) static __attribute__((format(printf, 1, 2))) void tap_printf(const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -62,14 +62,14 @@ static __attribute__((format(printf, 1, 2))) void tap_printf(const char *fmt, ..
 	tap_write(buf, (size_t)n);
 }
 
-static void tap_plan(int n)
+__attribute__((unused)) static void tap_plan(int n)
 {
 	tap_planned = n;
 	tap_printf("1..%d\n", n);
 }
 
 /* A symbolic errno name ("ENOENT"), or the number if glibc has no name. */
-static const char *errno_name(int e)
+__attribute__((unused)) static const char *errno_name(int e)
 {
 	static char buf[16];
 	const char *s;
@@ -84,7 +84,7 @@ static const char *errno_name(int e)
 }
 
 /* Report one result: `ok N - name` or `not ok N - name # detail`. */
-static void tap_result(int pass, const char *detail, const char *fmt, va_list ap)
+__attribute__((unused)) static void tap_result(int pass, const char *detail, const char *fmt, va_list ap)
 {
 	char name[512];
 
@@ -98,7 +98,7 @@ static void tap_result(int pass, const char *detail, const char *fmt, va_list ap
 	}
 }
 
-static __attribute__((format(printf, 3, 4))) int
+__attribute__((unused)) static __attribute__((format(printf, 3, 4))) int
 tap_check(int pass, const char *detail, const char *fmt, ...)
 {
 	va_list ap;
@@ -109,7 +109,7 @@ tap_check(int pass, const char *detail, const char *fmt, ...)
 	return pass;
 }
 
-static __attribute__((format(printf, 3, 4))) int
+__attribute__((unused)) static __attribute__((format(printf, 3, 4))) int
 tap_ok(long ret, int err, const char *fmt, ...)
 {
 	char detail[128];
@@ -123,7 +123,7 @@ tap_ok(long ret, int err, const char *fmt, ...)
 	return pass;
 }
 
-static __attribute__((format(printf, 4, 5))) int
+__attribute__((unused)) static __attribute__((format(printf, 4, 5))) int
 tap_errno(long ret, int err, int want, const char *fmt, ...)
 {
 	char detail[128];
@@ -142,7 +142,7 @@ tap_errno(long ret, int err, int want, const char *fmt, ...)
 	return pass;
 }
 
-static __attribute__((format(printf, 3, 4))) int
+__attribute__((unused)) static __attribute__((format(printf, 3, 4))) int
 tap_eq(long got, long want, const char *fmt, ...)
 {
 	char detail[128];
@@ -157,7 +157,7 @@ tap_eq(long got, long want, const char *fmt, ...)
 	return pass;
 }
 
-static __attribute__((format(printf, 4, 5))) int
+__attribute__((unused)) static __attribute__((format(printf, 4, 5))) int
 tap_mem(const void *got, const void *want, size_t len, const char *fmt, ...)
 {
 	char detail[128];
@@ -202,7 +202,7 @@ tap_mem(const void *got, const void *want, size_t len, const char *fmt, ...)
 #define tap_note(...) (tap_write("# ", 2), tap_printf(__VA_ARGS__), tap_write("\n", 1))
 
 /* End of the program: exit status 0 only if every planned check ran and passed. */
-static int tap_done(void)
+__attribute__((unused)) static int tap_done(void)
 {
 	if (tap_planned != tap_count) {
 		tap_printf("# planned %d checks but ran %d\n", tap_planned, tap_count);
@@ -215,7 +215,7 @@ static int tap_done(void)
  * A pointer that is never mapped (in the first page of the address space).
  * Read through a volatile so the compiler cannot see it and warn.
  */
-static void *volatile tap_bad_ptr_ = (void *)1;
+__attribute__((unused)) static void *volatile tap_bad_ptr_ = (void *)1;
 #define BAD_PTR ((void *)tap_bad_ptr_)
 
 #endif
