@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""getpid latency: the cost of one trapped system call, side by side.
+
+Every contestant runs the same static program, bench/c/getpid_loop.c, which
+makes N raw syscall(SYS_getpid) calls and prints ns_per_call measured inside
+itself (start-up excluded).  Contestants:
+
+  native              the program on the host kernel
+  C floor             bench/c/sysemu_floor.c: a minimal C tracer answering
+                      getpid under PTRACE_SYSEMU (the physical floor of any
+                      ptrace sandbox on this machine)
+  C floor (pinned)    the same, tracer and tracee on one CPU
+  runsc-py            runsc-py do -- getpid_loop N (the Python Sentry)
+  runsc-py (pinned)   the same, the whole sandbox confined to one CPU
+  proot, proot (pinned)   when proot is installed
+  UML                 User-Mode Linux, when a `linux` binary is installed
+
+    python3 bench/getpid.py [--iterations N] [--repeat R] [--json] [--only NAME]
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Benchmark, Contestant  # noqa: E402
+
+BENCH = Benchmark(
+    name="getpid",
+    title="getpid latency: ns per raw syscall(SYS_getpid), measured inside the program",
+    metric="ns_per_call",
+    unit="ns/call",
+    references=("native", "C floor", "C floor (pinned)"),
+)
+
+
+def uml_contestant(loop: str) -> Contestant:
+    """User-Mode Linux: boot a UML kernel on the host's / (hostfs) with the
+    benchmark program as init.  Only when a UML `linux` binary exists."""
+    uml = shutil.which("linux") or shutil.which("linux.uml")
+    if not uml:
+        return Contestant("UML", None, skip="no User-Mode Linux kernel installed "
+                          "(apt-get install user-mode-linux provides /usr/bin/linux)")
+
+    def argv(n: int) -> list[str]:
+        # the kernel hands the words after "--" to init as its arguments;
+        # init's output reaches us through the console on our stdout.
+        return [uml, "mem=256M", "rootfstype=hostfs", "rootflags=/", "ro",
+                f"init={loop}", "con=null", "con0=null,fd:1", "quiet",
+                "--", str(n)]
+    # init exits -> the UML kernel panics and stops with some status; the
+    # printed number is all that matters.
+    return Contestant("UML", argv, iterations=20_000, ok_returncodes=None,
+                      note="init=getpid_loop on hostfs")
+
+
+def contestants(args) -> list[Contestant]:
+    loop = harness.build_c("getpid_loop")
+    floor = harness.build_c("sysemu_floor")
+    cpu = harness.first_cpu()
+
+    runsc = shlex.split(args.runsc_py) if args.runsc_py else \
+        [sys.executable, "-m", "runsc_py.cli"]
+    pypath = os.pathsep.join(p for p in (harness.REPO_DIR, os.environ.get("PYTHONPATH")) if p)
+    runsc_env = {"PYTHONPATH": pypath}
+
+    cs = [
+        Contestant("native", lambda n: [loop, str(n)], iterations=2_000_000),
+        Contestant("C floor", lambda n: [floor, loop, str(n)], iterations=20_000,
+                   note="PTRACE_SYSEMU"),
+        Contestant("C floor (pinned)", lambda n: [floor, f"--pin={cpu}", loop, str(n)],
+                   iterations=200_000, cpu=cpu, note="PTRACE_SYSEMU"),
+        Contestant("runsc-py", lambda n: [*runsc, "do", "--", loop, str(n)],
+                   iterations=10_000, env=runsc_env),
+        Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", loop, str(n)],
+                   iterations=10_000, env=runsc_env, cpu=cpu),
+    ]
+    proot = shutil.which("proot")
+    if proot:
+        cs += [
+            Contestant("proot", lambda n: [proot, loop, str(n)], iterations=20_000),
+            Contestant("proot (pinned)", lambda n: [proot, loop, str(n)],
+                       iterations=100_000, cpu=cpu),
+        ]
+    else:
+        cs.append(Contestant("proot", None, skip="proot not installed"))
+    cs.append(uml_contestant(loop))
+    return cs
+
+
+def main(argv=None) -> int:
+    parser = harness.arg_parser(BENCH, __doc__.split("\n\n")[0])
+    parser.add_argument("--runsc-py", metavar="CMD", default=None,
+                        help="command that runs runsc-py (default: "
+                             "'python3 -m runsc_py.cli' from this tree)")
+    return harness.main(BENCH, contestants, argv, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
