@@ -13,6 +13,7 @@
  *   check_errno(expr, ERRNO, name...)       expr == -1 and errno == ERRNO
  *   check_eq(got, expected, name...)        two integers are equal
  *   check_mem(got, expected, len, name...)  two byte ranges are equal
+ *   check_str(got, expected, name...)       two C strings are equal (NULL got fails)
  * `name...` is a printf format and its arguments.
  *
  * Raw syscall(SYS_x, ...) is used wherever libc might emulate a call or
@@ -177,6 +178,20 @@ tap_mem(const void *got, const void *want, size_t len, const char *fmt, ...)
 	return pass;
 }
 
+__attribute__((unused)) static __attribute__((format(printf, 3, 4))) int
+tap_str(const char *got, const char *want, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	int pass = got && strcmp(got, want) == 0;
+
+	snprintf(detail, sizeof(detail), "got \"%s\", expected \"%s\"", got ? got : "(null)", want);
+	va_start(ap, fmt);
+	tap_result(pass, detail, fmt, ap);
+	va_end(ap);
+	return pass;
+}
+
 #define check(cond, ...) tap_check(!!(cond), "condition false: " #cond, __VA_ARGS__)
 
 #define check_ok(expr, ...) __extension__({				\
@@ -197,6 +212,8 @@ tap_mem(const void *got, const void *want, size_t len, const char *fmt, ...)
 #define check_eq(got, want, ...) tap_eq((long)(got), (long)(want), __VA_ARGS__)
 
 #define check_mem(got, want, len, ...) tap_mem((got), (want), (len), __VA_ARGS__)
+
+#define check_str(got, want, ...) tap_str((got), (want), __VA_ARGS__)
 
 /* A line of commentary; it does not count as a test. */
 #define tap_note(...) (tap_write("# ", 2), tap_printf(__VA_ARGS__), tap_write("\n", 1))
