@@ -19,10 +19,12 @@ itself (start-up excluded).  Contestants:
 """
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -45,16 +47,32 @@ def uml_contestant(loop: str) -> Contestant:
         return Contestant("UML", None, skip="no User-Mode Linux kernel installed "
                           "(apt-get install user-mode-linux provides /usr/bin/linux)")
 
+    # UML keeps a per-instance directory (default ~/.uml/<umid>) that a
+    # panicking kernel leaves behind: keep it in a temporary dir we remove.
+    uml_dir = tempfile.mkdtemp(prefix="bench-uml-")
+    atexit.register(shutil.rmtree, uml_dir, True)
+
     def argv(n: int) -> list[str]:
         # the kernel hands the words after "--" to init as its arguments;
         # init's output reaches us through the console on our stdout.
-        return [uml, "mem=256M", "rootfstype=hostfs", "rootflags=/", "ro",
+        return [uml, f"uml_dir={uml_dir}", "mem=256M", "rootfstype=hostfs", "rootflags=/", "ro",
                 f"init={loop}", "con=null", "con0=null,fd:1", "quiet",
                 "--", str(n)]
+    def diagnose(out: str, err: str, rc: int) -> str | None:
+        if "ptrace set fp regs failed" in out:
+            # seen with Debian's UML 6.1 on a host whose CPU has AMX: the
+            # host's xstate is larger than the buffer UML hands to ptrace.
+            return ("UML kernel cannot set its processes' FP registers on this "
+                    "host (ptrace set fp regs failed: EFAULT; large AMX xstate?)")
+        for line in out.splitlines():
+            if "Kernel panic" in line:
+                return line.strip()
+        return None
+
     # init exits -> the UML kernel panics and stops with some status; the
     # printed number is all that matters.
     return Contestant("UML", argv, iterations=20_000, ok_returncodes=None,
-                      note="init=getpid_loop on hostfs")
+                      diagnose=diagnose, note="init=getpid_loop on hostfs")
 
 
 def contestants(args) -> list[Contestant]:

@@ -113,7 +113,7 @@ class Benchmark:
     default_iterations: int = 100_000
     repeat: int = 3                 # samples per contestant (median shown)
     budget_s: float = 25.0          # later rounds are dropped past this
-    timeout_s: float = 120.0        # per process
+    timeout_s: float = 60.0         # per process
 
 
 @dataclass
@@ -127,6 +127,9 @@ class Contestant:
     skip: str | None = None         # reason: shown instead of running
     note: str = ""                  # shown in the table's last column
     ok_returncodes: Sequence[int] | None = (0,)   # None: any, if metric seen
+    # explains a failed run better than stderr's first line can:
+    # diagnose(stdout, stderr, returncode) -> reason or None
+    diagnose: Callable[[str, str, int], str | None] | None = None
 
 
 @dataclass
@@ -213,7 +216,8 @@ def run_once(bench: Benchmark, c: Contestant, iterations: int,
 
     ok_rc = c.ok_returncodes is None or p.returncode in c.ok_returncodes
     if not ok_rc or value is None:
-        why = _first_line(err) or _first_line(out)
+        why = (c.diagnose and c.diagnose(out, err, p.returncode)) \
+            or _first_line(err) or _first_line(out)
         if not ok_rc:
             why = why or f"exit status {p.returncode}"
         else:
