@@ -325,6 +325,7 @@ def format_table(bench: Benchmark, results: Sequence[Result]) -> str:
     ncols = len(headers)
     widths = [len(h) for h in headers]
     for row in rows:
+        widths[0] = max(widths[0], len(row[0]))
         if len(row) == ncols:
             for i, cell in enumerate(row[:-1]):
                 widths[i] = max(widths[i], len(cell))
