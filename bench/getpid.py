@@ -10,6 +10,8 @@ itself (start-up excluded).  Contestants:
                       getpid under PTRACE_SYSEMU (the physical floor of any
                       ptrace sandbox on this machine)
   C floor (pinned)    the same, tracer and tracee on one CPU
+  Python floor[ (pinned)]  bench/py_sysemu_floor.py: the same tracer in
+                      Python/ctypes, the cheapest conceivable Python Sentry loop
   runsc-py            runsc-py do -- getpid_loop N (the Python Sentry)
   runsc-py (pinned)   the same, the whole sandbox confined to one CPU
   proot, proot (pinned)   when proot is installed
@@ -78,6 +80,7 @@ def uml_contestant(loop: str) -> Contestant:
 def contestants(args) -> list[Contestant]:
     loop = harness.build_c("getpid_loop")
     floor = harness.build_c("sysemu_floor")
+    pyfloor = os.path.join(harness.BENCH_DIR, "py_sysemu_floor.py")
     cpu = harness.first_cpu()
 
     runsc = shlex.split(args.runsc_py) if args.runsc_py else \
@@ -91,6 +94,10 @@ def contestants(args) -> list[Contestant]:
                    note="PTRACE_SYSEMU"),
         Contestant("C floor (pinned)", lambda n: [floor, f"--pin={cpu}", loop, str(n)],
                    iterations=200_000, cpu=cpu, note="PTRACE_SYSEMU"),
+        Contestant("Python floor", lambda n: [sys.executable, pyfloor, loop, str(n)],
+                   iterations=20_000, note="ctypes PTRACE_SYSEMU loop"),
+        Contestant("Python floor (pinned)", lambda n: [sys.executable, pyfloor, loop, str(n)],
+                   iterations=100_000, cpu=cpu, note="ctypes PTRACE_SYSEMU loop"),
         Contestant("runsc-py", lambda n: [*runsc, "do", "--", loop, str(n)],
                    iterations=10_000, env=runsc_env),
         Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", loop, str(n)],
