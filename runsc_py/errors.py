@@ -44,7 +44,7 @@ class ErrorLog:
 
     def _entry(self, level: str, msg: str) -> str:
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": _now_rfc3339()})
+            return json.dumps({"level": level, "msg": msg, "time": _now_rfc3339()}, separators=(",", ":"))
         return f'time="{_now_rfc3339()}" level={level} msg={json.dumps(msg)}'
 
     def _append(self, line: str) -> bool:

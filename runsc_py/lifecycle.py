@@ -161,15 +161,14 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
             status = run_sandbox_guarded(cfg, opts.debug_fd)
         except BaseException as e:   # noqa: BLE001 -- the child must always reach os._exit
             message = e.message if isinstance(e, UserError) else describe(e)
-            try:
+            try:    # `create` is still waiting: it reports the error (one line)
                 os.write(err_w, message.encode()[:4000])
             except OSError:
-                pass
-            # If `create` already returned, its stderr is the container's: say it there.
-            try:
-                os.write(2, f"runsc-py: {message}\n".encode())
-            except OSError:
-                pass
+                # EPIPE: `create` has returned; our stderr is the container's, say it there.
+                try:
+                    os.write(2, f"runsc-py: {message}\n".encode())
+                except OSError:
+                    pass
             status = 1
     finally:
         os._exit(status)

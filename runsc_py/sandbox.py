@@ -32,7 +32,10 @@ def load_run_sandbox() -> Callable[[SandboxConfig], int]:
 
 def describe(e: BaseException) -> str:
     """One line saying what went wrong inside the Sentry."""
-    text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.strerror:
+        text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    else:
+        text = str(e).strip() or type(e).__name__
     return " ".join(text.split())
 
 
