@@ -1,0 +1,552 @@
+"""The Gofer's serving loop: file operations on held descriptors, answered over one socket.
+
+What a handle is
+----------------
+A handle names a ``Node``: one ``O_PATH|O_NOFOLLOW`` descriptor for one file
+of the served tree (gVisor's LISAFS calls it a ControlFD).  Nodes are only
+ever made by opening a single, validated component relative to a directory
+Node (``openat2`` with ``RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+RESOLVE_NO_MAGICLINKS``, or ``openat(O_NOFOLLOW)`` on older kernels), starting
+from the root the Gofer was chrooted into.  No request carries a path, no
+symlink is ever followed (a symlink becomes a Node of its own and the Sentry
+resolves it), so no request can name a file outside the tree.
+
+Opening a file for I/O
+----------------------
+An ``O_PATH`` descriptor cannot be read, and it cannot be reopened without a
+path: ``openat(fd, "")`` does not exist, and ``/proc/self/fd/N`` is a magic
+link that we refuse to depend on (it is how container escapes are made, and
+the chroot has no /proc anyway).  So:
+
+* a directory is reopened as ``openat(node_fd, ".")``: the same directory by
+  construction, whatever happened to its name since;
+* any other file remembers the directory Node it was found in and its name,
+  and is reopened as that one component with ``O_NOFOLLOW``.  The name may
+  have been replaced since the walk, so the opened descriptor's (st_dev,
+  st_ino) must equal the Node's, or the answer is ESTALE.  Renames made
+  through the Gofer update the remembered (directory, name) of every Node
+  they move (``_names`` index), so the Sentry's handles stay valid across
+  rename(2) as its dentries do.  Only non-directories keep a parent, so a
+  Node keeps at most one other descriptor alive and the descriptor count is
+  bounded by twice the handle cap.
+
+Device nodes are never opened (EPERM): the Sentry serves /dev itself, and a
+device node in an image must not hand the sandbox a host device.  FIFOs are
+opened with O_NONBLOCK, because the Gofer is one thread and an open(2) of a
+FIFO without a peer would block every other request; the Sentry does the
+blocking.
+
+Trade-offs
+----------
+* Single threaded, one request at a time, no locks: the Sentry is single
+  threaded too, and host file operations on a local tree are fast next to the
+  socket round trip.
+* A write request that fails half way (created, then chown refused) is undone
+  where it can be (the new entry is unlinked) so the Sentry never sees a file
+  it was told was not made.
+* Any exception a handler raises becomes an errno reply (EIO if it is not an
+  OSError) and is counted in ``statistics()``: a bug in one operation must not
+  take a container's whole filesystem down.
+"""
+from __future__ import annotations
+
+import array
+import errno
+import os
+import socket
+import stat as st_
+from typing import Any, Callable
+
+from gofer import hostcalls
+from gofer.protocol import (AT_REMOVEDIR, GETDENTS_BUFFER, MAX_MESSAGE, MUTATING_OPS,
+                            RENAME_EXCHANGE, RENAME_NOREPLACE, STATFS_FIELDS, UTIME_NOW,
+                            UTIME_OMIT, WALK_MISSING, WALK_OK, WALK_SYMLINK, Op, ProtocolError,
+                            decode_request, encode, stat_to_wire)
+
+DEFAULT_MAX_HANDLES = 10000
+OPEN_FLAGS = os.O_ACCMODE | os.O_DIRECTORY | os.O_APPEND | os.O_NONBLOCK | os.O_TRUNC
+CREATE_FLAGS = os.O_ACCMODE | os.O_EXCL | os.O_APPEND | os.O_NONBLOCK | os.O_TRUNC
+NO_CHANGE_ID = 0xFFFFFFFF               # chown(2)'s (uid_t)-1
+
+
+class Node:
+    """One file of the served tree, held as an O_PATH|O_NOFOLLOW descriptor.
+
+    `parent`/`name` (non-directories only) say where to reopen it for I/O.
+    `refs` counts the handles naming it plus the Nodes whose parent it is; at
+    zero the descriptor is closed.
+    """
+    __slots__ = ("fd", "kind", "ident", "parent", "name", "refs")
+
+    def __init__(self, fd: int, st: os.stat_result, parent: Node | None, name: bytes) -> None:
+        self.fd = fd
+        self.kind = st_.S_IFMT(st.st_mode)
+        self.ident = (st.st_dev, st.st_ino)
+        self.parent = parent
+        self.name = name
+        self.refs = 0
+
+
+Reply = tuple[list[Any], "int | None"]
+
+
+class GoferServer:
+    """Serves one tree, rooted at the O_PATH directory `root_fd`, on `sock` until EOF."""
+
+    def __init__(self, sock: socket.socket, root_fd: int, readonly: bool = False,
+                 max_handles: int = DEFAULT_MAX_HANDLES) -> None:
+        self._sock = sock
+        self._readonly = readonly
+        self._max_handles = max_handles
+        self._handles: dict[int, Node] = {}
+        self._free: list[int] = []
+        self._next_handle = 1
+        # (dev, ino) of a directory + name -> non-directory Nodes remembered under it.
+        self._names: dict[tuple[int, int, bytes], set[Node]] = {}
+        self._root = Node(root_fd, os.stat(root_fd), None, b"")
+        self._root.refs = 1                          # the server's own reference
+        self._dirents = hostcalls.DirentReader(GETDENTS_BUFFER)
+        self._stats = {"requests": 0, "errors": 0, "internal_errors": 0}
+        self._ops: dict[Op, Callable[..., Reply]] = {
+            Op.MOUNT: self.mount, Op.WALK_STAT: self.walk_stat, Op.OPEN_AT: self.open_at,
+            Op.GETDENTS64: self.getdents64, Op.READLINK_AT: self.readlink_at,
+            Op.FSTAT: self.fstat, Op.CLOSE: self.close, Op.OPEN_CREATE_AT: self.open_create_at,
+            Op.MKDIR_AT: self.mkdir_at, Op.MKNOD_AT: self.mknod_at,
+            Op.SYMLINK_AT: self.symlink_at, Op.LINK_AT: self.link_at,
+            Op.UNLINK_AT: self.unlink_at, Op.RENAME_AT: self.rename_at,
+            Op.SET_STAT: self.set_stat, Op.FSTATFS: self.fstatfs, Op.FSYNC: self.fsync,
+        }
+
+    # ---- the loop ----
+
+    def serve(self) -> int:
+        """Answer requests until the peer closes the socket; return the exit status (0)."""
+        sock = self._sock
+        while True:
+            # No ancillary buffer: descriptors a client attaches are discarded by the kernel.
+            try:
+                data, _, msg_flags, _ = sock.recvmsg(MAX_MESSAGE)
+            except (ConnectionResetError, BrokenPipeError):
+                return 0
+            if not data:
+                # EOF.  (A zero-length SEQPACKET message reads the same; only the Sentry can
+                # send one, and ending its own file server is all it achieves.)
+                return 0
+            reply, fd = self.handle_message(data, msg_flags)
+            try:
+                if fd is None:
+                    sock.sendmsg([encode(reply)], [], socket.MSG_NOSIGNAL)
+                else:
+                    sock.sendmsg([encode(reply)],
+                                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))],
+                                 socket.MSG_NOSIGNAL)
+            except (ConnectionResetError, BrokenPipeError):
+                return 0
+            finally:
+                if fd is not None:
+                    os.close(fd)
+
+    def handle_message(self, data: bytes, msg_flags: int = 0) -> Reply:
+        """Decode, check and run one request; every failure is an errno reply."""
+        self._stats["requests"] += 1
+        try:
+            if msg_flags & socket.MSG_TRUNC:
+                raise ProtocolError(errno.EMSGSIZE, "request too large")
+            op, args = decode_request(data)
+            if self._readonly and op in MUTATING_OPS:
+                raise ProtocolError(errno.EROFS)
+            return self._ops[op](*args)
+        except ProtocolError as e:
+            err = e.errno
+        except OSError as e:
+            err = e.errno or errno.EIO
+        except Exception:  # noqa: BLE001 - a handler bug answers EIO instead of killing the Gofer
+            self._stats["internal_errors"] += 1
+            err = errno.EIO
+        self._stats["errors"] += 1
+        return [err], None
+
+    def statistics(self) -> dict[str, int]:
+        """Counters for debugging: requests, error replies, handler bugs, live handles."""
+        return dict(self._stats, handles=len(self._handles))
+
+    # ---- handles and nodes ----
+
+    def _node(self, handle: int) -> Node:
+        try:
+            return self._handles[handle]
+        except KeyError:
+            raise OSError(errno.EBADF, "unknown handle") from None
+
+    def _dir(self, handle: int) -> Node:
+        node = self._node(handle)
+        if node.kind != st_.S_IFDIR:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        return node
+
+    def _add_handle(self, node: Node) -> int:
+        if len(self._handles) >= self._max_handles:
+            raise OSError(errno.EMFILE, "too many gofer handles")
+        if self._free:
+            handle = self._free.pop()
+        else:
+            handle = self._next_handle
+            self._next_handle += 1
+        self._handles[handle] = node
+        node.refs += 1
+        return handle
+
+    def _close_handle(self, handle: int) -> None:
+        node = self._handles.pop(handle)
+        self._free.append(handle)
+        self._release(node)
+
+    def _release(self, node: Node) -> None:
+        node.refs -= 1
+        if node.refs:
+            return
+        os.close(node.fd)
+        parent = node.parent
+        if parent is not None:
+            self._unindex(node)
+            self._release(parent)
+
+    def _index(self, node: Node) -> None:
+        assert node.parent is not None
+        self._names.setdefault((*node.parent.ident, node.name), set()).add(node)
+
+    def _unindex(self, node: Node) -> None:
+        assert node.parent is not None
+        key = (*node.parent.ident, node.name)
+        nodes = self._names.get(key)
+        if nodes is not None:
+            nodes.discard(node)
+            if not nodes:
+                del self._names[key]
+
+    def _new_handle(self, fd: int, parent: Node, name: bytes) -> tuple[int, os.stat_result]:
+        """Make a Node of the O_PATH `fd`, found as `name` in `parent`, and a handle for it.
+
+        Takes ownership of `fd` (closed on failure).
+        """
+        try:
+            st = os.stat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        node = Node(fd, st, None, name)
+        if node.kind != st_.S_IFDIR:
+            node.parent = parent
+            parent.refs += 1
+            self._index(node)
+        node.refs = 1                        # held while we try to add the handle
+        try:
+            return self._add_handle(node), st
+        finally:
+            self._release(node)
+
+    def _lookup(self, parent: Node, name: bytes) -> int:
+        return hostcalls.open_beneath(parent.fd, name, os.O_PATH)
+
+    def _reopen(self, node: Node, flags: int) -> int:
+        """A new I/O descriptor for `node`, opened with `flags` (see the module comment)."""
+        kind = node.kind
+        if kind == st_.S_IFLNK:
+            raise OSError(errno.ELOOP, "is a symbolic link")
+        if kind == st_.S_IFDIR:
+            return hostcalls.open_beneath(node.fd, b".", flags)
+        if kind in (st_.S_IFCHR, st_.S_IFBLK):
+            raise OSError(errno.EPERM, "gofer does not open device files")
+        if kind == st_.S_IFIFO:
+            flags |= os.O_NONBLOCK
+        assert node.parent is not None
+        fd = hostcalls.open_beneath(node.parent.fd, node.name, flags)
+        try:
+            st = os.stat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if (st.st_dev, st.st_ino) != node.ident:
+            os.close(fd)
+            raise OSError(errno.ESTALE, "file was replaced")
+        return fd
+
+    # ---- read operations ----
+
+    def mount(self) -> Reply:
+        handle = self._add_handle(self._root)
+        return [0, handle, stat_to_wire(os.stat(self._root.fd))], None
+
+    def walk_stat(self, handle: int, names: list[bytes]) -> Reply:
+        cur = self._node(handle)
+        entries: list[list[Any]] = []
+        made: list[int] = []
+        status = WALK_OK
+        try:
+            for name in names:
+                if cur.kind != st_.S_IFDIR:
+                    raise OSError(errno.ENOTDIR, "not a directory")
+                try:
+                    fd = self._lookup(cur, name)
+                except FileNotFoundError:
+                    status = WALK_MISSING
+                    break
+                h, st = self._new_handle(fd, cur, name)
+                made.append(h)
+                entries.append([h, stat_to_wire(st)])
+                cur = self._handles[h]
+                if cur.kind == st_.S_IFLNK:
+                    status = WALK_SYMLINK
+                    break
+        except OSError:
+            for h in made:
+                self._close_handle(h)
+            raise
+        return [0, status, entries], None
+
+    def open_at(self, handle: int, flags: int) -> Reply:
+        if flags & ~OPEN_FLAGS or flags & os.O_ACCMODE == os.O_ACCMODE:
+            raise OSError(errno.EINVAL, "bad open flags")
+        if self._readonly and (flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC):
+            raise OSError(errno.EROFS, "read-only file system")
+        return [0], self._reopen(self._node(handle), flags)
+
+    def getdents64(self, handle: int, cookie: int) -> Reply:
+        fd = hostcalls.open_beneath(self._dir(handle).fd, b".", os.O_RDONLY | os.O_DIRECTORY)
+        out: list[Any] = []
+        eof = False
+        try:
+            if cookie:
+                os.lseek(fd, cookie, os.SEEK_SET)
+            room = GETDENTS_BUFFER
+            while room >= 1024:
+                ents, used = self._dirents.read(fd, room)
+                if not ents:
+                    eof = True
+                    break
+                for ino, dtype, name, _ in ents:
+                    out += (ino, dtype, name)
+                cookie = ents[-1][3]
+                room -= used
+        finally:
+            os.close(fd)
+        return [0, out, cookie, eof], None
+
+    def readlink_at(self, handle: int) -> Reply:
+        node = self._node(handle)
+        if node.kind != st_.S_IFLNK:
+            raise OSError(errno.EINVAL, "not a symbolic link")
+        return [0, os.readlink(b"", dir_fd=node.fd)], None
+
+    def fstat(self, handle: int) -> Reply:
+        return [0, stat_to_wire(os.stat(self._node(handle).fd))], None
+
+    def close(self, handles: list[int]) -> Reply:
+        unknown = False
+        for h in handles:
+            if h in self._handles:
+                self._close_handle(h)
+            else:
+                unknown = True
+        if unknown:
+            raise OSError(errno.EBADF, "unknown handle")
+        return [0], None
+
+    def fstatfs(self, handle: int) -> Reply:
+        fs = hostcalls.fstatfs(self._node(handle).fd)
+        return [0, [fs[k] for k in STATFS_FIELDS]], None
+
+    def fsync(self, handle: int) -> Reply:
+        node = self._node(handle)
+        if node.kind not in (st_.S_IFREG, st_.S_IFDIR):
+            raise OSError(errno.EINVAL, "cannot fsync this file type")
+        fd = self._reopen(node, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return [0], None
+
+    # ---- write operations (MUTATING_OPS: refused with EROFS when read-only) ----
+
+    def _finish_create(self, parent: Node, name: bytes, uid: int, gid: int, mode: int | None,
+                       undo: Callable[[], None]) -> tuple[int, os.stat_result]:
+        """Give the entry just made as `name` in `parent` its owner, and a handle.
+
+        chown(2) clears set-id bits, so `mode` (when it has any) is applied again
+        afterwards.  On failure the entry is removed with `undo` and the error raised.
+        """
+        try:
+            h, _ = self._new_handle(self._lookup(parent, name), parent, name)
+        except OSError:
+            undo()
+            raise
+        node = self._handles[h]
+        try:
+            hostcalls.fchown_empty(node.fd, uid, gid)
+            if mode is not None and mode & 0o7000:
+                self._set_mode(node, mode)
+            return h, os.stat(node.fd)
+        except OSError:
+            self._close_handle(h)
+            undo()
+            raise
+
+    def open_create_at(self, dir_handle: int, name: bytes, flags: int, mode: int, uid: int,
+                       gid: int) -> Reply:
+        if flags & ~CREATE_FLAGS or flags & os.O_ACCMODE == os.O_ACCMODE:
+            raise OSError(errno.EINVAL, "bad open flags")
+        parent = self._dir(dir_handle)
+        mode &= 0o7777
+        for _ in range(8):  # create, or open what exists; retried while the name flickers
+            try:
+                fd = hostcalls.open_beneath(parent.fd, name, flags | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                if flags & os.O_EXCL:
+                    raise
+            else:
+                return self._created_file(parent, name, fd, uid, gid, mode)
+            try:
+                h, st = self._new_handle(self._lookup(parent, name), parent, name)
+            except FileNotFoundError:
+                continue
+            try:
+                if st_.S_ISDIR(st.st_mode):
+                    raise OSError(errno.EISDIR, "is a directory")
+                fd = self._reopen(self._handles[h], flags)
+            except OSError:
+                self._close_handle(h)
+                raise
+            return [0, h, stat_to_wire(os.stat(fd))], fd
+        raise OSError(errno.ENOENT, "entry keeps disappearing")
+
+    def _created_file(self, parent: Node, name: bytes, fd: int, uid: int, gid: int,
+                      mode: int) -> Reply:
+        def undo() -> None:
+            os.close(fd)
+            os.unlink(name, dir_fd=parent.fd)
+        try:
+            os.fchown(fd, uid, gid)
+            if mode & 0o7000:
+                os.fchmod(fd, mode)
+            path_fd = self._lookup(parent, name)
+        except OSError:
+            undo()
+            raise
+        try:
+            h, st = self._new_handle(path_fd, parent, name)
+            if not os.path.samestat(st, os.stat(fd)):
+                self._close_handle(h)
+                raise OSError(errno.ESTALE, "created file was replaced")
+        except OSError:
+            os.close(fd)
+            raise
+        return [0, h, stat_to_wire(st)], fd
+
+    def mkdir_at(self, dir_handle: int, name: bytes, mode: int, uid: int, gid: int) -> Reply:
+        parent = self._dir(dir_handle)
+        os.mkdir(name, mode & 0o7777, dir_fd=parent.fd)
+        h, st = self._finish_create(parent, name, uid, gid, mode & 0o7777,
+                                    lambda: os.rmdir(name, dir_fd=parent.fd))
+        return [0, h, stat_to_wire(st)], None
+
+    def mknod_at(self, dir_handle: int, name: bytes, mode: int, uid: int, gid: int) -> Reply:
+        if st_.S_IFMT(mode) not in (st_.S_IFIFO, st_.S_IFSOCK):
+            raise OSError(errno.EPERM, "only fifos and sockets")
+        parent = self._dir(dir_handle)
+        os.mknod(name, st_.S_IFMT(mode) | (mode & 0o7777), 0, dir_fd=parent.fd)
+        h, st = self._finish_create(parent, name, uid, gid, mode & 0o7777,
+                                    lambda: os.unlink(name, dir_fd=parent.fd))
+        return [0, h, stat_to_wire(st)], None
+
+    def symlink_at(self, dir_handle: int, name: bytes, target: bytes, uid: int, gid: int) -> Reply:
+        parent = self._dir(dir_handle)
+        os.symlink(target, name, dir_fd=parent.fd)
+        h, st = self._finish_create(parent, name, uid, gid, None,
+                                    lambda: os.unlink(name, dir_fd=parent.fd))
+        return [0, h, stat_to_wire(st)], None
+
+    def link_at(self, dir_handle: int, name: bytes, target_handle: int) -> Reply:
+        parent = self._dir(dir_handle)
+        target = self._node(target_handle)
+        if target.kind == st_.S_IFDIR:
+            raise OSError(errno.EPERM, "hard link to a directory")
+        hostcalls.link_empty(target.fd, parent.fd, name)
+        h, st = self._new_handle(self._lookup(parent, name), parent, name)
+        if self._handles[h].ident != target.ident:
+            self._close_handle(h)
+            raise OSError(errno.ESTALE, "new link was replaced")
+        return [0, h, stat_to_wire(st)], None
+
+    def unlink_at(self, dir_handle: int, name: bytes, flags: int) -> Reply:
+        if flags & ~AT_REMOVEDIR:
+            raise OSError(errno.EINVAL, "bad unlink flags")
+        parent = self._dir(dir_handle)
+        if flags & AT_REMOVEDIR:
+            os.rmdir(name, dir_fd=parent.fd)
+        else:
+            os.unlink(name, dir_fd=parent.fd)
+        # Nodes still remembered under this name would be "moved" by a later rename onto it.
+        self._names.pop((*parent.ident, name), None)
+        return [0], None
+
+    def rename_at(self, old_dir: int, old_name: bytes, new_dir: int, new_name: bytes,
+                  flags: int) -> Reply:
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) or flags == RENAME_NOREPLACE | RENAME_EXCHANGE:
+            raise OSError(errno.EINVAL, "bad rename flags")
+        old_parent, new_parent = self._dir(old_dir), self._dir(new_dir)
+        hostcalls.renameat2(old_parent.fd, old_name, new_parent.fd, new_name, flags)
+        old_key, new_key = (*old_parent.ident, old_name), (*new_parent.ident, new_name)
+        if old_key == new_key:
+            return [0], None
+        moved = self._names.pop(old_key, set())
+        displaced = self._names.pop(new_key, set())
+        self._move(moved, new_parent, new_name)
+        if flags & RENAME_EXCHANGE:
+            self._move(displaced, old_parent, old_name)
+        return [0], None
+
+    def _move(self, nodes: set[Node], parent: Node, name: bytes) -> None:
+        for node in nodes:
+            old = node.parent
+            assert old is not None
+            node.parent, node.name = parent, name
+            parent.refs += 1
+            self._index(node)
+            self._release(old)
+
+    def set_stat(self, handle: int, mode: int | None, uid: int | None, gid: int | None,
+                 size: int | None, atime_ns: int | None, mtime_ns: int | None) -> Reply:
+        node = self._node(handle)
+        # Owner first: chown(2) clears set-id bits, so a mode given alongside must come after.
+        if uid is not None or gid is not None:
+            hostcalls.fchown_empty(node.fd, NO_CHANGE_ID if uid is None else uid,
+                                   NO_CHANGE_ID if gid is None else gid)
+        if mode is not None:
+            self._set_mode(node, mode & 0o7777)
+        if size is not None:
+            if node.kind == st_.S_IFDIR:
+                raise OSError(errno.EISDIR, "is a directory")
+            if node.kind != st_.S_IFREG:
+                raise OSError(errno.EINVAL, "not a regular file")
+            fd = self._reopen(node, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+        if atime_ns is not None or mtime_ns is not None:
+            hostcalls.utimens_empty(node.fd, UTIME_OMIT if atime_ns is None else atime_ns,
+                                    UTIME_OMIT if mtime_ns is None else mtime_ns,
+                                    UTIME_NOW, UTIME_OMIT)
+        return [0, stat_to_wire(os.stat(node.fd))], None
+
+    def _set_mode(self, node: Node, mode: int) -> None:
+        if node.kind == st_.S_IFLNK:
+            raise OSError(errno.EOPNOTSUPP, "symlinks have no mode")
+        if hostcalls.fchmod_empty(node.fd, mode):
+            return
+        fd = self._reopen(node, os.O_RDONLY)    # kernels before fchmodat2 (6.6)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
