@@ -334,6 +334,39 @@ def ps(fmt: str, container_id: str, ps_args: tuple[str, ...]) -> None:
         click.echo(lifecycle.ps_table(pids, list(ps_args)), nl=False)
 
 
+# ------------------------------------------------------------------ install
+
+@cli.command(name="install", context_settings=CONTEXT)
+@click.option("--config-file", default=None, metavar="PATH",
+              help="Docker daemon configuration to edit  [default: /etc/docker/daemon.json].")
+@click.option("--runtime", default=None, metavar="NAME", help="Runtime name to register  [default: runsc-py].")
+@click.option("--path", "exe", default=None, metavar="FILE",
+              help="Runtime executable to register (default: the installed runsc-py).")
+@click.argument("runtime_args", nargs=-1, metavar="[-- RUNTIME_ARGS]...")
+def install_cmd(config_file: str | None, runtime: str | None, exe: str | None,
+                runtime_args: tuple[str, ...]) -> None:
+    """Register runsc-py as a Docker runtime in daemon.json (other keys are kept).
+
+    RUNTIME_ARGS (e.g. `-- --platform=kvm`) become the runtime's runtimeArgs.
+    """
+    from runsc_py import install
+    path = install.runtime_path(exe)
+    target = config_file or install.DEFAULT_DAEMON_JSON
+    name = runtime or install.DEFAULT_RUNTIME
+    install.install(target, name, path, list(runtime_args))
+    click.echo(f"runtime {name} ({path}) added to {target}; restart dockerd to use it", err=True)
+
+
+@cli.command(name="uninstall", context_settings=CONTEXT)
+@click.option("--config-file", default=None, metavar="PATH",
+              help="Docker daemon configuration to edit  [default: /etc/docker/daemon.json].")
+@click.option("--runtime", default=None, metavar="NAME", help="Runtime name to remove  [default: runsc-py].")
+def uninstall_cmd(config_file: str | None, runtime: str | None) -> None:
+    """Remove the runtime from Docker's daemon.json (other keys are kept)."""
+    from runsc_py import install
+    install.uninstall(config_file or install.DEFAULT_DAEMON_JSON, runtime or install.DEFAULT_RUNTIME)
+
+
 # ------------------------------------------------------------------ entry point
 
 def main(argv: list[str] | None = None) -> None:

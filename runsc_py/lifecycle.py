@@ -119,12 +119,16 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
             _sentry_child(bundle, fifo, ready_w, err_w, terminal_fds, opts)
         os.close(ready_w)
         os.close(err_w)
+        # A SIGTERM/SIGHUP to `create` while the sandbox boots must not orphan it.
+        previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
             _await_ready(pid, ready_r, err_r)
         except BaseException:
             _kill_child(pid)
             raise
         finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
             os.close(ready_r)
             os.close(err_r)
             if terminal_fds is not None:
@@ -146,7 +150,9 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
     status = 1
     try:
         os.setsid()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_DFL)
+        _set_comm(b"runsc-sandbox")
         cfg = bundle.config
         if terminal_fds is not None:
             os.close(terminal_fds[0])
@@ -172,6 +178,20 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
             status = 1
     finally:
         os._exit(status)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise UserError(f"interrupted by {signal.Signals(signum).name} while the sandbox was starting")
+
+
+def _set_comm(name: bytes) -> None:
+    """Name the Sentry process (prctl PR_SET_NAME) so `ps` tells it from runsc-py."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _await_ready(pid: int, ready_r: int, err_r: int) -> None:

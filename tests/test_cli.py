@@ -690,3 +690,47 @@ def test_create_of_a_missing_program_fails_cleanly(tmp_path: Path, rootfs: Path,
     assert p.returncode != 0 and "Traceback" not in text
     assert len(text.strip().splitlines()) == 1, text
     assert_nothing_left(root, str(tmp_path))
+
+
+# ------------------------------------------------------------------ install / uninstall
+
+def test_install_merges_into_daemon_json_and_uninstall_restores(tmp_path: Path) -> None:
+    daemon = tmp_path / "daemon.json"
+    original = {"debug": True, "runtimes": {"other": {"path": "/usr/bin/other"}}, "log-level": "warn"}
+    daemon.write_text(json.dumps(original))
+    exe = tmp_path / "runsc-py"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    p = cli("install", "--config-file", str(daemon), "--path", str(exe), "--", "--platform=kvm", "--strace")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(daemon.read_text())
+    assert list(data) == ["debug", "runtimes", "log-level"]
+    assert data["runtimes"] == {"other": {"path": "/usr/bin/other"},
+                                "runsc-py": {"path": str(exe), "runtimeArgs": ["--platform=kvm", "--strace"]}}
+    p = cli("uninstall", "--config-file", str(daemon))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(daemon.read_text()) == original
+
+
+def test_install_with_a_runtime_name_into_a_new_file(tmp_path: Path) -> None:
+    daemon = tmp_path / "docker" / "daemon.json"
+    p = cli("install", "--config-file", str(daemon), "--runtime", "gv", "--path", "/bin/true")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(daemon.read_text()) == {"runtimes": {"gv": {"path": "/bin/true"}}}
+
+
+@pytest.mark.parametrize("text", ["{bad", "[]", '{"runtimes": []}'])
+def test_install_refuses_a_malformed_daemon_json_and_leaves_it(tmp_path: Path, text: str) -> None:
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text(text)
+    p = cli("install", "--config-file", str(daemon), "--path", "/bin/true")
+    assert_one_line_error(p, str(daemon))
+    assert daemon.read_text() == text
+    assert os.listdir(tmp_path) == ["daemon.json"]
+
+
+def test_uninstall_of_a_runtime_that_is_not_there(tmp_path: Path) -> None:
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text('{"debug": true}')
+    assert_one_line_error(cli("uninstall", "--config-file", str(daemon)), "not installed")
+    assert daemon.read_text() == '{"debug": true}'
