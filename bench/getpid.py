@@ -10,8 +10,9 @@ itself (start-up excluded).  Contestants:
                       getpid under PTRACE_SYSEMU (the physical floor of any
                       ptrace sandbox on this machine)
   C floor (pinned)    the same, tracer and tracee on one CPU
-  Python floor[ (pinned)]  bench/py_sysemu_floor.py: the same tracer in
-                      Python/ctypes, the cheapest conceivable Python Sentry loop
+  Py floor ctypes|cffi[ (pinned)]  bench/py_sysemu_floor.py: the same tracer
+                      in Python (ctypes, or a cffi API-mode module): the
+                      cheapest conceivable Python Sentry loop
   runsc-py            runsc-py do -- getpid_loop N (the Python Sentry)
   runsc-py (pinned)   the same, the whole sandbox confined to one CPU
   proot, proot (pinned)   when proot is installed
@@ -73,7 +74,7 @@ def uml_contestant(loop: str) -> Contestant:
 
     # init exits -> the UML kernel panics and stops with some status; the
     # printed number is all that matters.
-    return Contestant("UML", argv, iterations=20_000, ok_returncodes=None,
+    return Contestant("UML", argv, iterations=10_000, ok_returncodes=None,
                       diagnose=diagnose, note="init=getpid_loop on hostfs")
 
 
@@ -90,23 +91,29 @@ def contestants(args) -> list[Contestant]:
 
     cs = [
         Contestant("native", lambda n: [loop, str(n)], iterations=2_000_000),
-        Contestant("C floor", lambda n: [floor, loop, str(n)], iterations=20_000,
+        Contestant("C floor", lambda n: [floor, loop, str(n)], iterations=10_000,
                    note="PTRACE_SYSEMU"),
         Contestant("C floor (pinned)", lambda n: [floor, f"--pin={cpu}", loop, str(n)],
                    iterations=200_000, cpu=cpu, note="PTRACE_SYSEMU"),
-        Contestant("Python floor", lambda n: [sys.executable, pyfloor, loop, str(n)],
-                   iterations=20_000, note="ctypes PTRACE_SYSEMU loop"),
-        Contestant("Python floor (pinned)", lambda n: [sys.executable, pyfloor, loop, str(n)],
-                   iterations=100_000, cpu=cpu, note="ctypes PTRACE_SYSEMU loop"),
+        Contestant("Py floor ctypes", lambda n: [sys.executable, pyfloor, loop, str(n)],
+                   iterations=10_000),
+        Contestant("Py floor ctypes (pinned)",
+                   lambda n: [sys.executable, pyfloor, loop, str(n)],
+                   iterations=100_000, cpu=cpu),
+        Contestant("Py floor cffi", lambda n: [sys.executable, pyfloor, "--cffi", loop, str(n)],
+                   iterations=10_000),
+        Contestant("Py floor cffi (pinned)",
+                   lambda n: [sys.executable, pyfloor, "--cffi", loop, str(n)],
+                   iterations=100_000, cpu=cpu),
         Contestant("runsc-py", lambda n: [*runsc, "do", "--", loop, str(n)],
-                   iterations=10_000, env=runsc_env),
+                   iterations=5_000, env=runsc_env),
         Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", loop, str(n)],
-                   iterations=10_000, env=runsc_env, cpu=cpu),
+                   iterations=20_000, env=runsc_env, cpu=cpu),
     ]
     proot = shutil.which("proot")
     if proot:
         cs += [
-            Contestant("proot", lambda n: [proot, loop, str(n)], iterations=20_000),
+            Contestant("proot", lambda n: [proot, loop, str(n)], iterations=10_000),
             Contestant("proot (pinned)", lambda n: [proot, loop, str(n)],
                        iterations=100_000, cpu=cpu),
         ]
