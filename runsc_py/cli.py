@@ -334,6 +334,29 @@ def ps(fmt: str, container_id: str, ps_args: tuple[str, ...]) -> None:
         click.echo(lifecycle.ps_table(pids, list(ps_args)), nl=False)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--stats", "once", is_flag=True, help="Print the statistics once and exit.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(min=0.01), metavar="SECONDS",
+              help="Seconds between statistics events.")
+@click.argument("container_id", metavar="ID")
+def events(once: bool, interval: float, container_id: str) -> None:
+    """Print the container's resource statistics as JSON events (until it stops)."""
+    import time
+    from runsc_py.events import stats
+    store = _globals().store
+    validate_id(container_id)
+    while True:
+        with store.locked(container_id, exclusive=False) as st:
+            running = st.live_status() != "stopped"
+            pid = st.pid if running else 0
+        if not running and not once:
+            raise UserError("container not running")
+        click.echo(json.dumps(stats(container_id, pid)))
+        if once:
+            return
+        time.sleep(interval)
+
+
 # ------------------------------------------------------------------ install
 
 @cli.command(name="install", context_settings=CONTEXT)

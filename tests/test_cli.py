@@ -734,3 +734,14 @@ def test_uninstall_of_a_runtime_that_is_not_there(tmp_path: Path) -> None:
     daemon.write_text('{"debug": true}')
     assert_one_line_error(cli("uninstall", "--config-file", str(daemon)), "not installed")
     assert daemon.read_text() == '{"debug": true}'
+
+
+def test_events_stats_of_a_running_container(tmp_path: Path, root: Path, sleeper: subprocess.Popen) -> None:
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    p = cli("events", "--stats", "c1", root=root)
+    assert p.returncode == 0, p.stderr
+    event = json.loads(p.stdout)
+    assert (event["type"], event["id"]) == ("stats", "c1")
+    assert event["data"]["pids"]["current"] == 1
+    assert event["data"]["memory"]["usage"]["usage"] > 0
+    assert_one_line_error(cli("events", "--stats", "nope", root=root), "container does not exist")
