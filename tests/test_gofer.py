@@ -407,3 +407,172 @@ def test_read_only_gofer_refuses_every_write_with_erofs(ro_client, tree):
     finally:
         os.close(fd)
     assert sorted(os.listdir(tree / "rootfs")) == ["d", "empty", "etc", "full"]
+
+
+# ---- writing ----
+
+def test_open_create_at_makes_a_file_with_mode_and_owner_and_donates_an_fd(client, tree):
+    d = handle_of(client, b"d")
+    h, st, fd = client.open_create_at(d, b"new", os.O_RDWR, 0o640, 1000, 1001)
+    try:
+        os.write(fd, b"written through the donated fd")
+    finally:
+        os.close(fd)
+    host = os.stat(tree / "rootfs/d/new")
+    assert stat.S_ISREG(st.mode) and stat.S_IMODE(st.mode) == 0o640
+    assert (st.uid, st.gid) == (host.st_uid, host.st_gid) == (1000, 1001)
+    assert (tree / "rootfs/d/new").read_bytes() == b"written through the donated fd"
+    assert client.fstat(h).size == 30
+
+
+def test_open_create_at_mode_ignores_the_gofers_umask_and_keeps_setgid(client, tree):
+    h, st, fd = client.open_create_at(handle_of(client, b"d"), b"sg", os.O_WRONLY, 0o2777, 1000, 1000)
+    os.close(fd)
+    assert stat.S_IMODE(os.stat(tree / "rootfs/d/sg").st_mode) == 0o2777
+
+
+def test_open_create_at_of_an_existing_file(client, tree):
+    d = handle_of(client, b"d")
+    raises_errno(errno.EEXIST, client.open_create_at, d, b"file", os.O_RDWR | os.O_EXCL, 0o600, 7, 7)
+    h, st, fd = client.open_create_at(d, b"file", os.O_RDWR | os.O_TRUNC, 0o600, 7, 7)
+    os.close(fd)
+    host = os.stat(tree / "rootfs/d/file")
+    assert host.st_size == 0 and host.st_uid == 0 and stat.S_IMODE(host.st_mode) == 0o644
+    raises_errno(errno.EISDIR, client.open_create_at, d, b"sub", os.O_RDONLY, 0o600, 0, 0)
+    raises_errno(errno.ELOOP, client.open_create_at, d, b"up", os.O_RDONLY, 0o600, 0, 0)
+    raises_errno(errno.EINVAL, client.open_create_at, d, b"x", os.O_RDONLY | os.O_DIRECTORY, 0o600, 0, 0)
+
+
+def test_open_create_at_in_a_removed_directory_is_enoent(client, tree):
+    h = handle_of(client, b"empty")
+    os.rmdir(tree / "rootfs/empty")
+    raises_errno(errno.ENOENT, client.open_create_at, h, b"x", os.O_RDWR, 0o600, 0, 0)
+
+
+def test_mkdir_at_makes_an_owned_directory_and_eexist_after(client, tree):
+    root, _ = client.mount()
+    h, st = client.mkdir_at(root, b"made", 0o750, 1000, 1000)
+    assert stat.S_ISDIR(st.mode) and stat.S_IMODE(st.mode) == 0o750 and st.uid == 1000
+    assert os.stat(tree / "rootfs/made").st_gid == 1000
+    assert {n for _, _, n in client.getdents64(h)} == {b".", b".."}
+    raises_errno(errno.EEXIST, client.mkdir_at, root, b"made", 0o750, 0, 0)
+    raises_errno(errno.ENOTDIR, client.mkdir_at, handle_of(client, b"d/file"), b"x", 0o755, 0, 0)
+
+
+def test_mknod_at_makes_fifos_and_sockets_only(client, tree):
+    root, _ = client.mount()
+    h, st = client.mknod_at(root, b"fifo", stat.S_IFIFO | 0o600, 1000, 1000)
+    assert stat.S_ISFIFO(st.mode) and st.uid == 1000
+    _, st = client.mknod_at(root, b"sock", stat.S_IFSOCK | 0o600, 0, 0)
+    assert stat.S_ISSOCK(os.lstat(tree / "rootfs/sock").st_mode)
+    for mode in (stat.S_IFCHR | 0o600, stat.S_IFBLK | 0o600, stat.S_IFREG | 0o600, stat.S_IFDIR | 0o700):
+        raises_errno(errno.EPERM, client.mknod_at, root, b"dev", mode, 0, 0)
+    assert not os.path.lexists(tree / "rootfs/dev")
+    raises_errno(errno.EEXIST, client.mknod_at, root, b"fifo", stat.S_IFIFO | 0o600, 0, 0)
+
+
+def test_a_fifo_opens_without_blocking_the_gofer(client):
+    root, _ = client.mount()
+    h, _ = client.mknod_at(root, b"fifo", stat.S_IFIFO | 0o600, 0, 0)
+    fd = client.open_at(h, os.O_RDONLY)                 # no writer: would block without O_NONBLOCK
+    try:
+        wfd = client.open_at(h, os.O_WRONLY)
+        os.write(wfd, b"through the fifo")
+        os.close(wfd)
+        assert os.read(fd, 100) == b"through the fifo"
+    finally:
+        os.close(fd)
+
+
+def test_symlink_at_makes_an_owned_symlink_that_is_never_followed(client, tree):
+    root, _ = client.mount()
+    h, st = client.symlink_at(root, b"evil", b"/../../canary", 1000, 1000)
+    assert stat.S_ISLNK(st.mode) and st.uid == 1000
+    assert os.lstat(tree / "rootfs/evil").st_uid == 1000
+    assert client.readlink_at(h) == b"/../../canary"
+    raises_errno(errno.ELOOP, client.open_at, h, os.O_RDONLY)
+    raises_errno(errno.EEXIST, client.symlink_at, root, b"evil", b"x", 0, 0)
+    raises_errno(errno.ENOENT, client.symlink_at, root, b"empty_target", b"", 0, 0)
+
+
+def test_link_at_adds_a_name_for_the_same_file(client, tree):
+    f = handle_of(client, b"d/file")
+    root, _ = client.mount()
+    h, st = client.link_at(root, b"hard", f)
+    assert st.nlink == 2 and st.ino == client.fstat(f).ino
+    assert (tree / "rootfs/hard").read_bytes() == b"0123456789"
+    raises_errno(errno.EEXIST, client.link_at, root, b"hard", f)
+    raises_errno(errno.EPERM, client.link_at, root, b"dirlink", handle_of(client, b"d"))
+
+
+def test_unlink_at_removes_files_and_empty_directories(client, tree):
+    root, _ = client.mount()
+    d = handle_of(client, b"d")
+    client.unlink_at(d, b"file", 0)
+    assert not os.path.lexists(tree / "rootfs/d/file")
+    raises_errno(errno.ENOENT, client.unlink_at, d, b"file", 0)
+    raises_errno(errno.EISDIR, client.unlink_at, d, b"sub", 0)
+    raises_errno(errno.ENOTDIR, client.unlink_at, d, b"up", AT_REMOVEDIR)
+    raises_errno(errno.ENOTEMPTY, client.unlink_at, root, b"full", AT_REMOVEDIR)
+    raises_errno(errno.EINVAL, client.unlink_at, root, b"empty", 0x4000)
+    client.unlink_at(root, b"empty", AT_REMOVEDIR)
+    assert not os.path.lexists(tree / "rootfs/empty")
+    client.unlink_at(d, b"up", 0)                       # removes the link, not the target
+    assert (tree / "canary").read_bytes() == CANARY
+
+
+def test_rename_at_moves_an_entry_and_its_handles_follow(client, tree):
+    f = handle_of(client, b"d/file")
+    root, _ = client.mount()
+    client.rename_at(handle_of(client, b"d"), b"file", root, b"moved", 0)
+    assert (tree / "rootfs/moved").read_bytes() == b"0123456789"
+    fd = client.open_at(f, os.O_RDONLY)                 # the old handle still opens the file
+    try:
+        assert os.read(fd, 100) == b"0123456789"
+    finally:
+        os.close(fd)
+    raises_errno(errno.ENOENT, client.rename_at, root, b"nothing", root, b"x", 0)
+
+
+def test_rename_at_noreplace_and_exchange(client, tree):
+    root, _ = client.mount()
+    d = handle_of(client, b"d")
+    hosts, f = handle_of(client, b"etc/hosts"), handle_of(client, b"d/file")
+    raises_errno(errno.EEXIST, client.rename_at, d, b"file", handle_of(client, b"etc"), b"hosts",
+                 RENAME_NOREPLACE)
+    client.rename_at(d, b"file", handle_of(client, b"etc"), b"hosts", RENAME_EXCHANGE)
+    assert (tree / "rootfs/etc/hosts").read_bytes() == b"0123456789"
+    assert (tree / "rootfs/d/file").read_bytes() == b"127.0.0.1 localhost\n"
+    for h, data in ((hosts, b"127.0.0.1 localhost\n"), (f, b"0123456789")):
+        fd = client.open_at(h, os.O_RDONLY)
+        try:
+            assert os.read(fd, 100) == data
+        finally:
+            os.close(fd)
+    raises_errno(errno.EINVAL, client.rename_at, d, b"file", d, b"x",
+                 RENAME_EXCHANGE | RENAME_NOREPLACE)
+    raises_errno(errno.ENOTEMPTY, client.rename_at, root, b"empty", root, b"full", 0)
+
+
+def test_set_stat_changes_owner_mode_size_and_times(client, tree):
+    f = handle_of(client, b"d/file")
+    st = client.set_stat(f, uid=1000, gid=1000, mode=0o4755)
+    assert (st.uid, st.gid, stat.S_IMODE(st.mode)) == (1000, 1000, 0o4755)
+    st = client.set_stat(f, size=4)
+    assert st.size == 4 and (tree / "rootfs/d/file").read_bytes() == b"0123"
+    st = client.set_stat(f, atime_ns=1_000_000_123, mtime_ns=2_000_000_456)
+    assert (st.atime_ns, st.mtime_ns) == (1_000_000_123, 2_000_000_456)
+    st = client.set_stat(f, atime_ns=UTIME_OMIT, mtime_ns=UTIME_NOW)
+    assert st.atime_ns == 1_000_000_123 and st.mtime_ns > 2_000_000_456
+    st = client.set_stat(f, gid=0)
+    assert (st.uid, st.gid) == (1000, 0)
+    host = os.stat(tree / "rootfs/d/file")
+    assert (host.st_uid, host.st_gid, host.st_size) == (1000, 0, 4)
+
+
+def test_set_stat_errors(client):
+    raises_errno(errno.EISDIR, client.set_stat, handle_of(client, b"d"), size=0)
+    link = walk(client, b"d/up")[0][-1][0]
+    raises_errno(errno.EOPNOTSUPP, client.set_stat, link, mode=0o777)
+    st = client.set_stat(link, uid=1000)                # lchown: the link, not its target
+    assert st.uid == 1000 and stat.S_ISLNK(st.mode)
