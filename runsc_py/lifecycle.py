@@ -40,7 +40,7 @@ from runsc_py.errors import UserError
 from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
 from runsc_py.spec import Bundle
 from runsc_py.state import (CREATED, CREATING, GATE_FIFO, RUNNING, STOPPED,
-                            ContainerNotExist, ContainerState, StateStore)
+                            ContainerNotExist, ContainerState, StateStore, StateUnreadable)
 
 READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
 KILL_TIMEOUT = 10.0         # seconds for a SIGKILLed Sentry to go in `delete`
@@ -360,6 +360,12 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
     except ContainerNotExist:
         if not force:        # runc: delete --force of an unknown id succeeds
             raise
+        if os.path.lexists(store.dir(container_id)):
+            store.remove(container_id)      # a remnant of an interrupted delete
+    except StateUnreadable:
+        if not force:
+            raise
+        store.remove(container_id)          # unreadable state: --force still clears it
 
 
 # ---------------------------------------------------------------- ps

@@ -31,7 +31,7 @@ import os
 import pwd
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator
 
 from runsc_py import procfs
@@ -50,6 +50,10 @@ class ContainerNotExist(UserError):
 
     def __init__(self) -> None:
         super().__init__("container does not exist")
+
+
+class StateUnreadable(UserError):
+    """ROOT/ID/state.json exists but cannot be read or parsed."""
 
 
 def now_rfc3339nano() -> str:
@@ -130,9 +134,11 @@ class StateStore:
             try:
                 os.rename(tmp, self.dir(state.id))
             except OSError as e:
-                if os.path.lexists(self.dir(state.id)):
+                if not os.path.lexists(self.dir(state.id)):
+                    raise UserError(f"cannot create state for {state.id}: {e.strerror}") from None
+                if not self._clear_remnant(state.id):
                     raise UserError("container with given ID already exists") from None
-                raise UserError(f"cannot create state for {state.id}: {e.strerror}") from None
+                os.rename(tmp, self.dir(state.id))
             tmp = ""
         except BaseException:
             if lock_fd >= 0:
@@ -149,6 +155,23 @@ class StateStore:
             raise
         finally:
             os.close(lock_fd)
+
+    def _clear_remnant(self, container_id: str) -> bool:
+        """Remove ROOT/ID if it is what an interrupted `remove` left (no state.json); True if gone."""
+        try:
+            fd = os.open(self.path(container_id, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        try:
+            if fd >= 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)      # a live creator holds it until state.json exists
+            if os.path.exists(self.path(container_id, STATE_FILE)):
+                return False
+            shutil.rmtree(self.dir(container_id), ignore_errors=True)
+            return not os.path.lexists(self.dir(container_id))
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     @contextlib.contextmanager
     def locked(self, container_id: str, exclusive: bool = True) -> Iterator[ContainerState]:
@@ -169,18 +192,27 @@ class StateStore:
         try:
             with open(self.path(container_id, STATE_FILE), "rb") as f:
                 data = json.load(f)
-            return ContainerState(**data)
+            known = {f.name for f in fields(ContainerState)}
+            return ContainerState(**{k: v for k, v in data.items() if k in known})
         except FileNotFoundError:
             raise ContainerNotExist() from None
         except (OSError, ValueError, TypeError) as e:
-            raise UserError(f"container {container_id}: unreadable state: {e}") from None
+            raise StateUnreadable(f"container {container_id}: unreadable state: {e}") from None
 
     def save(self, state: ContainerState) -> None:
         """Replace state.json atomically (callers hold the exclusive lock)."""
         _write_json_atomic(self.path(state.id, STATE_FILE), asdict(state))
 
     def remove(self, container_id: str) -> None:
-        """Remove ROOT/ID and everything in it."""
+        """Remove ROOT/ID and everything in it.
+
+        state.json goes first, so an interrupted removal reads as "does not
+        exist" and its remnant is cleared by the next `create` of that id.
+        """
+        try:
+            os.unlink(self.path(container_id, STATE_FILE))
+        except OSError:
+            pass
         shutil.rmtree(self.dir(container_id), ignore_errors=True)
 
     def ids(self) -> list[str]:

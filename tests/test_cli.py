@@ -745,3 +745,24 @@ def test_events_stats_of_a_running_container(tmp_path: Path, root: Path, sleeper
     assert event["data"]["pids"]["current"] == 1
     assert event["data"]["memory"]["usage"]["usage"] > 0
     assert_one_line_error(cli("events", "--stats", "nope", root=root), "container does not exist")
+
+
+# ------------------------------------------------------------------ recovery from interrupted commands
+
+def test_a_remnant_of_an_interrupted_delete_does_not_block_the_id(tmp_path: Path, rootfs: Path,
+                                                                 root: Path, sleeper: subprocess.Popen) -> None:
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    os.unlink(root / "c1" / "state.json")          # as if `delete` died half-way
+    assert_one_line_error(cli("state", "c1", root=root), "container does not exist")
+    assert cli("list", "-q", root=root).stdout == ""
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    assert json.loads(cli("state", "c1", root=root).stdout)["status"] == "running"
+
+
+def test_delete_force_clears_an_unreadable_state(tmp_path: Path, root: Path, sleeper: subprocess.Popen) -> None:
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    (root / "c1" / "state.json").write_text("{torn")
+    assert_one_line_error(cli("state", "c1", root=root), "unreadable state")
+    assert_one_line_error(cli("delete", "c1", root=root), "unreadable state")
+    assert cli("delete", "--force", "c1", root=root).returncode == 0
+    assert os.listdir(root) == []
