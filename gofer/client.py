@@ -25,6 +25,8 @@ import os
 import socket
 from typing import Any
 
+import msgpack
+
 from gofer.protocol import (MAX_MESSAGE, STATFS_FIELDS, WALK_BATCH, WALK_OK, WALK_STATUS_NAMES,
                             Op, Stat, decode_reply, encode)
 
@@ -39,30 +41,33 @@ class GoferClient:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        # Replies are received into one reused buffer and packed by one reused Packer.
+        self._buf = memoryview(bytearray(MAX_MESSAGE))
+        self._pack = msgpack.Packer(use_bin_type=True).pack
 
     # ---- transport ----
 
     def _call(self, request: list[Any]) -> list[Any]:
         """One round trip with no descriptor in the reply."""
         sock = self.sock
-        sock.sendmsg([encode(request)])
-        data, anc, _, _ = sock.recvmsg(MAX_MESSAGE, _ANC_ONE_FD)
+        sock.sendmsg([self._pack(request)])
+        n, anc, _, _ = sock.recvmsg_into([self._buf], _ANC_ONE_FD)
         if anc:
             self._close_fds(anc)
-        if not data:
+        if not n:
             raise OSError(errno.EIO, "gofer: channel closed")
-        return decode_reply(data)
+        return decode_reply(self._buf[:n])
 
     def _call_fd(self, request: list[Any]) -> tuple[list[Any], int]:
         """One round trip whose success reply carries exactly one descriptor."""
         sock = self.sock
-        sock.sendmsg([encode(request)])
-        data, anc, _, _ = sock.recvmsg(MAX_MESSAGE, _ANC_ONE_FD)
+        sock.sendmsg([self._pack(request)])
+        n, anc, _, _ = sock.recvmsg_into([self._buf], _ANC_ONE_FD)
         fds = self._fds(anc)
         try:
-            if not data:
+            if not n:
                 raise OSError(errno.EIO, "gofer: channel closed")
-            reply = decode_reply(data)
+            reply = decode_reply(self._buf[:n])
             if len(fds) != 1:
                 raise OSError(errno.EIO, "gofer: reply without its descriptor")
         except OSError:

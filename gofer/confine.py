@@ -23,7 +23,7 @@ needs privileges the next one takes away):
    linkat(AT_EMPTY_PATH)), FOWNER (chmod/utimes of files owned by others) and
    FSETID (keep set-id bits on chmod).  ``PR_SET_NO_NEW_PRIVS`` and
    ``PR_SET_DUMPABLE=0`` (no ptrace of the Gofer by the unprivileged).
-5. seccomp: an allowlist of the ~45 calls the serving loop and the Python
+5. seccomp: an allowlist of the forty-odd calls the serving loop and the Python
    runtime make, with argument checks where they are cheap: send/recvmsg only
    on the socket, openat only with O_NOFOLLOW, mmap/mprotect never with
    PROT_EXEC.  The default action is KILL_PROCESS, not ERRNO(EPERM): the set
@@ -42,6 +42,7 @@ import errno
 import gc
 import os
 import resource
+import signal
 import socket
 import sys
 
@@ -184,6 +185,9 @@ def confine_and_serve(sock: socket.socket, rootfs: str, readonly: bool) -> int:
     # descriptors are closed below and the numbers reused for served files.
     gc.freeze()
     sys.stdout = sys.stderr = None
+    # Python-level handlers the parent installed must not run in the Gofer.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
     sock_fd = sock.fileno()
     try:
         last_cap = read_last_cap()

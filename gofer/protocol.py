@@ -223,7 +223,7 @@ def encode(message: list[Any]) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
-def decode_request(data: bytes) -> tuple[Op, list[Any]]:
+def decode_request(data: bytes | memoryview) -> tuple[Op, list[Any]]:
     """Parse and validate a request.  Raises ProtocolError with the errno to answer."""
     if len(data) > MAX_MESSAGE:
         raise ProtocolError(errno.EMSGSIZE, "request too large")
@@ -245,7 +245,7 @@ def decode_request(data: bytes) -> tuple[Op, list[Any]]:
     return op, [check(arg) for check, arg in zip(schema, args)]
 
 
-def decode_reply(data: bytes) -> list[Any]:
+def decode_reply(data: bytes | memoryview) -> list[Any]:
     """Parse a reply into its result list; raise OSError(errno) for an error reply.
 
     A reply that is not a msgpack array headed by an int is the peer breaking

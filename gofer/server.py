@@ -87,7 +87,7 @@ class Node:
         self.refs = 0
 
 
-Reply = tuple[list[Any], "int | None"]
+Reply = tuple[list[Any], int | None]            # (reply message, descriptor to donate)
 
 
 class GoferServer:
@@ -122,13 +122,15 @@ class GoferServer:
     def serve(self) -> int:
         """Answer requests until the peer closes the socket; return the exit status (0)."""
         sock = self._sock
+        buf = memoryview(bytearray(MAX_MESSAGE))
         while True:
             # No ancillary buffer: descriptors a client attaches are discarded by the kernel.
             try:
-                data, _, msg_flags, _ = sock.recvmsg(MAX_MESSAGE)
+                n, _, msg_flags, _ = sock.recvmsg_into([buf])
             except (ConnectionResetError, BrokenPipeError):
                 return 0
-            if not data:
+            data = buf[:n]
+            if not n:
                 # EOF.  (A zero-length SEQPACKET message reads the same; only the Sentry can
                 # send one, and ending its own file server is all it achieves.)
                 return 0
@@ -146,7 +148,7 @@ class GoferServer:
                 if fd is not None:
                     os.close(fd)
 
-    def handle_message(self, data: bytes, msg_flags: int = 0) -> Reply:
+    def handle_message(self, data: bytes | memoryview, msg_flags: int = 0) -> Reply:
         """Decode, check and run one request; every failure is an errno reply."""
         self._stats["requests"] += 1
         try:

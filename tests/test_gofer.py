@@ -576,3 +576,50 @@ def test_set_stat_errors(client):
     raises_errno(errno.EOPNOTSUPP, client.set_stat, link, mode=0o777)
     st = client.set_stat(link, uid=1000)                # lchown: the link, not its target
     assert st.uid == 1000 and stat.S_ISLNK(st.mode)
+
+
+def test_rename_over_an_entry_leaves_the_overwritten_files_handle_stale(client):
+    d = handle_of(client, b"d")
+    old = handle_of(client, b"d/file")
+    _, _, fd = client.open_create_at(d, b"other", os.O_WRONLY, 0o644, 0, 0)
+    os.close(fd)
+    client.rename_at(d, b"other", d, b"file", 0)
+    raises_errno(errno.ESTALE, client.open_at, old, os.O_RDONLY)
+    assert client.fstat(old).nlink == 0            # the handle still names the unlinked inode
+
+
+def test_a_fifo_without_a_reader_refuses_a_writer_with_enxio(client):
+    root, _ = client.mount()
+    h, _ = client.mknod_at(root, b"lonely", stat.S_IFIFO | 0o600, 0, 0)
+    raises_errno(errno.ENXIO, client.open_at, h, os.O_WRONLY)
+
+
+def test_read_only_tree_is_also_mounted_read_only_in_the_gofers_namespace(tree):
+    pid, client = _start(tree / "rootfs", readonly=True)
+    try:
+        mounts = [line.split() for line in open(f"/proc/{pid}/mountinfo")]
+        root_mount = [m for m in mounts if m[4] == "/"]
+        assert root_mount and "ro" in root_mount[-1][5].split(",")
+    finally:
+        _stop(pid, client)
+
+
+@pytest.mark.parametrize("forbidden", [
+    "os.getuid()",                                           # not in the allowlist
+    "os.open('/', os.O_RDONLY)",                             # openat without O_NOFOLLOW
+    "socket.socket(socket.AF_INET, socket.SOCK_STREAM)",     # no new sockets
+])
+def test_gofer_seccomp_filter_kills_calls_outside_the_allowlist(forbidden):
+    from gofer import confine
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            confine.build_seccomp_filter(b.fileno()).load()
+            eval(forbidden)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    a.close()
+    b.close()
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31, f"status {status:#x}"  # SIGSYS
