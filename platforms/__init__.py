@@ -48,7 +48,7 @@ SYSCALL_EVENT = SyscallEvent()
 
 def get_platform(name: str, memfile):
     if name == "ptrace":
-        from platforms.ptrace.platform import PtracePlatform
+        from platforms.ptrace.tracer import PtracePlatform
         return PtracePlatform(memfile)
     if name == "kvm":
         from platforms.kvm import KvmPlatform   # noqa: F401  (raises if unavailable)

@@ -26,6 +26,7 @@ long rp_inject(int pid, struct user_regs_struct *scratch, unsigned long site, lo
                unsigned long a3, unsigned long a4, unsigned long a5);
 int rp_sigchld_fd(void);
 int rp_getsiginfo(int pid, int *signo, int *code, unsigned long *addr, int *errno_out);
+unsigned long getauxval(unsigned long type);
 """
 
 SOURCE = r"""
@@ -39,6 +40,7 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/auxv.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/user.h>

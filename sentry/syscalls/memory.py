@@ -1,1 +1,118 @@
-"""memory syscalls."""
+"""Memory syscalls: brk, mmap, munmap, mprotect, madvise.  The MemoryManager does the work."""
+from __future__ import annotations
+
+import errno
+
+from sentry.errors import SyscallError
+from sentry.mm.manager import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
+                               MAP_SHARED_VALIDATE, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, page_up)
+from sentry.syscalls.args import s32, s64
+from sentry.syscalls.registry import Support, syscall
+
+PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
+MAP_TYPE = 0x0F
+# Flags MAP_SHARED_VALIDATE accepts (LEGACY_MAP_MASK plus FIXED_NOREPLACE).
+_KNOWN_FLAGS = 0x3 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x100000 | 0x80000
+
+
+@syscall("brk")
+def brk(t, addr):
+    """brk(2): returns the new break, or the old one on failure."""
+    return t.mm.brk(addr)
+
+
+@syscall("mmap", Support.PARTIAL, "anonymous private/shared; MAP_PRIVATE files are copied in; MAP_SHARED files are not yet coherent")
+def mmap(t, addr, length, prot, flags, fd, offset):
+    """mmap(2)."""
+    mm = t.mm
+    prot, flags, fd = s32(prot) & 0xFFFFFFFF, s32(flags) & 0xFFFFFFFF, s32(fd)
+    mtype = flags & MAP_TYPE
+    if mtype not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        raise SyscallError(errno.EINVAL)
+    if mtype == MAP_SHARED_VALIDATE and flags & ~_KNOWN_FLAGS:
+        raise SyscallError(errno.EOPNOTSUPP)
+    if length == 0 or offset % PAGE:
+        raise SyscallError(errno.EINVAL)
+    if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP):
+        raise SyscallError(errno.EINVAL)
+    plen = page_up(length)
+    if plen == 0 or plen > mm.top:
+        raise SyscallError(errno.ENOMEM)
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        if addr % PAGE:
+            raise SyscallError(errno.EINVAL)
+        if addr + plen > mm.top or addr < mm.bottom:
+            raise SyscallError(errno.ENOMEM if addr + plen > mm.top else errno.EPERM)
+    elif addr + plen > mm.top:
+        addr = 0
+    prot &= PROT_READ | PROT_WRITE | PROT_EXEC
+    if flags & MAP_ANONYMOUS:
+        return mm.mmap_anon(addr, plen, prot, flags)
+    f = t.fds.get(fd)
+    return map_file(t, f, addr, plen, length, prot, flags, offset)
+
+
+def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, offset: int) -> int:
+    """A file mapping: the file's bytes copied into fresh memory (MAP_PRIVATE semantics)."""
+    from sentry.vfs.devfs import MemDeviceFile
+    from sentry.vfs.file import HostFDFile
+    mm = t.mm
+    if isinstance(f, MemDeviceFile) and f.kind == b"zero":
+        return mm.mmap_anon(addr, plen, prot, flags)
+    if not isinstance(f, HostFDFile) or not f.seekable:
+        raise SyscallError(errno.ENODEV)
+    if not f.readable:
+        raise SyscallError(errno.EACCES)
+    shared = (flags & MAP_TYPE) != MAP_PRIVATE
+    if shared and prot & PROT_WRITE and not f.writable:
+        raise SyscallError(errno.EACCES)
+    name = f.dentry.path().decode("utf-8", "replace") if f.dentry is not None else ""
+    start = mm.mmap_anon(addr, plen, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE, name=name)
+    v = mm.find(start)
+    moff = v.offset
+    f.pread(t, [mm.memfile.view[moff:moff + plen]], offset)
+    return start
+
+
+@syscall("munmap")
+def munmap(t, addr, length):
+    """munmap(2)."""
+    t.mm.munmap(addr, length)
+    return 0
+
+
+@syscall("mprotect")
+def mprotect(t, addr, length, prot):
+    """mprotect(2)."""
+    t.mm.mprotect(addr, length, s32(prot) & 0xFFFFFFFF)
+    return 0
+
+
+MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
+MADV_FREE, MADV_REMOVE = 8, 9
+_ADVICE = {0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 100, 101, 102}
+
+
+@syscall("madvise", Support.PARTIAL, "MADV_DONTNEED/MADV_FREE zero private anonymous pages; other advice accepted")
+def madvise(t, addr, length, advice):
+    """madvise(2)."""
+    advice = s32(advice)
+    if addr % PAGE or advice not in _ADVICE or s64(length) < 0:
+        raise SyscallError(errno.EINVAL)
+    end = page_up(addr + length)
+    if end == addr:
+        return 0
+    mm = t.mm
+    cur = addr
+    for v in mm._overlapping(addr, end):
+        if v.start > cur:
+            raise SyscallError(errno.ENOMEM)
+        cur = v.end
+    if cur < end:
+        raise SyscallError(errno.ENOMEM)
+    if advice in (MADV_DONTNEED, MADV_FREE):
+        for v in mm._overlapping(addr, end):
+            if not v.shared:
+                s, e = max(v.start, addr), min(v.end, end)
+                mm.memfile.zero(v.offset + (s - v.start), e - s)
+    return 0

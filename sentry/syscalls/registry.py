@@ -38,6 +38,7 @@ class Syscall:
     note: str
     arg_names: tuple[str, ...]
     arg_types: tuple[str, ...]
+    nargs: int = 0         # how many raw arguments the handler takes
 
 
 _REGISTERED: dict[int, Syscall] = {}
@@ -63,7 +64,8 @@ def syscall(name: str, support: Support = Support.FULL, note: str = "", nr: int 
         if number in _REGISTERED:
             raise RuntimeError(f"syscall {name} registered twice")
         names, types = _prototype(name)
-        _REGISTERED[number] = Syscall(number, name, fn, support, note, names, types)
+        nargs = fn.__code__.co_argcount - 1 if not fn.__code__.co_flags & 0x04 else 6
+        _REGISTERED[number] = Syscall(number, name, fn, support, note, names, types, nargs)
         return fn
     return register
 

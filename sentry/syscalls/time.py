@@ -1,1 +1,126 @@
-"""time syscalls."""
+"""Time syscalls.  The application never reaches the host's vDSO, so every
+clock read arrives here; the host's clocks answer (CPU clocks are the stub
+thread's own, read through its CPU-clock id)."""
+from __future__ import annotations
+
+import errno
+import struct
+import time as _time
+
+from sentry.errors import SyscallError
+from sentry.syscalls.args import s32, u32
+from sentry.syscalls.registry import syscall
+
+TIMESPEC = struct.Struct("<qq")
+TIMEVAL = struct.Struct("<qq")
+CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
+CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
+CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI = 8, 9, 11
+_HOST_CLOCKS = {0, 1, 4, 5, 6, 7, 8, 9, 11}
+TIMER_ABSTIME = 1
+
+
+def clock_ns(t, clock: int) -> int:
+    if clock in _HOST_CLOCKS:
+        host = {8: 0, 9: 7}.get(clock, clock)
+        return _time.clock_gettime_ns(host)
+    if clock == CLOCK_PROCESS_CPUTIME_ID:
+        return _cpu_ns(t.tg.mm.space.pid, thread=False)
+    if clock == CLOCK_THREAD_CPUTIME_ID:
+        return _cpu_ns(t.ctx.tid, thread=True)
+    raise SyscallError(errno.EINVAL)
+
+
+def _cpu_ns(host_id: int, thread: bool) -> int:
+    # CPUCLOCK ids: ~pid << 3 | CPUCLOCK_SCHED(2) | PERTHREAD(4).
+    cid = ((~host_id) << 3) | 2 | (4 if thread else 0)
+    try:
+        return _time.clock_gettime_ns(cid)
+    except OSError:
+        return 0
+
+
+def read_timespec(t, addr: int) -> int:
+    """A struct timespec from application memory as ns; EINVAL if malformed, as Linux's timespec64_valid."""
+    sec, nsec = t.mm.read_struct(addr, TIMESPEC)
+    if sec < 0 or not 0 <= nsec < 1_000_000_000:
+        raise SyscallError(errno.EINVAL)
+    return sec * 1_000_000_000 + nsec
+
+
+def write_timespec(t, addr: int, ns: int) -> None:
+    t.mm.write_struct(addr, TIMESPEC, ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+@syscall("clock_gettime")
+def clock_gettime(t, clock, tp):
+    """clock_gettime(2)."""
+    write_timespec(t, tp, clock_ns(t, s32(clock)))
+    return 0
+
+
+@syscall("clock_getres")
+def clock_getres(t, clock, res):
+    """clock_getres(2)."""
+    clock = s32(clock)
+    if clock not in _HOST_CLOCKS and clock not in (2, 3):
+        raise SyscallError(errno.EINVAL)
+    if res:
+        ns = 4_000_000 if clock in (CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE) else 1
+        write_timespec(t, res, ns)
+    return 0
+
+
+@syscall("gettimeofday")
+def gettimeofday(t, tv, tz):
+    """gettimeofday(2)."""
+    if tv:
+        ns = _time.time_ns()
+        t.mm.write_struct(tv, TIMEVAL, ns // 1_000_000_000, (ns // 1000) % 1_000_000)
+    if tz:
+        t.mm.write(tz, bytes(8))
+    return 0
+
+
+@syscall("time")
+def time_(t, tloc):
+    """time(2)."""
+    now = _time.time_ns() // 1_000_000_000
+    if tloc:
+        t.mm.write_u64(tloc, now)
+    return now
+
+
+def _sleep_until(t, deadline_ns_mono: int) -> int:
+    """Park until CLOCK_MONOTONIC reaches the deadline (kept across the block/restart)."""
+    now = _time.monotonic_ns()
+    if now >= deadline_ns_mono:
+        return 0
+    t.block(deadline=deadline_ns_mono / 1e9)
+
+
+@syscall("nanosleep")
+def nanosleep(t, req, rem):
+    """nanosleep(2)."""
+    if t.syscall_state is None:
+        t.syscall_state = _time.monotonic_ns() + read_timespec(t, req)
+    return _sleep_until(t, t.syscall_state)
+
+
+@syscall("clock_nanosleep")
+def clock_nanosleep(t, clock, flags, req, rem):
+    """clock_nanosleep(2)."""
+    clock, flags = s32(clock), u32(flags)
+    if t.syscall_state is None:
+        if clock == CLOCK_THREAD_CPUTIME_ID:
+            raise SyscallError(errno.EINVAL)
+        if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI, CLOCK_PROCESS_CPUTIME_ID,
+                         CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM):
+            raise SyscallError(errno.EINVAL if clock >= 0 else errno.EINVAL)
+        ns = read_timespec(t, req)
+        if flags & TIMER_ABSTIME:
+            delta = ns - clock_ns(t, clock)
+        else:
+            delta = ns
+        t.syscall_state = _time.monotonic_ns() + max(delta, 0)
+    return _sleep_until(t, t.syscall_state)

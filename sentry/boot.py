@@ -1,0 +1,173 @@
+"""Bringing a sandbox up: Gofer, MemoryFile, platform, VFS, init process; then the task loop.
+
+`run_sandbox(cfg)` runs in the calling process, which becomes the Sentry.
+Order matters for the security promise: everything that touches host
+paths (the Gofer's rootfs, imports, the log) happens here, before the
+first application instruction runs; from then on every file arrives from
+the Gofer as a donated fd.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+
+from sentry.config import SandboxConfig
+from sentry.errors import SyscallError
+from sentry.log import SentryLog
+
+
+class BootError(Exception):
+    """The sandbox could not start (bad executable, rootfs problem...): one line for the user."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _preimport() -> None:
+    """Import every module the Sentry may need later: after start-up no import may open a file."""
+    import encodings.idna  # noqa: F401
+    import sentry.kernel  # noqa: F401
+    import sentry.loader  # noqa: F401
+    import sentry.strace  # noqa: F401
+    import sentry.syscalls  # noqa: F401
+    import sentry.vfs.devfs  # noqa: F401
+    import sentry.vfs.goferfs  # noqa: F401
+    import sentry.vfs.tty  # noqa: F401
+    import platforms.ptrace.tracer  # noqa: F401
+
+
+def run_sandbox(cfg: SandboxConfig) -> int:
+    _preimport()
+    log = SentryLog(cfg.log_fd, cfg.debug)
+    sb = Sandbox(cfg, log)
+    try:
+        sb.start()
+        if cfg.start_gate_fd is not None:
+            if cfg.ready_fd is not None:
+                os.write(cfg.ready_fd, b"R")
+            if not _read_gate(cfg.start_gate_fd):
+                return 255
+        return sb.kernel.run()
+    except BootError as e:
+        raise
+    finally:
+        sb.shutdown()
+
+
+def _read_gate(fd: int) -> bool:
+    while True:
+        try:
+            return os.read(fd, 1) != b""
+        except InterruptedError:
+            continue
+
+
+class Sandbox:
+    def __init__(self, cfg: SandboxConfig, log: SentryLog) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.gofer_pid: int | None = None
+        self.gofer = None
+        self.kernel = None
+        self.memfile = None
+
+    def start(self) -> None:
+        from gofer.client import spawn_gofer
+        from platforms import get_platform
+        from sentry.kernel import Kernel
+        from sentry.mm.memfile import MemoryFile
+        from sentry.vfs.walk import VFS
+        cfg = self.cfg
+        if not os.path.isdir(cfg.rootfs):
+            raise BootError(f"rootfs {cfg.rootfs!r} is not a directory")
+        self.gofer_pid, self.gofer = spawn_gofer(cfg.rootfs, readonly=cfg.root_readonly)
+        self.memfile = MemoryFile()
+        platform = get_platform(cfg.platform, self.memfile)
+        vfs = VFS()
+        self.kernel = Kernel(cfg, platform, self.memfile, vfs, self.log)
+        self._mount_filesystems(vfs)
+        self._start_init()
+
+    def _mount_filesystems(self, vfs) -> None:
+        from sentry.vfs.devfs import make_devfs
+        from sentry.vfs.goferfs import GoferFS
+        cfg = self.cfg
+        rootfs = GoferFS(self.gofer, dev=0x801, readonly=cfg.root_readonly)
+        flags = frozenset({"ro"} if cfg.root_readonly else {"rw"})
+        vfs.mount_root(rootfs, rootfs.root_inode(), flags=flags, source="/", fstype="9p")
+        root = vfs.root
+        dev = root.child(b"dev")
+        if dev is not None and dev.inode.is_dir:
+            fs, droot = make_devfs(dev=0x12)
+            vfs.mount_at(dev, fs, droot, flags=frozenset({"rw", "nosuid"}), source="none", fstype="devtmpfs")
+        else:
+            self.log.warning("rootfs has no /dev directory: /dev/null and friends are unavailable")
+
+    def _start_init(self) -> None:
+        from sentry.task import Credentials, FSContext, Task, ThreadGroup
+        from sentry.vfs.file import FDTable, HostFDFile, O_ACCMODE
+        from sentry.vfs.walk import AT_FDCWD
+        cfg, k = self.cfg, self.kernel
+        creds = Credentials(cfg.uid, cfg.gid, cfg.additional_gids)
+        root = k.vfs.root
+        fds = FDTable()
+        for app_fd, host_fd in enumerate(cfg.stdio):
+            try:
+                dup = fcntl.fcntl(host_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+            except OSError:
+                continue
+            acc = fcntl.fcntl(dup, fcntl.F_GETFL) & (O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
+            fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000), False)
+        tgid = k.alloc_id()
+        tg = ThreadGroup(k, tgid, None, fds, FSContext(root, root), creds)
+        for name, (soft, hard) in cfg.rlimits.items():
+            from sentry.task import RLIMIT_NAMES
+            if name in RLIMIT_NAMES:
+                tg.rlimits[RLIMIT_NAMES.index(name)] = [soft, hard]
+        t = Task(k, tgid, tg, None)
+        tg.tasks.append(t)
+        tg.leader = t
+        k.tasks[tgid] = t
+        k.thread_groups[tgid] = tg
+        k.init = tg
+        # cwd: must exist and be a directory, as runc requires.
+        try:
+            cwd = k.vfs.resolve(t, AT_FDCWD, cfg.cwd.encode())
+            if not cwd.inode.is_dir:
+                raise SyscallError(errno.ENOTDIR)
+            tg.fs.cwd = cwd
+        except SyscallError as e:
+            raise BootError(f"chdir to cwd ({cfg.cwd!r}) set in config.json failed: {os.strerror(e.errno)}")
+        argv = [a.encode() for a in cfg.args]
+        envp = [e.encode() for e in cfg.env]
+        from sentry.exec import exec_path, lookup_path
+        try:
+            path = lookup_path(t, argv[0], envp)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT and b"/" not in argv[0]:
+                raise BootError(f'exec: "{cfg.args[0]}": executable file not found in $PATH', 127)
+            raise BootError(f'exec: "{cfg.args[0]}": {os.strerror(e.errno)}', 126 if e.errno == errno.EACCES else 127)
+        try:
+            exec_path(t, path, argv, envp)
+        except SyscallError as e:
+            raise BootError(f'exec: "{cfg.args[0]}": {os.strerror(e.errno)}', 126 if e.errno in (errno.EACCES, errno.ENOEXEC) else 127)
+        k.runq.append(t)
+
+    def shutdown(self) -> None:
+        k = self.kernel
+        if k is not None:
+            for tg in list(k.thread_groups.values()):
+                k.exit_thread_group(tg, signal.SIGKILL)
+        if self.gofer is not None:
+            try:
+                self.gofer.sock.close()
+            except OSError:
+                pass
+        if self.gofer_pid is not None:
+            try:
+                os.waitpid(self.gofer_pid, 0)
+            except ChildProcessError:
+                pass

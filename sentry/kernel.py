@@ -1,0 +1,269 @@
+"""The Sentry's kernel: tasks, the run queue, timers, and the task loop.
+
+The task loop is the whole Sentry: `switch` an application thread into
+the platform, take the event it comes back with (a syscall, a fault, an
+exit), dispatch it, update the registers, run again.  It is one thread
+and one event loop, as DESIGN.md says: many application threads may run
+at once on host CPUs, but their syscalls are handled one at a time, so
+kernel state needs no locks.  A handler that must wait raises `Blocked`
+(via `Task.block`); the task is parked on wait queues, a deadline and/or
+a host fd, and re-runs its syscall when woken.
+
+Fast path: when exactly one task is runnable and nothing else is pending
+(no sleeper, no host-fd wait), resuming it and waiting for its next stop
+is a single C call (`Platform.run`).
+"""
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import os
+import signal
+import sys
+import time
+from collections import deque
+
+from platforms import ExitEvent, FaultEvent, SYSCALL_EVENT
+from sentry.errors import SyscallError, errname
+from sentry.syscalls import TABLE
+from sentry.syscalls.registry import MAX_NR
+from sentry.task import Blocked, Task, ThreadGroup
+
+MASK64 = 0xFFFFFFFFFFFFFFFF
+CORE_SIGNALS = {signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS,
+                signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ}
+
+
+class TaskExited(Exception):
+    """Raised by exit paths: the task must not be resumed."""
+
+
+class Kernel:
+    def __init__(self, cfg, platform, memfile, vfs, log) -> None:
+        self.cfg = cfg
+        self.platform = platform
+        self.memfile = memfile
+        self.vfs = vfs
+        self.log = log
+        self.hostname = cfg.hostname.encode()
+        self.domainname = b"(none)"
+        self.boot_monotonic = time.monotonic()
+        self.tasks: dict[int, Task] = {}
+        self.thread_groups: dict[int, ThreadGroup] = {}
+        self.runq: deque[Task] = deque()
+        self.timers: list = []          # heap of (deadline, seq, task)
+        self._seq = itertools.count()
+        self.host_waits: dict[Task, tuple[int, int]] = {}
+        self._next_id = 1
+        self.init: ThreadGroup | None = None
+        self.exit_code: int | None = None
+        self.strace = cfg.strace
+        self._enosys_logged: set[int] = set()
+
+    def alloc_id(self) -> int:
+        i = self._next_id
+        while i in self.tasks or i in self.thread_groups:
+            i += 1
+        self._next_id = i + 1
+        return i
+
+    # -- scheduling ---------------------------------------------------------
+
+    def wake(self, t: Task) -> None:
+        for q in t.wait_queues:
+            q.remove(t)
+        t.wait_queues = []
+        if t.timer_handle is not None:
+            t.timer_handle[2] = None        # cancelled entry stays in the heap, ignored
+            t.timer_handle = None
+        self.host_waits.pop(t, None)
+        if not t.exited:
+            self.runq.append(t)
+
+    def _park(self, t: Task, b: Blocked) -> None:
+        for q in b.queues:
+            q.add(t)
+        t.wait_queues = list(b.queues)
+        if b.deadline is not None:
+            entry = [b.deadline, next(self._seq), t]
+            t.timer_handle = entry
+            heapq.heappush(self.timers, entry)
+        if b.host_fd is not None:
+            self.host_waits[t] = b.host_fd
+
+    def _fire_timers(self) -> float | None:
+        """Wake tasks whose deadline passed; return the next deadline (monotonic) or None."""
+        timers = self.timers
+        while timers:
+            deadline, _, t = timers[0]
+            if t is None:
+                heapq.heappop(timers)
+                continue
+            if deadline > time.monotonic():
+                return deadline
+            heapq.heappop(timers)
+            t.timer_handle = None
+            t.timed_out = True
+            self.wake(t)
+        return None
+
+    def run(self) -> int:
+        """Run until the container's init process has exited; return runsc-py's exit code."""
+        plat = self.platform
+        runq = self.runq
+        while self.exit_code is None:
+            next_deadline = self._fire_timers() if self.timers else None
+            if runq:
+                t = runq.popleft()
+                if t.exited:
+                    continue
+                if runq or next_deadline is not None or self.host_waits:
+                    plat.resume(t.ctx)
+                    t.running = True
+                    if runq:
+                        continue
+                    ctx, ev = self._wait(next_deadline)
+                else:
+                    t.running = True
+                    ctx, ev = plat.run(t.ctx)
+            else:
+                ctx, ev = self._wait(next_deadline)
+            if ctx is None or ctx.task is None:
+                continue
+            task = ctx.task
+            task.running = False
+            if ev is SYSCALL_EVENT:
+                self.syscall(task)
+            elif isinstance(ev, FaultEvent):
+                self.fault(task, ev)
+            elif isinstance(ev, ExitEvent):
+                self.host_thread_died(task, ev.status)
+        return self.exit_code
+
+    def _wait(self, next_deadline):
+        if next_deadline is None and not self.host_waits:
+            if not any(getattr(t, "running", False) for t in self.tasks.values()):
+                # Nothing runs and nothing can wake anything: a deadlock in the application.
+                # Linux would hang too; so do we, but say so once in the debug log.
+                self.debug("all tasks blocked with no timer or host fd: waiting for a signal")
+            return self.platform.wait(-1, [])
+        timeout = -1 if next_deadline is None else max(0, int((next_deadline - time.monotonic()) * 1e9))
+        waits = list(self.host_waits.items())
+        ctx, res = self.platform.wait(timeout, [fdev for _, fdev in waits])
+        if ctx is None and res:
+            for (t, _), rev in zip(waits, res):
+                if rev:
+                    self.wake(t)
+        return ctx, res
+
+    # -- syscalls -----------------------------------------------------------
+
+    def syscall(self, t: Task) -> None:
+        regs = t.ctx.regs
+        nr = regs.orig_rax
+        entry = TABLE[nr] if nr < MAX_NR else None
+        handler = entry.handler if entry is not None else None
+        try:
+            if handler is None:
+                if nr not in self._enosys_logged:
+                    self._enosys_logged.add(nr)
+                    name = entry.name if entry is not None else f"syscall_{nr}"
+                    self.warn(f"unimplemented syscall {name} ({nr}): returning ENOSYS")
+                raise SyscallError(errno.ENOSYS)
+            n = entry.nargs
+            if n == 0:
+                r = handler(t)
+            elif n == 1:
+                r = handler(t, regs.rdi)
+            elif n == 2:
+                r = handler(t, regs.rdi, regs.rsi)
+            elif n == 3:
+                r = handler(t, regs.rdi, regs.rsi, regs.rdx)
+            else:
+                r = handler(t, *(regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)[:n])
+            regs.rax = r & MASK64
+            if self.strace:
+                self.strace_line(t, entry, r)
+        except SyscallError as e:
+            regs.rax = (-e.errno) & MASK64
+            if self.strace:
+                self.strace_line(t, entry, -e.errno, nr=nr)
+        except Blocked as b:
+            self._park(t, b)
+            return
+        except TaskExited:
+            if self.strace:
+                self.strace_line(t, entry, None)
+            return
+        t.syscall_state = None
+        t.timed_out = False
+        if not t.exited:
+            self.runq.append(t)
+
+    # -- faults and exits -----------------------------------------------------
+
+    def fault(self, t: Task, ev: FaultEvent) -> None:
+        if ev.code <= 0:
+            # Sent by someone on the host (si_code SI_USER/SI_TKILL), not the application: ignore.
+            self.runq.append(t)
+            return
+        self.debug(f"task {t.tid}: fault {signal.Signals(ev.signo).name} code {ev.code} addr {ev.addr:#x} "
+                   f"at rip {t.ctx.regs.rip:#x}")
+        self.kill_thread_group(t.tg, ev.signo)
+
+    def host_thread_died(self, t: Task, status: int) -> None:
+        self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")
+        self.kill_thread_group(t.tg, signal.SIGKILL, host_dead=True)
+
+    def kill_thread_group(self, tg: ThreadGroup, signo: int, host_dead: bool = False) -> None:
+        status = signo | (0x80 if signo in CORE_SIGNALS else 0)
+        self.exit_thread_group(tg, status)
+
+    def exit_thread_group(self, tg: ThreadGroup, wait_status: int) -> None:
+        """Every thread of `tg` exits; `wait_status` as wait(2) encodes it."""
+        if tg.exiting:
+            return
+        tg.exiting = True
+        tg.exit_status = wait_status
+        for task in list(tg.tasks):
+            self._task_gone(task)
+        tg.tasks.clear()
+        tg.mm.users -= 1
+        if tg.mm.users == 0:
+            tg.mm.release()
+        tg.fds.close_all()
+        self.thread_groups.pop(tg.tgid, None)
+        if tg is self.init:
+            if wait_status & 0x7F:            # killed by a signal: 128+N, as runc reports
+                self.exit_code = 128 + (wait_status & 0x7F)
+            else:
+                self.exit_code = (wait_status >> 8) & 0xFF
+
+    def _task_gone(self, task: Task) -> None:
+        task.exited = True
+        self.tasks.pop(task.tid, None)
+        self.host_waits.pop(task, None)
+        for q in task.wait_queues:
+            q.remove(task)
+        if task.timer_handle is not None:
+            task.timer_handle[2] = None
+        try:
+            self.runq.remove(task)
+        except ValueError:
+            pass
+        if task.ctx is not None:
+            task.ctx.task = None
+
+    # -- logging ------------------------------------------------------------
+
+    def warn(self, msg: str) -> None:
+        self.log.warning(msg)
+
+    def debug(self, msg: str) -> None:
+        if self.cfg.debug:
+            self.log.debug(msg)
+
+    def strace_line(self, t: Task, entry, result, nr: int | None = None) -> None:
+        from sentry import strace
+        self.log.strace(strace.format_call(t, entry, result, nr))

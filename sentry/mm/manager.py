@@ -1,0 +1,386 @@
+"""MemoryManager: one application address space.
+
+A sorted list of VMAs, each a run of pages backed by a contiguous range of
+the MemoryFile, mirrored into the platform's address space (a stub
+process under ptrace) by `map`/`unmap`/`protect`.  Because every page is
+memfd-backed and the memfd is mapped into the Sentry too, copy-in and
+copy-out are memoryview slices: `read`, `write`, `cstring` and
+`iovecs` below are what every syscall handler uses, and they return
+EFAULT exactly where Linux's copy_{from,to}_user would (unmapped,
+PROT_NONE, or writing a page without PROT_WRITE).
+
+Trade-offs: mappings are populated eagerly (the memfd is sparse, so an
+untouched page still costs nothing); a fork copies private memory eagerly
+(see `fork`), only the pages that were ever touched (SEEK_DATA).
+"""
+from __future__ import annotations
+
+import bisect
+import errno
+import os
+import struct
+
+from sentry.errors import SyscallError
+
+PAGE = 4096
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
+MAP_FIXED, MAP_ANONYMOUS = 0x10, 0x20
+MAP_GROWSDOWN, MAP_DENYWRITE, MAP_EXECUTABLE, MAP_LOCKED = 0x100, 0x800, 0x1000, 0x2000
+MAP_NORESERVE, MAP_POPULATE, MAP_NONBLOCK, MAP_STACK, MAP_HUGETLB = 0x4000, 0x8000, 0x10000, 0x20000, 0x40000
+MAP_FIXED_NOREPLACE = 0x100000
+STACK_SIZE = 8 << 20
+HEAP_RESERVE = 256 << 20
+
+
+def page_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+def page_down(x: int) -> int:
+    return x & ~(PAGE - 1)
+
+
+class Backing:
+    """A MemoryFile range shared by the VMAs cut from it; freed when the last piece goes."""
+
+    __slots__ = ("offset", "length", "live")
+
+    def __init__(self, offset: int, length: int) -> None:
+        self.offset = offset
+        self.length = length
+        self.live = length        # bytes still mapped by some VMA of some address space
+
+
+class Vma:
+    __slots__ = ("start", "end", "prot", "shared", "offset", "backing", "name", "growsdown")
+
+    def __init__(self, start: int, end: int, prot: int, shared: bool, offset: int,
+                 backing: Backing, name: str = "", growsdown: bool = False) -> None:
+        self.start = start
+        self.end = end
+        self.prot = prot
+        self.shared = shared
+        self.offset = offset            # MemoryFile offset of `start`
+        self.backing = backing
+        self.name = name
+        self.growsdown = growsdown
+
+    def __repr__(self) -> str:
+        return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name})"
+
+
+class MemoryManager:
+    def __init__(self, platform, memfile) -> None:
+        self.platform = platform
+        self.memfile = memfile
+        self.view = memfile.view
+        self.space = platform.new_address_space()
+        self.vmas: list[Vma] = []
+        self._starts: list[int] = []
+        self.top = platform.max_user_address
+        self.bottom = platform.min_user_address
+        self.stack_top = self.top - (1 << 30)
+        self.mmap_base = self.stack_top - STACK_SIZE - (256 << 20)
+        self.brk_start = 0
+        self.brk_cur = 0
+        self._heap: Backing | None = None
+        self._last: Vma | None = None
+        self.users = 1           # thread groups sharing this mm (CLONE_VM without CLONE_THREAD: vfork)
+
+    # -- VMA bookkeeping ---------------------------------------------------
+
+    def find(self, addr: int) -> Vma | None:
+        last = self._last
+        if last is not None and last.start <= addr < last.end:
+            return last
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0:
+            v = self.vmas[i]
+            if addr < v.end:
+                self._last = v
+                return v
+        return None
+
+    def _insert(self, v: Vma) -> None:
+        i = bisect.bisect_left(self._starts, v.start)
+        self.vmas.insert(i, v)
+        self._starts.insert(i, v.start)
+
+    def _split(self, addr: int) -> None:
+        """Make `addr` a VMA boundary (if it falls inside one)."""
+        v = self.find(addr)
+        if v is None or v.start == addr:
+            return
+        right = Vma(addr, v.end, v.prot, v.shared, v.offset + (addr - v.start), v.backing, v.name, v.growsdown)
+        v.end = addr
+        self._insert(right)
+        self._last = None
+
+    def _overlapping(self, start: int, end: int) -> list[Vma]:
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        out = []
+        while i < len(self.vmas) and self.vmas[i].start < end:
+            if self.vmas[i].end > start:
+                out.append(self.vmas[i])
+            i += 1
+        return out
+
+    def _remove_range(self, start: int, end: int, unmap_host: bool = True) -> None:
+        self._split(start)
+        self._split(end)
+        for v in self._overlapping(start, end):
+            i = bisect.bisect_left(self._starts, v.start)
+            del self.vmas[i]
+            del self._starts[i]
+            self._release(v)
+        self._last = None
+        if unmap_host:
+            self.space.unmap(start, end - start)
+
+    def _release(self, v: Vma) -> None:
+        b = v.backing
+        b.live -= v.end - v.start
+        if not v.shared:
+            # A private range belongs to this VMA alone: give its pages back now.
+            self.memfile.free(v.offset, v.end - v.start)
+            b.length -= v.end - v.start
+        elif b.live <= 0:
+            self.memfile.free(b.offset, b.length)
+
+    def _map_new(self, start: int, length: int, prot: int, shared: bool, name: str = "",
+                 backing: Backing | None = None, offset: int | None = None, growsdown: bool = False) -> Vma:
+        if backing is None:
+            backing = Backing(self.memfile.allocate(length), length)
+            offset = backing.offset
+        v = Vma(start, start + length, prot, shared, offset, backing, name, growsdown)
+        self._insert(v)
+        self.space.map(start, length, prot, offset)
+        return v
+
+    # -- placement ---------------------------------------------------------
+
+    def _free_gap(self, length: int, hint: int = 0) -> int:
+        """Top-down search below mmap_base (Linux's default layout) for `length` free bytes."""
+        if hint:
+            hint = page_down(hint)
+            if self.bottom <= hint and hint + length <= self.top and not self._overlapping(hint, hint + length):
+                return hint
+        end = self.mmap_base
+        i = bisect.bisect_left(self._starts, end)
+        # Walk VMAs downwards from mmap_base.
+        while True:
+            prev_end = self.vmas[i - 1].end if i > 0 else self.bottom
+            if i > 0 and prev_end > end:
+                end = min(end, self.vmas[i - 1].start)
+                i -= 1
+                continue
+            if end - prev_end >= length:
+                return end - length
+            if i == 0:
+                raise SyscallError(errno.ENOMEM)
+            end = self.vmas[i - 1].start
+            i -= 1
+
+    # -- the syscalls' operations -----------------------------------------
+
+    def mmap_anon(self, addr: int, length: int, prot: int, flags: int, name: str = "") -> int:
+        """Anonymous mmap (private or shared); MAP_FIXED replaces what was there."""
+        length = page_up(length)
+        shared = (flags & 0x3) in (MAP_SHARED, MAP_SHARED_VALIDATE)
+        if flags & MAP_FIXED_NOREPLACE:
+            if self._overlapping(addr, addr + length):
+                raise SyscallError(errno.EEXIST)
+            start = addr
+        elif flags & MAP_FIXED:
+            start = addr
+            if self._overlapping(start, start + length):
+                self._remove_range(start, start + length, unmap_host=False)
+        else:
+            start = self._free_gap(length, addr)
+        self._map_new(start, length, prot, shared, name, growsdown=bool(flags & MAP_GROWSDOWN))
+        return start
+
+    def munmap(self, addr: int, length: int) -> None:
+        if addr % PAGE or length == 0 or addr + length > self.top or addr < 0:
+            raise SyscallError(errno.EINVAL)
+        end = page_up(addr + length)
+        if self._overlapping(addr, end):
+            self._remove_range(addr, end)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        if addr % PAGE:
+            raise SyscallError(errno.EINVAL)
+        if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | 0x01000000 | 0x02000000):
+            raise SyscallError(errno.EINVAL)
+        end = page_up(addr + length)
+        if end == addr:
+            return
+        # Every page must be mapped (ENOMEM otherwise), as Linux checks.
+        cur = addr
+        for v in self._overlapping(addr, end):
+            if v.start > cur:
+                raise SyscallError(errno.ENOMEM)
+            cur = v.end
+        if cur < end:
+            raise SyscallError(errno.ENOMEM)
+        self._split(addr)
+        self._split(end)
+        prot &= PROT_READ | PROT_WRITE | PROT_EXEC
+        for v in self._overlapping(addr, end):
+            v.prot = prot
+        self.space.protect(addr, end - addr, prot)
+
+    def set_brk_start(self, addr: int) -> None:
+        self.brk_start = self.brk_cur = page_up(addr)
+
+    def brk(self, addr: int) -> int:
+        """brk(2): move the program break; on failure return the current one (as Linux does)."""
+        cur = self.brk_cur
+        if addr < self.brk_start:
+            return cur
+        new_end, old_end = page_up(addr), page_up(cur)
+        if new_end > old_end:
+            if self._overlapping(old_end, new_end):
+                return cur
+            if self._heap is None:
+                self._heap = Backing(self.memfile.allocate(HEAP_RESERVE), HEAP_RESERVE)
+                self._heap.live = 0
+            heap = self._heap
+            used = old_end - self.brk_start
+            if new_end - self.brk_start > heap.length:
+                return cur
+            v = self.find(old_end - 1) if old_end > self.brk_start else None
+            grow = new_end - old_end
+            if v is not None and v.name == "[heap]" and v.end == old_end:
+                v.end = new_end
+                self.space.map(old_end, grow, v.prot, heap.offset + used)
+            else:
+                v = self._map_new(old_end, grow, PROT_READ | PROT_WRITE, True, "[heap]",
+                                  backing=heap, offset=heap.offset + used)
+                v.shared = False
+            heap.live += grow
+        elif new_end < old_end:
+            self._split(new_end)
+            for v in self._overlapping(new_end, old_end):
+                i = bisect.bisect_left(self._starts, v.start)
+                del self.vmas[i]
+                del self._starts[i]
+                self.memfile.zero(v.offset, v.end - v.start)
+                self._heap.live -= v.end - v.start
+            self._last = None
+            self.space.unmap(new_end, old_end - new_end)
+        self.brk_cur = addr
+        return addr
+
+    def release(self) -> None:
+        """Drop every mapping and the platform address space."""
+        for v in self.vmas:
+            if v.backing is self._heap:
+                continue
+            self._release(v)
+        if self._heap is not None:
+            self.memfile.free(self._heap.offset, self._heap.length)
+            self._heap = None
+        self.vmas.clear()
+        self._starts.clear()
+        self._last = None
+        self.space.release()
+
+    # -- copy-in / copy-out -------------------------------------------------
+
+    def _span(self, addr: int, n: int, write: bool) -> list[memoryview]:
+        out = []
+        view = self.view
+        while n > 0:
+            v = self.find(addr)
+            if v is None or not v.prot or (write and not v.prot & PROT_WRITE):
+                raise SyscallError(errno.EFAULT)
+            take = min(n, v.end - addr)
+            off = v.offset + (addr - v.start)
+            out.append(view[off:off + take])
+            addr += take
+            n -= take
+        return out
+
+    def iovecs(self, addr: int, n: int, write: bool) -> list[memoryview]:
+        """memoryviews covering [addr, addr+n) of application memory (EFAULT if any byte is not accessible)."""
+        if addr < 0 or addr + n > self.top:
+            raise SyscallError(errno.EFAULT)
+        return self._span(addr, n, write)
+
+    def read(self, addr: int, n: int) -> bytes:
+        if n == 0:
+            return b""
+        v = self.find(addr)
+        if v is not None and v.prot and addr + n <= v.end:
+            off = v.offset + (addr - v.start)
+            return self.view[off:off + n].tobytes()
+        return b"".join(self.iovecs(addr, n, False))
+
+    def write(self, addr: int, data) -> None:
+        n = len(data)
+        if n == 0:
+            return
+        v = self.find(addr)
+        if v is not None and v.prot & PROT_WRITE and addr + n <= v.end:
+            off = v.offset + (addr - v.start)
+            self.view[off:off + n] = data
+            return
+        pos = 0
+        for mv in self.iovecs(addr, n, True):
+            mv[:] = data[pos:pos + len(mv)]
+            pos += len(mv)
+
+    def cstring(self, addr: int, maxlen: int = 4096) -> bytes:
+        """A NUL-terminated string; ENAMETOOLONG past `maxlen` bytes (as strncpy_from_user callers do)."""
+        out = b""
+        while True:
+            v = self.find(addr)
+            if v is None or not v.prot:
+                raise SyscallError(errno.EFAULT)
+            take = min(v.end - addr, maxlen + 1 - len(out))
+            off = v.offset + (addr - v.start)
+            chunk = self.view[off:off + take]
+            i = bytes(chunk).find(b"\0")
+            if i >= 0:
+                return out + bytes(chunk[:i])
+            out += bytes(chunk)
+            addr += take
+            if len(out) > maxlen:
+                raise SyscallError(errno.ENAMETOOLONG)
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def write_u64(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+    def read_u32(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 4), "little")
+
+    def write_u32(self, addr: int, value: int) -> None:
+        self.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+
+    def read_struct(self, addr: int, st: struct.Struct) -> tuple:
+        return st.unpack(self.read(addr, st.size))
+
+    def write_struct(self, addr: int, st: struct.Struct, *values) -> None:
+        self.write(addr, st.pack(*values))
+
+    def read_iovec(self, addr: int, count: int) -> list[tuple[int, int]]:
+        """An array of struct iovec: EINVAL past IOV_MAX or a negative total, as Linux."""
+        if count < 0 or count > 1024:
+            raise SyscallError(errno.EINVAL)
+        raw = self.read(addr, 16 * count)
+        out = []
+        total = 0
+        for i in range(count):
+            base, ln = struct.unpack_from("<QQ", raw, 16 * i)
+            if ln > 0x7FFFFFFFFFFFFFFF:
+                raise SyscallError(errno.EINVAL)
+            total += ln
+            if total > 0x7FFFFFFFFFFFFFFF:
+                raise SyscallError(errno.EINVAL)
+            out.append((base, ln))
+        return out

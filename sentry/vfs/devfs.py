@@ -1,0 +1,153 @@
+"""devfs: the Sentry's own /dev.  Devices here never touch a host device.
+
+`null zero full random urandom` as Linux's mem devices (randomness from the
+host's getrandom(2), the only host contact); directories are synthetic.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from sentry.errors import SyscallError
+from sentry.vfs.file import File, O_PATH
+from sentry.vfs.inode import Inode, Stat
+
+S_IFCHR, S_IFDIR, S_IFLNK = 0o020000, 0o040000, 0o120000
+
+
+def makedev(major: int, minor: int) -> int:
+    return ((major & 0xFFF) << 8) | (minor & 0xFF) | ((minor & ~0xFF) << 12) | ((major & ~0xFFF) << 32)
+
+
+class SynthFS:
+    """A filesystem of Sentry-made inodes (devfs, and the base of procfs/sysfs later)."""
+
+    def __init__(self, dev: int) -> None:
+        self.dev = dev
+        self._next_ino = 1
+        self.born_ns = time.time_ns()
+
+    def ino(self) -> int:
+        self._next_ino += 1
+        return self._next_ino
+
+
+class SynthInode(Inode):
+    def __init__(self, fs: SynthFS, mode: int, uid: int = 0, gid: int = 0, rdev: int = 0) -> None:
+        super().__init__(fs, fs.ino(), mode)
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+
+    def stat(self) -> Stat:
+        t = self.fs.born_ns
+        return Stat(self.ino, self.fs.dev, self.mode, 2 if self.is_dir else 1, self.uid, self.gid,
+                    self.rdev, 0, 4096, 0, t, t, t)
+
+
+class SynthDir(SynthInode):
+    def __init__(self, fs: SynthFS, perm: int = 0o755) -> None:
+        super().__init__(fs, S_IFDIR | perm)
+        self.entries: dict[bytes, Inode] = {}
+
+    def lookup(self, name: bytes) -> Inode | None:
+        return self.entries.get(name)
+
+    def list(self) -> list[tuple[bytes, int, int]]:
+        return [(n, i.ino, (i.mode >> 12) & 0xF) for n, i in self.entries.items()]
+
+    def open(self, t, dentry, flags: int) -> File:
+        return SynthDirFile(flags, dentry)
+
+
+class SynthDirFile(File):
+    def __init__(self, flags: int, dentry) -> None:
+        super().__init__(flags, dentry, dentry.mount)
+
+    def read(self, t, dsts):
+        raise SyscallError(errno.EISDIR)
+
+    def getdents(self):
+        d = self.dentry
+        parent = d.parent if d.parent is not None else d
+        return [(b".", d.inode.ino, 4), (b"..", parent.inode.ino, 4)] + d.inode.list()
+
+    def seek(self, offset: int, whence: int) -> int:
+        if whence not in (0, 1) or offset < 0:
+            raise SyscallError(errno.EINVAL)
+        self.offset = offset if whence == 0 else self.offset + offset
+        return self.offset
+
+
+class SynthSymlink(SynthInode):
+    def __init__(self, fs: SynthFS, target: bytes) -> None:
+        super().__init__(fs, S_IFLNK | 0o777)
+        self.target = target
+
+    def readlink(self) -> bytes:
+        return self.target
+
+
+class MemDevice(SynthInode):
+    """/dev/{null,zero,full,random,urandom}."""
+
+    MINORS = {b"null": 3, b"zero": 5, b"full": 7, b"random": 8, b"urandom": 9}
+
+    def __init__(self, fs: SynthFS, kind: bytes) -> None:
+        super().__init__(fs, S_IFCHR | 0o666, rdev=makedev(1, self.MINORS[kind]))
+        self.kind = kind
+
+    def open(self, t, dentry, flags: int) -> File:
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        return MemDeviceFile(flags, dentry, self.kind)
+
+
+class MemDeviceFile(File):
+    def __init__(self, flags: int, dentry, kind: bytes) -> None:
+        super().__init__(flags, dentry, dentry.mount)
+        self.kind = kind
+
+    def read(self, t, dsts) -> int:
+        if not self.readable:
+            raise SyscallError(errno.EBADF)
+        if self.kind == b"null":
+            return 0
+        n = 0
+        for mv in dsts:
+            if self.kind in (b"random", b"urandom"):
+                mv[:] = os.urandom(len(mv))
+            else:
+                mv[:] = bytes(len(mv))
+            n += len(mv)
+        return n
+
+    def write(self, t, srcs) -> int:
+        if not self.writable:
+            raise SyscallError(errno.EBADF)
+        if self.kind == b"full":
+            raise SyscallError(errno.ENOSPC)
+        return sum(len(s) for s in srcs)
+
+    def pread(self, t, dsts, offset: int) -> int:
+        return self.read(t, dsts)
+
+    def pwrite(self, t, srcs, offset: int) -> int:
+        return self.write(t, srcs)
+
+    def seek(self, offset: int, whence: int) -> int:
+        self.offset = 0
+        return 0
+
+
+def make_devfs(dev: int) -> tuple[SynthFS, SynthDir]:
+    fs = SynthFS(dev)
+    root = SynthDir(fs)
+    for kind in MemDevice.MINORS:
+        root.entries[kind] = MemDevice(fs, kind)
+    root.entries[b"fd"] = SynthSymlink(fs, b"/proc/self/fd")
+    root.entries[b"stdin"] = SynthSymlink(fs, b"/proc/self/fd/0")
+    root.entries[b"stdout"] = SynthSymlink(fs, b"/proc/self/fd/1")
+    root.entries[b"stderr"] = SynthSymlink(fs, b"/proc/self/fd/2")
+    return fs, root

@@ -1,0 +1,267 @@
+"""Open file descriptions and the descriptor table.
+
+A `File` is Linux's `struct file`: flags, offset, and the object behind it.
+`dup` shares one File between descriptors; it is released when the last
+reference closes.  Data moves between a File and application memory as
+lists of memoryviews into the MemoryFile (`MemoryManager.iovecs`), so a
+read from a host fd lands in application memory with one `preadv`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import select
+import stat as st
+
+from sentry.errors import SyscallError
+from sentry.vfs.inode import Stat
+
+O_ACCMODE = 0o3
+O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
+O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_APPEND, O_NONBLOCK = 0o100, 0o200, 0o400, 0o1000, 0o2000, 0o4000
+O_DSYNC, O_ASYNC, O_DIRECT, O_LARGEFILE, O_DIRECTORY, O_NOFOLLOW = 0o10000, 0o20000, 0o40000, 0o100000, 0o200000, 0o400000
+O_NOATIME, O_CLOEXEC, O_SYNC, O_PATH, O_TMPFILE = 0o1000000, 0o2000000, 0o4010000, 0o10000000, 0o20200000
+STATUS_FLAGS_SETTABLE = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK
+SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
+MAX_RW = 0x7FFFF000
+
+
+class File:
+    """Base open file description."""
+
+    def __init__(self, flags: int, dentry=None, mount=None) -> None:
+        self.flags = flags
+        self.dentry = dentry
+        self.mount = mount
+        self.offset = 0
+        self.refs = 0
+        self.dir_cursor: list | None = None
+
+    # Access checks shared by every file type.
+    @property
+    def readable(self) -> bool:
+        return (self.flags & O_ACCMODE) in (O_RDONLY, O_RDWR) and not self.flags & O_PATH
+
+    @property
+    def writable(self) -> bool:
+        return (self.flags & O_ACCMODE) in (O_WRONLY, O_RDWR) and not self.flags & O_PATH
+
+    def stat(self) -> Stat:
+        if self.dentry is not None:
+            return self.dentry.inode.stat()
+        raise SyscallError(errno.EBADF)
+
+    def read(self, t, dsts: list[memoryview]) -> int:
+        raise SyscallError(errno.EINVAL)
+
+    def write(self, t, srcs: list[memoryview]) -> int:
+        raise SyscallError(errno.EINVAL)
+
+    def pread(self, t, dsts: list[memoryview], offset: int) -> int:
+        raise SyscallError(errno.ESPIPE)
+
+    def pwrite(self, t, srcs: list[memoryview], offset: int) -> int:
+        raise SyscallError(errno.ESPIPE)
+
+    def seek(self, offset: int, whence: int) -> int:
+        raise SyscallError(errno.ESPIPE)
+
+    def ioctl(self, t, request: int, arg: int) -> int:
+        raise SyscallError(errno.ENOTTY)
+
+    def getdents(self) -> list[tuple[bytes, int, int]]:
+        raise SyscallError(errno.ENOTDIR)
+
+    def release(self) -> None:
+        pass
+
+
+def _seek_common(file: File, offset: int, whence: int, size: int) -> int:
+    if whence == SEEK_SET:
+        new = offset
+    elif whence == SEEK_CUR:
+        new = file.offset + offset
+    elif whence == SEEK_END:
+        new = size + offset
+    elif whence == SEEK_DATA:
+        if offset >= size:
+            raise SyscallError(errno.ENXIO)
+        new = offset
+    elif whence == SEEK_HOLE:
+        if offset >= size:
+            raise SyscallError(errno.ENXIO)
+        new = size
+    else:
+        raise SyscallError(errno.EINVAL)
+    if new < 0:
+        raise SyscallError(errno.EINVAL)
+    file.offset = new
+    return new
+
+
+class HostFDFile(File):
+    """A file whose data is a host fd: a Gofer-donated regular file, or the container's stdio.
+
+    Regular files use preadv/pwritev at the Sentry-kept offset.  Streams
+    (pipes, ttys, sockets given as stdio) are polled first so a read that
+    would block parks the task instead of stalling the Sentry.
+    """
+
+    def __init__(self, host_fd: int, flags: int, dentry=None, mount=None, owns_fd: bool = True) -> None:
+        super().__init__(flags, dentry, mount)
+        self.host_fd = host_fd
+        self.owns_fd = owns_fd
+        mode = os.fstat(host_fd).st_mode
+        self.seekable = st.S_ISREG(mode) or st.S_ISBLK(mode)
+        self.is_tty = st.S_ISCHR(mode) and os.isatty(host_fd)
+        self._host_mode = mode
+
+    def stat(self) -> Stat:
+        if self.dentry is not None:
+            return self.dentry.inode.stat()
+        s = os.fstat(self.host_fd)
+        return Stat(s.st_ino, 0x10, s.st_mode, s.st_nlink, s.st_uid, s.st_gid, s.st_rdev, s.st_size,
+                    s.st_blksize, s.st_blocks, s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns)
+
+    def _wait(self, t, events: int) -> None:
+        p = select.poll()
+        p.register(self.host_fd, events)
+        if not p.poll(0):
+            if self.flags & O_NONBLOCK:
+                raise SyscallError(errno.EAGAIN)
+            t.block(host_fd=(self.host_fd, events))
+
+    def read(self, t, dsts: list[memoryview]) -> int:
+        if not self.readable:
+            raise SyscallError(errno.EBADF)
+        try:
+            if self.seekable:
+                n = os.preadv(self.host_fd, dsts, self.offset)
+                self.offset += n
+                return n
+            self._wait(t, select.POLLIN | select.POLLHUP)
+            return os.readv(self.host_fd, dsts)
+        except OSError as e:
+            raise SyscallError(e.errno) from None
+
+    def write(self, t, srcs: list[memoryview]) -> int:
+        if not self.writable:
+            raise SyscallError(errno.EBADF)
+        try:
+            if self.seekable:
+                if self.flags & O_APPEND:
+                    self.offset = os.fstat(self.host_fd).st_size
+                n = os.pwritev(self.host_fd, srcs, self.offset)
+                self.offset += n
+                return n
+            self._wait(t, select.POLLOUT)
+            return os.writev(self.host_fd, srcs)
+        except BrokenPipeError:
+            raise SyscallError(errno.EPIPE) from None
+        except OSError as e:
+            raise SyscallError(e.errno) from None
+
+    def pread(self, t, dsts: list[memoryview], offset: int) -> int:
+        if not self.seekable:
+            raise SyscallError(errno.ESPIPE)
+        if not self.readable:
+            raise SyscallError(errno.EBADF)
+        try:
+            return os.preadv(self.host_fd, dsts, offset)
+        except OSError as e:
+            raise SyscallError(e.errno) from None
+
+    def pwrite(self, t, srcs: list[memoryview], offset: int) -> int:
+        if not self.seekable:
+            raise SyscallError(errno.ESPIPE)
+        if not self.writable:
+            raise SyscallError(errno.EBADF)
+        try:
+            return os.pwritev(self.host_fd, srcs, offset)
+        except OSError as e:
+            raise SyscallError(e.errno) from None
+
+    def seek(self, offset: int, whence: int) -> int:
+        if not self.seekable:
+            raise SyscallError(errno.ESPIPE)
+        return _seek_common(self, offset, whence, os.fstat(self.host_fd).st_size)
+
+    def ioctl(self, t, request: int, arg: int) -> int:
+        from sentry.vfs import tty
+        if self.is_tty:
+            return tty.host_tty_ioctl(t, self.host_fd, request, arg)
+        raise SyscallError(errno.ENOTTY)
+
+    def release(self) -> None:
+        if self.owns_fd:
+            os.close(self.host_fd)
+
+
+class FDTable:
+    """fd -> (File, close-on-exec)."""
+
+    def __init__(self) -> None:
+        self.files: dict[int, File] = {}
+        self.cloexec: set[int] = set()
+
+    def get(self, fd: int) -> File:
+        try:
+            return self.files[fd]
+        except KeyError:
+            raise SyscallError(errno.EBADF) from None
+
+    def get_io(self, fd: int) -> File:
+        """A file for I/O: O_PATH descriptors are EBADF here."""
+        f = self.get(fd)
+        if f.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        return f
+
+    def install(self, file: File, cloexec: bool = False, minfd: int = 0, limit: int = 1024) -> int:
+        fd = minfd
+        files = self.files
+        while fd in files:
+            fd += 1
+        if fd >= limit:
+            raise SyscallError(errno.EMFILE)
+        self.install_at(fd, file, cloexec)
+        return fd
+
+    def install_at(self, fd: int, file: File, cloexec: bool) -> None:
+        old = self.files.get(fd)
+        file.refs += 1
+        self.files[fd] = file
+        if cloexec:
+            self.cloexec.add(fd)
+        else:
+            self.cloexec.discard(fd)
+        if old is not None:
+            self._drop(old)
+
+    def close(self, fd: int) -> None:
+        f = self.files.pop(fd, None)
+        if f is None:
+            raise SyscallError(errno.EBADF)
+        self.cloexec.discard(fd)
+        self._drop(f)
+
+    def _drop(self, f: File) -> None:
+        f.refs -= 1
+        if f.refs == 0:
+            f.release()
+
+    def fork(self) -> "FDTable":
+        n = FDTable()
+        for fd, f in self.files.items():
+            f.refs += 1
+            n.files[fd] = f
+        n.cloexec = set(self.cloexec)
+        return n
+
+    def close_on_exec(self) -> None:
+        for fd in list(self.cloexec):
+            self.close(fd)
+
+    def close_all(self) -> None:
+        for fd in list(self.files):
+            self.close(fd)
