@@ -623,3 +623,31 @@ def test_gofer_seccomp_filter_kills_calls_outside_the_allowlist(forbidden):
     a.close()
     b.close()
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31, f"status {status:#x}"  # SIGSYS
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs the host's busybox-static")
+def test_serves_a_busybox_rootfs(tmp_path):
+    from tests.rootfs import make_busybox_rootfs
+    rootfs = make_busybox_rootfs(str(tmp_path / "rootfs"))
+    pid, client = _start(rootfs)
+    try:
+        entries, status = walk(client, b"bin/sh")
+        assert status == "symlink" and client.readlink_at(entries[-1][0]) == b"/bin/busybox"
+        fd = client.open_at(handle_of(client, b"bin/busybox"), os.O_RDONLY)
+        try:
+            assert os.read(fd, 4) == b"\x7fELF"
+        finally:
+            os.close(fd)
+        listed = {n for _, _, n in client.getdents64(handle_of(client, b"bin"))}
+        assert {b"busybox", b"sh", b"ls"} <= listed
+        assert b"root:x:0:0" in _read_all(client, handle_of(client, b"etc/passwd"))
+    finally:
+        _stop(pid, client)
+
+
+def _read_all(client, handle: int) -> bytes:
+    fd = client.open_at(handle, os.O_RDONLY)
+    try:
+        return os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
