@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import sys
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +210,7 @@ def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None
     if not command[0]:
         raise UserError("the command must not be empty")
     args = [_resolve_in_path(command[0], rootfs, env_list), *command[1:]]
+    import socket
     container_id = f"do-{os.getpid()}"
     cfg = SandboxConfig(rootfs=rootfs, args=args, env=env_list, cwd=workdir, uid=os.getuid(),
                         gid=os.getgid(), additional_gids=[x for x in os.getgroups() if x != os.getgid()],
@@ -421,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:      # noqa: BLE001 -- a user never sees a traceback
         if os.getpid() != me:
             os._exit(1)
+        import traceback
         _log.debug("".join(traceback.format_exception(e)))
         _log.error(f"internal error: {type(e).__name__}: {e}")
         code = 1

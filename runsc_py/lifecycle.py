@@ -29,8 +29,6 @@ import errno
 import os
 import select
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -269,6 +267,7 @@ def _open_terminal(bundle: Bundle, opts: LaunchOptions) -> tuple[int, int] | Non
         return None
     if not opts.console_socket:
         return None                  # runc would allocate its own pty; stdio passes through
+    import socket
     master, slave = os.openpty()
     try:
         name = os.ttyname(slave)
@@ -380,6 +379,7 @@ def container_pids(store: StateStore, container_id: str) -> list[int]:
 
 def ps_table(pids: list[int], ps_args: list[str]) -> str:
     """`ps ARGS` (default -ef) filtered to `pids`, header kept, as runc does."""
+    import subprocess
     try:
         out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True,
                              check=True).stdout

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Callable
 
 from runsc_py.errors import UserError
@@ -61,6 +60,7 @@ def run_sandbox_guarded(cfg: SandboxConfig, debug_fd: int | None = None) -> int:
             _flush_quietly()
             os._exit(1)
         if debug_fd is not None:
+            import traceback
             try:
                 os.write(debug_fd, "".join(traceback.format_exception(e)).encode())
             except OSError:

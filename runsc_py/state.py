@@ -30,7 +30,6 @@ import json
 import os
 import pwd
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator
 
@@ -120,6 +119,7 @@ class StateStore:
 
         On an exception inside the block the directory is removed again.
         """
+        import tempfile
         self._ensure_root()
         try:
             tmp = tempfile.mkdtemp(prefix=f".new-{state.id[:40]}-", dir=self.root)

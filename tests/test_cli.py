@@ -599,7 +599,7 @@ def test_run_writes_pid_file_and_state_while_running(tmp_path: Path, rootfs: Pat
                            env=repo_env(), stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not pid_file.exists() and time.monotonic() < deadline:
+        while not pid_file.exists() and time.monotonic() < deadline and run.poll() is None:
             time.sleep(0.05)
         assert int(pid_file.read_text()) == run.pid
         st = json.loads(cli("state", "c1", root=root).stdout)
