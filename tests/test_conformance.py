@@ -275,7 +275,9 @@ def test_conformance(name: str, side: str, builds, rootfs, tmp_path) -> None:
     assert binary, f"{name}.c does not build with gcc {' '.join(CFLAGS)}:\n{gcc_output}"
     native = run_native(name, rootfs)
     if side == "native":
-        assert not native.problems(), f"{name} fails natively (a bug in the test, not the Sentry):\n{native.report()}"
+        passed = not native.problems()
+        assert passed, f"{name} fails natively (a bug in the test, not the Sentry):\n{native.report()}"
         return
     sandbox = run_sandbox(name, rootfs, tmp_path)
-    assert not sandbox.problems(), f"{name} differs from Linux in the sandbox:\n{sandbox.report()}\n{native.report()}"
+    passed = not sandbox.problems()
+    assert passed, f"{name} differs from Linux in the sandbox:\n{sandbox.report()}\n{native.report()}"

@@ -11,7 +11,8 @@
  *   check(cond, name...)                    cond is true
  *   check_ok(expr, name...)                 expr != -1 (syscall succeeded)
  *   check_errno(expr, ERRNO, name...)       expr == -1 and errno == ERRNO
- *   check_eq(got, expected, name...)        two integers are equal
+ *   check_eq(got, expected, name...)        two integers are equal (a got of -1
+ *                                           is reported with its errno)
  *   check_mem(got, expected, len, name...)  two byte ranges are equal
  *   check_str(got, expected, name...)       two C strings are equal (NULL got fails)
  * `name...` is a printf format and its arguments.
@@ -143,15 +144,19 @@ tap_errno(long ret, int err, int want, const char *fmt, ...)
 	return pass;
 }
 
-__attribute__((unused)) static __attribute__((format(printf, 3, 4))) int
-tap_eq(long got, long want, const char *fmt, ...)
+__attribute__((unused)) static __attribute__((format(printf, 4, 5))) int
+tap_eq(long got, long want, int err, const char *fmt, ...)
 {
 	char detail[128];
 	va_list ap;
 	int pass = got == want;
 
-	snprintf(detail, sizeof(detail), "got %ld (%#lx), expected %ld (%#lx)",
-		 got, (unsigned long)got, want, (unsigned long)want);
+	if (got == -1 && err)
+		snprintf(detail, sizeof(detail), "got -1 %s, expected %ld (%#lx)",
+			 errno_name(err), want, (unsigned long)want);
+	else
+		snprintf(detail, sizeof(detail), "got %ld (%#lx), expected %ld (%#lx)",
+			 got, (unsigned long)got, want, (unsigned long)want);
 	va_start(ap, fmt);
 	tap_result(pass, detail, fmt, ap);
 	va_end(ap);
@@ -209,7 +214,12 @@ tap_str(const char *got, const char *want, const char *fmt, ...)
 	tap_errno(tap_r_, tap_e_, (want), __VA_ARGS__);			\
 })
 
-#define check_eq(got, want, ...) tap_eq((long)(got), (long)(want), __VA_ARGS__)
+#define check_eq(got, want, ...) __extension__({			\
+	errno = 0;							\
+	long tap_g_ = (long)(got);					\
+	int tap_e_ = errno;						\
+	tap_eq(tap_g_, (long)(want), tap_e_, __VA_ARGS__);		\
+})
 
 #define check_mem(got, want, len, ...) tap_mem((got), (want), (len), __VA_ARGS__)
 
