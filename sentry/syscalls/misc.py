@@ -114,3 +114,8 @@ def sysinfo(t, info):
     data = SYSINFO.pack(uptime, 0, 0, 0, total, free, 0, 0, 0, 0, len(k.tasks), 0, 0, 0, 1)
     t.mm.write(info, data.ljust(112, b"\0"))
     return 0
+
+
+from sentry.syscalls.registry import error_syscall  # noqa: E402
+
+error_syscall("rseq", errno.ENOSYS, "restartable sequences are not supported; glibc and musl fall back")

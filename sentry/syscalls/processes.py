@@ -186,3 +186,131 @@ def exit_group(t, status):
     from sentry.kernel import TaskExited
     t.kernel.exit_thread_group(t.tg, (status & 0xFF) << 8)
     raise TaskExited()
+
+
+# -- execve ---------------------------------------------------------------------
+
+MAX_ARG_STRINGS = 0x7FFFFFFF
+
+
+def read_string_array(t, addr: int, limit_bytes: int) -> list[bytes]:
+    """argv/envp: NULL-terminated pointer array; E2BIG past the byte budget, as Linux."""
+    from sentry.loader import MAX_ARG_STRLEN
+    out: list[bytes] = []
+    if not addr:
+        return out
+    total = 0
+    while True:
+        p = t.mm.read_u64(addr + 8 * len(out))
+        if p == 0:
+            return out
+        try:
+            s = t.mm.cstring(p, MAX_ARG_STRLEN - 1)
+        except SyscallError as e:
+            if e.errno == errno.ENAMETOOLONG:
+                raise SyscallError(errno.E2BIG) from None
+            raise
+        total += len(s) + 1 + 8
+        if total > limit_bytes:
+            raise SyscallError(errno.E2BIG)
+        out.append(s)
+
+
+def do_execve(t, dirfd: int, path_addr: int, argv_addr: int, envp_addr: int, flags: int) -> int:
+    from sentry.exec import exec_path
+    from sentry.syscalls.files import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW, _path
+    if flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW):
+        raise SyscallError(errno.EINVAL)
+    path = _path(t, path_addr)
+    budget = min(t.tg.rlimits[3][0] // 4, 0x7FFFFFFF) if t.tg.rlimits[3][0] else 0x7FFFFFFF
+    argv = read_string_array(t, argv_addr, budget)
+    envp = read_string_array(t, envp_addr, budget - sum(len(a) + 9 for a in argv))
+    if not path:
+        if not flags & AT_EMPTY_PATH:
+            raise SyscallError(errno.ENOENT)
+        f = t.fds.get(dirfd)
+        if f.dentry is None:
+            raise SyscallError(errno.EACCES)
+        path = f.dentry.path(t.tg.fs.root)
+    elif path[:1] != b"/" and dirfd != -100:
+        base = t.kernel.vfs.start(t, dirfd, path)
+        path = base.path(t.tg.fs.root).rstrip(b"/") + b"/" + path
+    if flags & AT_SYMLINK_NOFOLLOW:
+        d = t.kernel.vfs.resolve(t, -100, path, follow=False)
+        if d.inode.is_symlink:
+            raise SyscallError(errno.ELOOP)
+    exec_path(t, path, argv or [], envp)
+    return 0
+
+
+@syscall("execve")
+def execve(t, path, argv, envp):
+    """execve(2)."""
+    return do_execve(t, -100, path, argv, envp, 0)
+
+
+@syscall("execveat")
+def execveat(t, dirfd, path, argv, envp, flags):
+    """execveat(2)."""
+    return do_execve(t, s32(dirfd), path, argv, envp, u32(flags))
+
+
+# -- prctl ----------------------------------------------------------------------
+
+PR_SET_PDEATHSIG, PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_SET_DUMPABLE = 1, 2, 3, 4
+PR_SET_NAME, PR_GET_NAME = 15, 16
+PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+PR_CAPBSET_READ = 23
+PR_SET_VMA = 0x53564D41
+
+
+@syscall("prctl", Support.PARTIAL, "names, pdeathsig, dumpable, no_new_privs, child subreaper, capbset read, PR_SET_VMA")
+def prctl(t, option, a2, a3, a4, a5):
+    """prctl(2)."""
+    option = s32(option)
+    tg = t.tg
+    if option == PR_SET_NAME:
+        name = t.mm.read(a2, 16).split(b"\0", 1)[0]
+        tg.comm = name[:15]
+        return 0
+    if option == PR_GET_NAME:
+        t.mm.write(a2, tg.comm[:15].ljust(16, b"\0"))
+        return 0
+    if option == PR_SET_PDEATHSIG:
+        if a2 > 64:
+            raise SyscallError(errno.EINVAL)
+        t.pdeathsig = a2
+        return 0
+    if option == PR_GET_PDEATHSIG:
+        t.mm.write_u32(a2, getattr(t, "pdeathsig", 0))
+        return 0
+    if option == PR_GET_DUMPABLE:
+        return getattr(tg, "dumpable", 1)
+    if option == PR_SET_DUMPABLE:
+        if a2 not in (0, 1):
+            raise SyscallError(errno.EINVAL)
+        tg.dumpable = a2
+        return 0
+    if option == PR_SET_NO_NEW_PRIVS:
+        if a2 != 1 or a3 or a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        tg.no_new_privs = True
+        return 0
+    if option == PR_GET_NO_NEW_PRIVS:
+        if a2 or a3 or a4 or a5:
+            raise SyscallError(errno.EINVAL)
+        return 1 if getattr(tg, "no_new_privs", False) else 0
+    if option == PR_SET_CHILD_SUBREAPER:
+        tg.subreaper = bool(a2)
+        return 0
+    if option == PR_GET_CHILD_SUBREAPER:
+        t.mm.write_u32(a2, 1 if getattr(tg, "subreaper", False) else 0)
+        return 0
+    if option == PR_CAPBSET_READ:
+        if a2 > 40:
+            raise SyscallError(errno.EINVAL)
+        return 1 if tg.creds.euid == 0 else 0
+    if option == PR_SET_VMA:
+        return 0
+    raise SyscallError(errno.EINVAL)

@@ -18,8 +18,9 @@ from typing import Callable
 from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES
 from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
 
-NR_BY_NAME: dict[str, int] = {name: nr for nr, name in SYSCALL_NAMES.items()}
 MAX_NR = 512
+# python-ptrace's table also lists the x32 numbers (512 and up) under the same names.
+NR_BY_NAME: dict[str, int] = {name: nr for nr, name in sorted(SYSCALL_NAMES.items(), reverse=True) if nr < MAX_NR}
 
 
 class Support(enum.Enum):
