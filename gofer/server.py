@@ -136,17 +136,28 @@ class GoferServer:
                 return 0
             reply, fd = self.handle_message(data, msg_flags)
             try:
-                if fd is None:
-                    sock.sendmsg([encode(reply)], [], socket.MSG_NOSIGNAL)
-                else:
-                    sock.sendmsg([encode(reply)],
-                                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))],
-                                 socket.MSG_NOSIGNAL)
-            except (ConnectionResetError, BrokenPipeError):
-                return 0
+                if not self._send(reply, fd):
+                    return 0
             finally:
                 if fd is not None:
                     os.close(fd)
+
+    def _send(self, reply: list[Any], fd: int | None) -> bool:
+        """Send one reply (and donate `fd`); False when the peer is gone."""
+        anc = [] if fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        try:
+            self._sock.sendmsg([encode(reply)], anc, socket.MSG_NOSIGNAL)
+        except (ConnectionResetError, BrokenPipeError):
+            return False
+        except OSError as e:
+            # A reply the socket cannot take (EMSGSIZE would be a bug in the paging) is still
+            # answered, so the client is not left waiting forever.
+            self._stats["internal_errors"] += 1
+            try:
+                self._sock.sendmsg([encode([e.errno or errno.EIO])], [], socket.MSG_NOSIGNAL)
+            except (ConnectionResetError, BrokenPipeError):
+                return False
+        return True
 
     def handle_message(self, data: bytes | memoryview, msg_flags: int = 0) -> Reply:
         """Decode, check and run one request; every failure is an errno reply."""
