@@ -47,26 +47,36 @@ class GoferClient:
 
     # ---- transport ----
 
+    def _roundtrip(self, request: list[Any]) -> tuple[int, list[tuple[int, int, bytes]]]:
+        """Send `request`, receive the reply into the buffer: (length, ancillary data).
+
+        A Gofer that has gone away is EIO, as a failed disk would be; never EPIPE
+        (nor SIGPIPE: MSG_NOSIGNAL), which the Sentry could mistake for a pipe's.
+        """
+        try:
+            self.sock.sendmsg([self._pack(request)], (), socket.MSG_NOSIGNAL)
+            n, anc, _, _ = self.sock.recvmsg_into([self._buf], _ANC_ONE_FD)
+        except (BrokenPipeError, ConnectionResetError):
+            raise OSError(errno.EIO, "gofer: channel closed") from None
+        if not n:
+            for fd in self._fds(anc):
+                os.close(fd)
+            raise OSError(errno.EIO, "gofer: channel closed")
+        return n, anc
+
     def _call(self, request: list[Any]) -> list[Any]:
         """One round trip with no descriptor in the reply."""
-        sock = self.sock
-        sock.sendmsg([self._pack(request)])
-        n, anc, _, _ = sock.recvmsg_into([self._buf], _ANC_ONE_FD)
+        n, anc = self._roundtrip(request)
         if anc:
-            self._close_fds(anc)
-        if not n:
-            raise OSError(errno.EIO, "gofer: channel closed")
+            for fd in self._fds(anc):
+                os.close(fd)
         return decode_reply(self._buf[:n])
 
     def _call_fd(self, request: list[Any]) -> tuple[list[Any], int]:
         """One round trip whose success reply carries exactly one descriptor."""
-        sock = self.sock
-        sock.sendmsg([self._pack(request)])
-        n, anc, _, _ = sock.recvmsg_into([self._buf], _ANC_ONE_FD)
+        n, anc = self._roundtrip(request)
         fds = self._fds(anc)
         try:
-            if not n:
-                raise OSError(errno.EIO, "gofer: channel closed")
             reply = decode_reply(self._buf[:n])
             if len(fds) != 1:
                 raise OSError(errno.EIO, "gofer: reply without its descriptor")
@@ -83,10 +93,6 @@ class GoferClient:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(data[:len(data) - len(data) % _FD_SIZE])
         return list(fds)
-
-    def _close_fds(self, anc: list[tuple[int, int, bytes]]) -> None:
-        for fd in self._fds(anc):
-            os.close(fd)
 
     # ---- read half ----
 

@@ -651,3 +651,13 @@ def _read_all(client, handle: int) -> bytes:
         return os.read(fd, 1 << 20)
     finally:
         os.close(fd)
+
+
+def test_a_dead_gofer_is_eio_to_the_client(tree):
+    pid, client = _start(tree / "rootfs")
+    root, _ = client.mount()
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    for _ in range(2):                                   # the first call may still see EOF, later EPIPE
+        raises_errno(errno.EIO, client.fstat, root)
+    client.sock.close()
