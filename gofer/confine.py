@@ -6,6 +6,9 @@ needs privileges the next one takes away):
 
 1. ``unshare(CLONE_NEWNS)`` and make every mount private, so nothing the
    Gofer mounts leaks to the host and host mount events do not reach it.
+   New network, IPC and UTS namespaces too: the Gofer needs none of them,
+   so a compromised Gofer finds an empty network stack (seccomp refuses
+   socket(2) anyway; this is the second wall).
    A read-only tree is bind-mounted onto itself and remounted read-only, so
    the kernel answers EROFS even if a protocol check were missed.
 2. ``chroot(rootfs)``, ``chdir("/")``: the Gofer has no name for any host
@@ -54,6 +57,9 @@ from gofer.server import DEFAULT_MAX_HANDLES, GoferServer
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWNET = 0x40000000
 MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
@@ -96,9 +102,9 @@ def _mount(source: str | None, target: str, flags: int) -> None:
 
 
 def enter_rootfs(rootfs: str, readonly: bool) -> None:
-    """Steps 1 and 2: a private mount namespace, then chroot into `rootfs`."""
+    """Steps 1 and 2: private mount (and net, IPC, UTS) namespaces, then chroot into `rootfs`."""
     rootfs = os.path.realpath(rootfs)
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _mount(None, "/", MS_REC | MS_PRIVATE)
     if readonly:
         _mount(rootfs, rootfs, MS_BIND | MS_REC)

@@ -331,9 +331,10 @@ def test_gofer_root_is_the_rootfs_and_it_holds_nothing_outside(gofer, tree):
         assert target.startswith("socket:") or target == rootfs or target.startswith(rootfs + "/"), target
 
 
-def test_gofer_is_in_its_own_mount_namespace(gofer):
+def test_gofer_is_in_its_own_mount_network_ipc_and_uts_namespaces(gofer):
     pid, _ = gofer
-    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    for ns in ("mnt", "net", "ipc", "uts"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), ns
 
 
 def test_closing_the_socket_makes_the_gofer_exit_zero(tree):
