@@ -662,3 +662,23 @@ def test_a_dead_gofer_is_eio_to_the_client(tree):
     for _ in range(2):                                   # the first call may still see EOF, later EPIPE
         raises_errno(errno.EIO, client.fstat, root)
     client.sock.close()
+
+
+def test_kernels_without_openat2_and_fchmodat2_get_the_same_answers(tree, monkeypatch):
+    """The fallbacks (openat+O_NOFOLLOW, reopen+fchmod) are chosen before fork, so force them."""
+    from gofer import hostcalls
+    monkeypatch.setattr(hostcalls, "_openat2_works", False)
+    monkeypatch.setattr(hostcalls, "_fchmodat2_works", False)
+    pid, client = _start(tree / "rootfs")
+    try:
+        assert _read_all(client, handle_of(client, b"etc/hosts")) == b"127.0.0.1 localhost\n"
+        entries, status = walk(client, b"d/up/x")
+        assert status == "symlink"
+        raises_errno(errno.ELOOP, client.open_at, entries[-1][0], os.O_RDONLY)
+        raises_errno(errno.EINVAL, client.walk_stat, client.mount()[0], [b".."])
+        assert stat.S_IMODE(client.set_stat(handle_of(client, b"d/file"), mode=0o600).mode) == 0o600
+        assert stat.S_IMODE(client.set_stat(handle_of(client, b"d"), mode=0o700).mode) == 0o700
+        _, st = client.mkdir_at(client.mount()[0], b"sgid", 0o2775, 1000, 1000)
+        assert stat.S_IMODE(st.mode) == 0o2775 and st.gid == 1000
+    finally:
+        _stop(pid, client)
