@@ -9,6 +9,9 @@ and not thread safe: the Sentry is single threaded and has one request
 outstanding at a time.  The only calls that may take more than one round
 trip are ``walk_stat`` on a path of more than ``WALK_BATCH`` components and
 ``getdents64`` on a directory larger than one reply (see protocol.py).
+Replies carry no request tag, so a Python exception raised between the send
+and the receive (a signal handler that raises) leaves the channel out of
+step; the Sentry's handlers must not raise there.
 
 Handles are the Gofer's; the client never interprets them.  A host fd the
 Gofer donates (``open_at``, ``open_create_at``) belongs to the caller, who
@@ -28,7 +31,7 @@ from typing import Any
 import msgpack
 
 from gofer.protocol import (MAX_MESSAGE, STATFS_FIELDS, WALK_BATCH, WALK_OK, WALK_STATUS_NAMES,
-                            Op, Stat, decode_reply, encode)
+                            Op, Stat, decode_reply)
 
 __all__ = ["GoferClient", "Stat", "spawn_gofer"]
 

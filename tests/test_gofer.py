@@ -19,7 +19,7 @@ import msgpack
 import pytest
 
 from gofer import protocol
-from gofer.client import GoferClient, Stat, spawn_gofer
+from gofer.client import Stat, spawn_gofer
 from gofer.protocol import (AT_REMOVEDIR, RENAME_EXCHANGE, RENAME_NOREPLACE, UTIME_NOW,
                             UTIME_OMIT, Op)
 
