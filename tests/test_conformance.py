@@ -38,7 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC_DIR = os.path.join(REPO, "tests", "syscall-conformance")
 BUILD_DIR = os.path.join(REPO, ".build", "conformance")
 CFLAGS = ["-O1", "-static", "-Wall", "-Werror"]
-HEADERS = ["tap.h"]
+HEADERS = ["tap.h", "fixtures.h"]
 TIMEOUT = 120  # seconds per run; the Sentry is Python, give it room
 
 PROGRAMS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(SRC_DIR, "*.c")))
@@ -48,8 +48,8 @@ PROGRAMS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os
 PROGRAM_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM": "xterm"}
 
 # ---------------------------------------------------------------------------
-# The /fixtures tree.  The C programs rely on every detail here; change both
-# together.
+# The /fixtures tree.  The C programs rely on every detail here (summarised
+# in syscall-conformance/fixtures.h); change both together.
 # ---------------------------------------------------------------------------
 FILE_TXT = b"0123456789abcdefghijklmnopqrstuvwxyz\n"  # 37 bytes
 FIXED_MTIME_NS = 1_000_000_000 * 10**9 + 123_456_789   # 2001-09-09T01:46:40.123456789Z

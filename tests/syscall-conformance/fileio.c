@@ -12,11 +12,10 @@
  * Nothing is written to the filesystem.
  */
 #include "tap.h"
+#include "fixtures.h"
 #include <fcntl.h>
 #include <sys/uio.h>
 
-#define FILE_TXT "0123456789abcdefghijklmnopqrstuvwxyz\n"
-#define FILE_LEN 37
 #define KERNEL_PTR ((void *)0xffffffffff600000UL) /* not a user address */
 
 int main(void)

@@ -14,6 +14,7 @@
  * Nothing is created or written.
  */
 #include "tap.h"
+#include "fixtures.h"
 #include <fcntl.h>
 #include <limits.h>
 
@@ -25,8 +26,6 @@ static int content_is(int fd, const char *want)
 
 	return n == (ssize_t)strlen(want) && memcmp(buf, want, n) == 0;
 }
-
-#define FILE_TXT "0123456789abcdefghijklmnopqrstuvwxyz\n"
 
 int main(void)
 {

@@ -13,13 +13,10 @@
  * both AT_STATX_FORCE_SYNC and AT_STATX_DONT_SYNC).
  */
 #include "tap.h"
+#include "fixtures.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-
-#define FILE_LEN 37
-#define MTIME_SEC 1000000000L
-#define MTIME_NSEC 123456789L
 
 static long sys_stat(const char *p, struct stat *st) { return syscall(SYS_stat, p, st); }
 static long sys_lstat(const char *p, struct stat *st) { return syscall(SYS_lstat, p, st); }
@@ -53,8 +50,8 @@ int main(void)
 	check_eq(file_st.st_size, FILE_LEN, "file.txt has size 37");
 	check_eq(file_st.st_nlink, 1, "file.txt has one link");
 	check(file_st.st_uid == 0 && file_st.st_gid == 0, "file.txt is owned by 0:0");
-	check_eq(file_st.st_mtim.tv_sec, MTIME_SEC, "file.txt mtime seconds");
-	check_eq(file_st.st_mtim.tv_nsec, MTIME_NSEC, "file.txt mtime nanoseconds");
+	check_eq(file_st.st_mtim.tv_sec, FILE_MTIME_SEC, "file.txt mtime seconds");
+	check_eq(file_st.st_mtim.tv_nsec, FILE_MTIME_NSEC, "file.txt mtime nanoseconds");
 	check_ok(sys_stat("/fixtures/empty", &st), "stat an empty file");
 	check_eq(st.st_size, 0, "the empty file has size 0");
 	check_ok(sys_stat("/fixtures/secret", &st), "stat a 0600 file");
@@ -130,7 +127,7 @@ int main(void)
 	      stx.stx_uid == 0 && stx.stx_gid == 0, "statx mode, size, nlink, uid, gid agree with stat");
 	check(stx.stx_ino == file_st.st_ino && makedev(stx.stx_dev_major, stx.stx_dev_minor) == file_st.st_dev,
 	      "statx inode and device agree with stat");
-	check(stx.stx_mtime.tv_sec == MTIME_SEC && stx.stx_mtime.tv_nsec == MTIME_NSEC, "statx mtime");
+	check(stx.stx_mtime.tv_sec == FILE_MTIME_SEC && stx.stx_mtime.tv_nsec == FILE_MTIME_NSEC, "statx mtime");
 	check_ok(sys_statx(dirfd, "link-rel", AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &stx),
 		 "statx AT_SYMLINK_NOFOLLOW");
 	check(S_ISLNK(stx.stx_mode) && stx.stx_size == 8, "statx sees the symlink and its size");
