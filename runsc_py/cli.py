@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from runsc_py import lifecycle
+from runsc_py import errors
 from runsc_py.errors import ErrorLog, UserError
 from runsc_py.ids import validate_id
 from runsc_py.spec import Bundle, load_bundle, write_default_spec
@@ -31,8 +32,6 @@ from runsc_py.state import StateStore
 from sentry.config import SandboxConfig
 
 DEFAULT_ROOT = "/var/run/runsc-py"
-
-_log = ErrorLog()          # replaced by the group callback once the flags are parsed
 
 
 @dataclass
@@ -121,11 +120,10 @@ def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: 
     Commands and flags follow runc, so Docker, containerd, podman and
     Kubernetes can use it in runc's place.
     """
-    global _log
-    _log = ErrorLog(log, log_format, debug)
+    errors.set_log(ErrorLog(log, log_format, debug))
     ctx.obj = Globals(root=root, log=log, log_format=log_format, debug=debug, debug_log=debug_log,
                       platform=platform, network=network, overlay=overlay, strace=strace)
-    _log.debug(f"runsc-py {' '.join(sys.argv[1:])}")
+    errors.log().debug(f"runsc-py {' '.join(sys.argv[1:])}")
 
 
 # ------------------------------------------------------------------ spec
@@ -253,7 +251,7 @@ def create(bundle: str, pid_file: str | None, console_socket: str | None, no_piv
     opts = lifecycle.LaunchOptions(pid_file=pid_file, console_socket=console_socket,
                                    debug_fd=b.config.log_fd)
     pid = lifecycle.create_container(g.store, container_id, b, opts)
-    _log.debug(f"created {container_id}: sandbox pid {pid}")
+    errors.log().debug(f"created {container_id}: sandbox pid {pid}")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -397,20 +395,20 @@ def main(argv: list[str] | None = None) -> None:
         rv = cli.main(args=argv, prog_name="runsc-py", standalone_mode=False)
         code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except UserError as e:
-        _log.error(e.message)
+        errors.log().error(e.message)
         code = e.exit_code
     except click.exceptions.Exit as e:
         code = e.exit_code
     except click.exceptions.Abort:
-        _log.error("aborted")
+        errors.log().error("aborted")
         code = 130
     except click.UsageError as e:
         msg = e.format_message().rstrip(".")
         cmd = e.ctx.command_path if e.ctx is not None else "runsc-py"
-        _log.error(f"{msg} (see '{cmd} --help')")
+        errors.log().error(f"{msg} (see '{cmd} --help')")
         code = 2
     except click.ClickException as e:
-        _log.error(e.format_message())
+        errors.log().error(e.format_message())
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -420,8 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         if os.getpid() != me:
             os._exit(1)
         import traceback
-        _log.debug("".join(traceback.format_exception(e)))
-        _log.error(f"internal error: {type(e).__name__}: {e}")
+        errors.log().debug("".join(traceback.format_exception(e)))
+        errors.log().error(f"internal error: {type(e).__name__}: {e}")
         code = 1
     if os.getpid() != me:
         os._exit(code)

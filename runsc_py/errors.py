@@ -66,6 +66,14 @@ class ErrorLog:
         except (OSError, ValueError):
             pass
 
+    def warning(self, msg: str) -> None:
+        """Record a warning: in the log file (if any), else one line on stderr."""
+        if not self._append(self._entry("warning", msg)):
+            try:
+                sys.stderr.write(f"runsc-py: warning: {msg}\n")
+            except (OSError, ValueError):
+                pass
+
     def debug(self, msg: str) -> None:
         """Record a debug line when --debug is on (to the log file, else stderr)."""
         if not self.debug_enabled:
@@ -76,3 +84,17 @@ class ErrorLog:
                 sys.stderr.write(entry + "\n")
             except (OSError, ValueError):
                 pass
+
+
+_current = ErrorLog()
+
+
+def set_log(log: ErrorLog) -> None:
+    """Install the log the global flags asked for (done once, by the CLI group)."""
+    global _current
+    _current = log
+
+
+def log() -> ErrorLog:
+    """The log installed by the CLI (stderr only until the flags are parsed)."""
+    return _current

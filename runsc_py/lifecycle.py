@@ -32,9 +32,11 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from runsc_py import procfs
+from runsc_py import errors, procfs
 from runsc_py.errors import UserError
+from runsc_py.hooks import run_hooks
 from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
 from runsc_py.spec import Bundle
 from runsc_py.state import (CREATED, CREATING, GATE_FIFO, RUNNING, STOPPED,
@@ -74,7 +76,8 @@ def _new_state(container_id: str, bundle: Bundle, status: str, pid: int) -> Cont
                           annotations=bundle.annotations,
                           config={"platform": bundle.config.platform,
                                   "network": bundle.config.network,
-                                  "overlay": bundle.config.overlay})
+                                  "overlay": bundle.config.overlay,
+                                  "hooks": bundle.hooks})
 
 
 # ---------------------------------------------------------------- run
@@ -83,9 +86,15 @@ def run_container(store: StateStore, container_id: str, bundle: Bundle, opts: La
     """`runsc-py run`: record the container, run it here, forget it; return the exit status."""
     load_run_sandbox()     # fail before any state is written if the Sentry cannot load
     me = os.getpid()
-    with store.create(_new_state(container_id, bundle, RUNNING, me)):
+    with store.create(_new_state(container_id, bundle, CREATING, me)):
         if opts.pid_file:
             write_pid_file(opts.pid_file, me)
+        state = store.load(container_id)
+        for kind in ("prestart", "createRuntime", "createContainer", "startContainer"):
+            run_hooks(bundle.hooks, kind, _hook_state(store, state))
+        join_namespaces(bundle)
+        state.status = RUNNING
+        store.save(state)
     # The state dir now exists and is unlocked: `state`, `kill`, `list` see it.
     try:
         return run_sandbox_guarded(bundle.config, opts.debug_fd)
@@ -93,7 +102,41 @@ def run_container(store: StateStore, container_id: str, bundle: Bundle, opts: La
         return 128 + signal.SIGINT
     finally:
         if os.getpid() == me:
+            _poststop(store, state, bundle.hooks)
             store.remove(container_id)
+
+
+def _hook_state(store: StateStore, state: ContainerState, status: str | None = None) -> dict[str, Any]:
+    doc = state.oci_state(store.owner(state.id))
+    if status is not None:
+        doc["status"] = status
+    return doc
+
+
+def _poststop(store: StateStore, state: ContainerState, hooks: dict[str, list[dict[str, Any]]]) -> None:
+    try:
+        run_hooks(hooks, "poststop", _hook_state(store, state, STOPPED))
+    except UserError as e:
+        errors.log().warning(e.message)
+
+
+def join_namespaces(bundle: Bundle) -> None:
+    """Join linux.namespaces' network `path` (the sandbox's host sockets live there), as runsc does."""
+    if not bundle.netns_path:
+        return
+    import ctypes
+    clone_newnet = 0x40000000
+    try:
+        fd = os.open(bundle.netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise UserError(f"cannot open network namespace {bundle.netns_path}: {e.strerror}") from None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, clone_newnet) != 0:
+            err = ctypes.get_errno()
+            raise UserError(f"cannot join network namespace {bundle.netns_path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------- create
@@ -132,10 +175,14 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
             if terminal_fds is not None:
                 os.close(terminal_fds[1])
         state = store.load(container_id)
-        state.status, state.pid, state.pid_start = CREATED, pid, procfs.start_time(pid)
+        state.pid, state.pid_start = pid, procfs.start_time(pid)
         try:
+            store.save(state)
+            for kind in ("prestart", "createRuntime", "createContainer"):
+                run_hooks(bundle.hooks, kind, _hook_state(store, state))
             if opts.pid_file:
                 write_pid_file(opts.pid_file, pid)
+            state.status = CREATED
             store.save(state)
         except BaseException:
             _kill_child(pid)
@@ -158,6 +205,7 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
             for target in (0, 1, 2):
                 os.dup2(slave, target)
             os.close(slave)
+        join_namespaces(bundle)
         cfg.start_gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         cfg.ready_fd = ready_w
         os.set_inheritable(ready_w, False)
@@ -293,6 +341,12 @@ def start_container(store: StateStore, container_id: str) -> None:
             raise UserError("cannot start an already running container")
         if status != CREATED:
             raise UserError(f"cannot start a container in the {status} state")
+        hooks = state.config.get("hooks", {})
+        try:
+            run_hooks(hooks, "startContainer", _hook_state(store, state))
+        except UserError:
+            _kill_quietly(state.pid)
+            raise
         try:
             fd = os.open(store.path(container_id, GATE_FIFO), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -307,6 +361,17 @@ def start_container(store: StateStore, container_id: str) -> None:
             os.close(fd)
         state.status = RUNNING
         store.save(state)
+        try:
+            run_hooks(hooks, "poststart", _hook_state(store, state))
+        except UserError as e:
+            errors.log().warning(e.message)
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def parse_signal(text: str) -> int:
@@ -348,13 +413,11 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
             if status == RUNNING and not force:
                 raise UserError(f"cannot delete container {container_id} that is not stopped: {status}")
             if status != STOPPED:
-                try:
-                    os.kill(state.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                _kill_quietly(state.pid)
                 if not procfs.wait_gone(state.pid, state.pid_start, KILL_TIMEOUT):
                     raise UserError(f"cannot delete container {container_id}: "
                                     f"sandbox pid {state.pid} did not exit")
+            _poststop(store, state, state.config.get("hooks", {}))
             store.remove(container_id)
     except ContainerNotExist:
         if not force:        # runc: delete --force of an unknown id succeeds

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runsc_py.errors import UserError
+from runsc_py.hooks import validate_hooks
 from sentry.config import Mount, SandboxConfig
 
 CONFIG_NAME = "config.json"
@@ -104,6 +105,8 @@ class Bundle:
     config: SandboxConfig
     annotations: dict[str, str] = field(default_factory=dict)
     terminal: bool = False
+    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    netns_path: str = ""            # linux.namespaces: a network namespace to join
 
 
 def _bad(field_name: str, what: str) -> UserError:
@@ -243,6 +246,24 @@ def _annotations(spec: dict[str, Any]) -> dict[str, str]:
     return dict(raw)
 
 
+def _netns_path(spec: dict[str, Any]) -> str:
+    linux = _obj(spec, "linux", "linux", required=False) or {}
+    namespaces = linux.get("namespaces", [])
+    if not isinstance(namespaces, list):
+        raise _bad("linux.namespaces", "must be a list")
+    path = ""
+    for i, ns in enumerate(namespaces):
+        if not isinstance(ns, dict):
+            raise _bad(f"linux.namespaces[{i}]", "must be an object")
+        kind = _string(ns, "type", f"linux.namespaces[{i}].type", required=True)
+        ns_path = _string(ns, "path", f"linux.namespaces[{i}].path", required=False)
+        if ns_path and not ns_path.startswith("/"):
+            raise _bad(f"linux.namespaces[{i}].path", "must be an absolute path")
+        if kind == "network" and ns_path:
+            path = ns_path
+    return path
+
+
 def load_bundle(bundle: str, container_id: str = "") -> Bundle:
     """Read and validate `bundle/config.json`; return the Bundle or raise one UserError."""
     bundle_abs, spec = read_spec(bundle)
@@ -294,4 +315,5 @@ def load_bundle(bundle: str, container_id: str = "") -> Bundle:
         additional_gids=list(extra), hostname=hostname, root_readonly=readonly,
         mounts=_mounts(spec, bundle_abs), rlimits=_rlimits(proc), container_id=container_id)
     return Bundle(path=bundle_abs, spec=spec, config=cfg, annotations=_annotations(spec),
-                  terminal=terminal)
+                  terminal=terminal, hooks=validate_hooks(spec.get("hooks")),
+                  netns_path=_netns_path(spec))

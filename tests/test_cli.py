@@ -165,6 +165,15 @@ BAD_CONFIGS = {
     "mount_relative_destination": (_set("mounts", [{"destination": "proc", "type": "proc"}]),
                                    "mounts[0].destination"),
     "annotations_not_strings": (_set("annotations", {"a": 1}), "annotations"),
+    "hooks_not_object": (_set("hooks", []), "hooks"),
+    "hook_relative_path": (_set("hooks", {"prestart": [{"path": "true"}]}), "hooks.prestart[0].path"),
+    "hook_args_not_strings": (_set("hooks", {"poststop": [{"path": "/bin/true", "args": [1]}]}),
+                              "hooks.poststop[0].args"),
+    "hook_bad_timeout": (_set("hooks", {"poststart": [{"path": "/bin/true", "timeout": 0}]}),
+                         "hooks.poststart[0].timeout"),
+    "namespaces_not_list": (_set("linux", {"namespaces": {}}), "linux.namespaces"),
+    "netns_relative_path": (_set("linux", {"namespaces": [{"type": "network", "path": "ns"}]}),
+                            "linux.namespaces[0].path"),
 }
 
 
@@ -766,3 +775,46 @@ def test_delete_force_clears_an_unreadable_state(tmp_path: Path, root: Path, sle
     assert_one_line_error(cli("delete", "c1", root=root), "unreadable state")
     assert cli("delete", "--force", "c1", root=root).returncode == 0
     assert os.listdir(root) == []
+
+
+def _hook(log: Path, name: str) -> dict:
+    """A hook that appends `name STATUS PID` (from the state on its stdin) to `log`."""
+    script = (f'import json, sys; s = json.load(sys.stdin); '
+              f'open({str(log)!r}, "a").write(f"{name} {{s[\'status\']}} {{s[\'pid\']}} {{s[\'id\']}}\\n")')
+    return {"path": sys.executable, "args": ["python3", "-c", script]}
+
+
+def test_hooks_run_on_the_host_at_each_step(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    log = tmp_path / "hooks.log"
+    hooks = {kind: [_hook(log, kind)] for kind in
+             ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")}
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sleep", "60"], hooks=hooks)
+    with open(tmp_path / "out", "w") as out:
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "create", "--bundle",
+                            str(bundle), "--pid-file", str(tmp_path / "pid"), "c1"], stdout=out, stderr=out,
+                           stdin=subprocess.DEVNULL, env=repo_env(), timeout=60)
+    try:
+        assert p.returncode == 0, (tmp_path / "out").read_text()
+        pid = int((tmp_path / "pid").read_text())
+        assert log.read_text().split("\n")[:3] == [f"prestart creating {pid} c1", f"createRuntime creating {pid} c1",
+                                                    f"createContainer creating {pid} c1"]
+        assert cli("start", "c1", root=root).returncode == 0
+        assert cli("delete", "--force", "c1", root=root).returncode == 0
+        assert log.read_text().splitlines()[3:] == [f"startContainer created {pid} c1",
+                                                   f"poststart running {pid} c1", "poststop stopped 0 c1"]
+    finally:
+        cli("delete", "--force", "c1", root=root)
+    assert_nothing_left(root, str(tmp_path))
+
+
+def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    hooks = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 3"]}]}
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sleep", "60"], hooks=hooks)
+    with open(tmp_path / "err", "w") as err:
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "create", "--bundle",
+                            str(bundle), "c1"], stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+                           env=repo_env(), timeout=60)
+    text = (tmp_path / "err").read_text()
+    assert p.returncode == 1 and len(text.strip().splitlines()) == 1, text
+    assert "prestart hook" in text and "status 3" in text and "no network" in text
+    assert_nothing_left(root, str(tmp_path))
