@@ -67,7 +67,10 @@ def run_sandbox_guarded(cfg: SandboxConfig, debug_fd: int | None = None) -> int:
                 pass
         if isinstance(e, UserError):
             raise
-        raise UserError(f"sandbox failed: {describe(e)}") from None
+        code = getattr(e, "exit_code", 1)     # sentry.boot.BootError carries one (127: no such program)
+        if type(e).__name__ == "BootError":
+            raise UserError(describe(e), code if isinstance(code, int) else 1) from None
+        raise UserError(f"sandbox failed: {describe(e)}", code if isinstance(code, int) else 1) from None
     if os.getpid() != caller:
         _flush_quietly()
         os._exit(status if isinstance(status, int) else 1)
