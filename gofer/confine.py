@@ -79,6 +79,7 @@ SYS_CAPSET = 126
 SYS_FCHMODAT2 = 452
 
 PROT_EXEC = 0x4
+F_GETFL, F_SETFL = 3, 4
 
 
 class _CapHeader(ctypes.Structure):
@@ -174,6 +175,8 @@ def build_seccomp_filter(sock_fd: int) -> pyseccomp.SyscallFilter:
     f.add_rule(pyseccomp.ALLOW, SYS_FCHMODAT2)
     for name in ("sendmsg", "recvmsg"):
         f.add_rule(pyseccomp.ALLOW, name, pyseccomp.Arg(0, pyseccomp.EQ, sock_fd))
+    for cmd in (F_GETFL, F_SETFL):                  # clearing O_NONBLOCK, nothing else
+        f.add_rule(pyseccomp.ALLOW, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, cmd))
     f.add_rule(pyseccomp.ALLOW, "openat",
                pyseccomp.Arg(2, pyseccomp.MASKED_EQ, os.O_NOFOLLOW, os.O_NOFOLLOW))
     for name in ("mmap", "mprotect"):

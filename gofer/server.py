@@ -34,7 +34,8 @@ Device nodes are never opened (EPERM): the Sentry serves /dev itself, and a
 device node in an image must not hand the sandbox a host device.  FIFOs are
 opened with O_NONBLOCK, because the Gofer is one thread and an open(2) of a
 FIFO without a peer would block every other request; the Sentry does the
-blocking.
+blocking.  Other files are opened O_NONBLOCK too, and made blocking again once
+the descriptor is known to be the Node's file (see ``_reopen``).
 
 Trade-offs
 ----------
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import array
 import errno
+import fcntl
 import os
 import socket
 import stat as st_
@@ -270,18 +272,20 @@ class GoferServer:
             return hostcalls.open_beneath(node.fd, b".", flags)
         if kind in (st_.S_IFCHR, st_.S_IFBLK):
             raise OSError(errno.EPERM, "gofer does not open device files")
-        if kind == st_.S_IFIFO:
-            flags |= os.O_NONBLOCK
         assert node.parent is not None
-        fd = hostcalls.open_beneath(node.parent.fd, node.name, flags)
+        # Always O_NONBLOCK: if the name was swapped for a FIFO since the walk (by
+        # another container sharing a volume, say), open(2) must not block the Gofer.
+        fd = hostcalls.open_beneath(node.parent.fd, node.name, flags | os.O_NONBLOCK)
         try:
             st = os.stat(fd)
+            if (st.st_dev, st.st_ino) != node.ident:
+                raise OSError(errno.ESTALE, "file was replaced")
+            if not flags & os.O_NONBLOCK and kind != st_.S_IFIFO:
+                # fcntl, not os.set_blocking: that is ioctl(FIONBIO), which seccomp refuses.
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         except OSError:
             os.close(fd)
             raise
-        if (st.st_dev, st.st_ino) != node.ident:
-            os.close(fd)
-            raise OSError(errno.ESTALE, "file was replaced")
         return fd
 
     # ---- read operations ----

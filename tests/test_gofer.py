@@ -682,3 +682,13 @@ def test_kernels_without_openat2_and_fchmodat2_get_the_same_answers(tree, monkey
         assert stat.S_IMODE(st.mode) == 0o2775 and st.gid == 1000
     finally:
         _stop(pid, client)
+
+
+def test_donated_fds_are_blocking_unless_o_nonblock_was_asked(client):
+    h = handle_of(client, b"d/file")
+    for flags, blocking in ((os.O_RDONLY, True), (os.O_RDONLY | os.O_NONBLOCK, False)):
+        fd = client.open_at(h, flags)
+        try:
+            assert os.get_blocking(fd) is blocking
+        finally:
+            os.close(fd)
