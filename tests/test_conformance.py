@@ -72,6 +72,7 @@ FIXTURES = [
     ("fixtures/link-abs", "symlink", "/fixtures/file.txt", None),  # absolute symlink
     ("fixtures/link-up", "symlink", "../fixtures/file.txt", None),  # relative, via ..
     ("fixtures/link-dir", "symlink", "dir", None),           # symlink to a directory
+    ("fixtures/link-gamma", "symlink", "dir/gamma", None),   # link-gamma/.. is dir, not /fixtures
     ("fixtures/loop-a", "symlink", "loop-b", None),          # two-link loop
     ("fixtures/loop-b", "symlink", "loop-a", None),
     ("fixtures/self-loop", "symlink", "self-loop", None),    # one-link loop

@@ -104,7 +104,7 @@ int main(void)
 	int fd, filefd, rootfd, calls;
 	long r;
 
-	tap_plan(86);
+	tap_plan(89);
 
 	/* getdents64 */
 	fd = check_ok(open("/fixtures/dir", O_RDONLY | O_DIRECTORY), "open /fixtures/dir");
@@ -152,6 +152,8 @@ int main(void)
 	check_cwd("/fixtures", "after chdir ../..");
 	check_ok(chdir("link-dir"), "chdir through a symlink");
 	check_cwd("/fixtures/dir", "after chdir link-dir (resolved)");
+	check_ok(chdir("/fixtures/link-gamma/.."), "chdir link-gamma/..");
+	check_cwd("/fixtures/dir", "after chdir link-gamma/.. (physical ..)");
 	check_ok(chdir("/../../.."), "chdir /../../..");
 	check_cwd("/", "after chdir above /");
 	check_errno(chdir("/fixtures/file.txt"), ENOTDIR, "chdir a file is ENOTDIR");

@@ -13,6 +13,7 @@
  *   /fixtures/link-abs        -> /fixtures/file.txt
  *   /fixtures/link-up         -> ../fixtures/file.txt
  *   /fixtures/link-dir        -> dir
+ *   /fixtures/link-gamma      -> dir/gamma   (so link-gamma/.. is /fixtures/dir)
  *   /fixtures/loop-a <-> loop-b, self-loop -> self-loop, dangling -> does-not-exist
  *   /fixtures/chain/l0 -> l1 -> ... -> l40 -> ../file.txt  (l1: 40 links, l0: 41)
  *   /dev/{null,zero,full,urandom}, /tmp, /etc/passwd

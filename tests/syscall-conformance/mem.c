@@ -50,7 +50,7 @@ int main(void)
 	long cur, grown;
 	char *p, *q, *big;
 
-	tap_plan(64);
+	tap_plan(65);
 
 	/* brk */
 	cur = sys_brk(0);
@@ -111,6 +111,9 @@ int main(void)
 	check_errno(sys_mprotect(p, PG, 0x100), EINVAL, "mprotect with unknown prot bits is EINVAL");
 	check_eq(sys_munmap(p, 3 * PG), 0, "munmap the whole mapping");
 	check(!mapped(p) && !mapped(p + PG) && !mapped(p + 2 * PG), "all three pages are gone");
+	q = sys_mmap(p, 3 * PG, RW, ANON_PRIV, -1, 0);
+	check(q == p, "a free hint address is used as is (without MAP_FIXED)");
+	sys_munmap(q, 3 * PG);
 
 	/* PROT_NONE */
 	p = sys_mmap(NULL, 2 * PG, PROT_NONE, ANON_PRIV, -1, 0);

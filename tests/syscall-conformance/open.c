@@ -33,7 +33,7 @@ int main(void)
 	char name256[300];
 	int fd, fd2, fd3, dirfd, filefd;
 
-	tap_plan(59);
+	tap_plan(62);
 
 	/* open, close, the lowest free fd */
 	fd = check_ok(open("/fixtures/file.txt", O_RDONLY), "open an absolute path");
@@ -89,6 +89,8 @@ int main(void)
 		      "O_NOFOLLOW only concerns the last component");
 	close(fd);
 	check_errno(open("/fixtures/link-rel", O_RDONLY | O_NOFOLLOW), ELOOP, "O_NOFOLLOW on a symlink is ELOOP");
+	fd = check_ok(open("/fixtures/link-dir/", O_RDONLY | O_NOFOLLOW), "a trailing slash overrides O_NOFOLLOW");
+	close(fd);
 	check_errno(open("/fixtures/dangling", O_RDONLY | O_NOFOLLOW), ELOOP,
 		    "O_NOFOLLOW on a dangling symlink is ELOOP");
 	check_errno(open("/fixtures/dangling", O_RDONLY), ENOENT, "open a dangling symlink is ENOENT");
@@ -101,6 +103,9 @@ int main(void)
 	check_errno(open("/fixtures/chain/l0", O_RDONLY), ELOOP, "a chain of 41 symlinks is ELOOP");
 
 	/* .. */
+	fd = check_ok(open("/fixtures/link-gamma/../alpha", O_RDONLY), ".. after a symlink is the target's parent");
+	check(content_is(fd, "A\n"), "link-gamma/../alpha is dir/alpha (physical, not lexical, ..)");
+	close(fd);
 	fd = check_ok(open("/../../fixtures/../fixtures/./file.txt", O_RDONLY), ".. at / stays at /");
 	check(content_is(fd, FILE_TXT), ".. and . resolve to file.txt");
 	close(fd);

@@ -37,11 +37,11 @@ static int same_file(const struct stat *a, const struct stat *b)
 
 int main(void)
 {
-	struct stat st, file_st, dir_st;
+	struct stat st, file_st, dir_st, root_st;
 	struct statx stx;
 	int fd, dirfd, closedfd;
 
-	tap_plan(78);
+	tap_plan(81);
 
 	/* stat */
 	check_ok(sys_stat("/fixtures/file.txt", &file_st), "stat file.txt");
@@ -60,6 +60,10 @@ int main(void)
 	check(S_ISDIR(dir_st.st_mode) && (dir_st.st_mode & 07777) == 0755, "the directory is S_IFDIR 0755");
 	check_ok(sys_stat("fixtures/file.txt", &st), "stat a path relative to the cwd");
 	check(same_file(&st, &file_st), "the relative path is the same file");
+
+	check_ok(sys_stat("/", &root_st), "stat /");
+	check_ok(sys_stat("/../..", &st), "stat /../..");
+	check(same_file(&st, &root_st), "/.. is / itself");
 
 	/* stat follows symlinks, lstat does not */
 	check_ok(sys_stat("/fixtures/link-rel", &st), "stat a relative symlink");

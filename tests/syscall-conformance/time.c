@@ -65,7 +65,7 @@ int main(void)
 	long t, t2, start;
 	unsigned i;
 
-	tap_plan(76);
+	tap_plan(77);
 
 	/* clock_gettime */
 	for (i = 0; i < sizeof(clocks) / sizeof(clocks[0]); i++) {
@@ -78,6 +78,8 @@ int main(void)
 	sys_clock_gettime(CLOCK_MONOTONIC, &ts);
 	sys_clock_gettime(CLOCK_MONOTONIC, &ts2);
 	check(ts2.tv_sec * NS + ts2.tv_nsec >= ts.tv_sec * NS + ts.tv_nsec, "CLOCK_MONOTONIC does not go backwards");
+	sys_clock_gettime(CLOCK_BOOTTIME, &ts2);
+	check(ts2.tv_sec * NS + ts2.tv_nsec >= ts.tv_sec * NS + ts.tv_nsec, "CLOCK_BOOTTIME is not behind CLOCK_MONOTONIC");
 	check_errno(sys_clock_gettime(100, &ts), EINVAL, "clock_gettime of clock 100 is EINVAL");
 	check_errno(sys_clock_gettime(CLOCK_REALTIME, BAD_PTR), EFAULT, "clock_gettime into a bad pointer is EFAULT");
 	check_errno(sys_clock_gettime(CLOCK_MONOTONIC, BAD_PTR), EFAULT, "clock_gettime MONOTONIC into a bad pointer is EFAULT");
