@@ -3,7 +3,7 @@
 Every program (one per syscall family) prints TAP: `1..N`, then `ok N - name` or
 `not ok N - name # detail`, and exits 0 only if all its checks passed.  The
 programs are built with `gcc -O1 -static -Wall -Werror` into `.build/conformance/`
-(only when their source or tap.h changed), then copied into ONE rootfs per test
+(only when their source or a shared header changed), then copied into ONE rootfs per test
 session at `/conformance/NAME`, next to the `/fixtures` tree they read.
 
 Each program is run twice, and both runs must exit 0 and print nothing but the
@@ -188,6 +188,8 @@ class Run:
         lines = [ln for ln in self.stdout.splitlines() if ln.strip()]
         if self.status is None:
             out.append(f"timed out after {TIMEOUT}s")
+        elif self.status < 0:
+            out.append(f"killed by {signal.Signals(-self.status).name}, expected exit status 0")
         elif self.status != 0:
             out.append(f"exit status {self.status}, expected 0")
         planned = None
@@ -217,19 +219,29 @@ class Run:
         return "\n".join(body)
 
 
-def _run(side: str, cmd: list[str], env: dict[str, str], cwd: str | None = None) -> Run:
+def _run(side: str, cmd: list[str], env: dict[str, str], cwd: str | None = None,
+         on_timeout=lambda: None) -> Run:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, cwd=cwd, start_new_session=True, text=True, errors="replace")
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
         return Run(side, proc.returncode, out, err)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
-        return Run(side, None, out, err)
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started
+    except ProcessLookupError:
+        pass
+    on_timeout()
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        # Something outside our process group still holds the pipes open.
+        proc.stdout.close()
+        proc.stderr.close()
+        proc.wait()
+        out, err = "", "(output lost: the pipes were still held open after the kill)"
+    return Run(side, None, out, err)
 
 
 def _snapshot(root: str) -> dict[str, tuple]:
@@ -266,14 +278,22 @@ def run_sandbox(name: str, root: str, tmp_path) -> Run:
     cid = f"conformance-{name}-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, PYTHONPATH=REPO)
     runsc = [sys.executable, "-m", "runsc_py.cli", "--root", state_root]
-    try:
-        return _run("sandbox", [*runsc, "run", "--bundle", bundle, cid], env=env, cwd=bundle)
-    finally:
-        # `run` deletes the container itself; this only matters if it hung or
+
+    def force_delete() -> None:
+        # `run` deletes the container itself; this matters only if it hung or
         # crashed, so that no sandbox outlives its test.  The sandbox may have
         # left our process group (setsid), which the timeout kill cannot reach.
-        subprocess.run([*runsc, "delete", "--force", cid], env=env, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=60, check=False)
+        try:
+            subprocess.run([*runsc, "delete", "--force", cid], env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired:
+            pass
+
+    try:
+        return _run("sandbox", [*runsc, "run", "--bundle", bundle, cid], env=env, cwd=bundle,
+                    on_timeout=force_delete)
+    finally:
+        force_delete()
 
 
 @pytest.mark.parametrize("side", ["native", "sandbox"])
