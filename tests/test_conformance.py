@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -178,6 +179,7 @@ def rootfs(tmp_path_factory, builds) -> str:
 @dataclass
 class Run:
     side: str
+    cmd: list[str]
     status: int | None  # None: timed out
     stdout: str
     stderr: str
@@ -213,6 +215,9 @@ class Run:
         probs = self.problems()
         head = f"--- {self.side}: " + ("PASS" if not probs else f"{len(probs)} problem(s)")
         body = [head, *("    " + p for p in probs)]
+        if probs:
+            hint = " (add --strace after `--root DIR` to trace it)" if self.side == "sandbox" else ""
+            body.append(f"  {self.side} command{hint}: {shlex.join(self.cmd)}")
         if probs and self.stderr.strip():
             tail = self.stderr.strip().splitlines()[-15:]
             body += [f"  {self.side} stderr (last {len(tail)} lines):", *("    " + t for t in tail)]
@@ -225,7 +230,7 @@ def _run(side: str, cmd: list[str], env: dict[str, str], cwd: str | None = None,
                             env=env, cwd=cwd, start_new_session=True, text=True, errors="replace")
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
-        return Run(side, proc.returncode, out, err)
+        return Run(side, cmd, proc.returncode, out, err)
     except subprocess.TimeoutExpired:
         pass
     try:
@@ -241,7 +246,7 @@ def _run(side: str, cmd: list[str], env: dict[str, str], cwd: str | None = None,
         proc.stderr.close()
         proc.wait()
         out, err = "", "(output lost: the pipes were still held open after the kill)"
-    return Run(side, None, out, err)
+    return Run(side, cmd, None, out, err)
 
 
 def _snapshot(root: str) -> dict[str, tuple]:
