@@ -10,8 +10,8 @@
  * FD_CLOEXEC.  Errno paths: EBADF (bad old fd, negative or too-high new
  * fd), EINVAL (dup3 onto itself, dup3 bad flags, F_DUPFD below 0 or at
  * RLIMIT_NOFILE, unknown fcntl command), ENOTTY (terminal ioctls on a
- * file, a directory and /dev/null), EFAULT is NOT returned for a terminal
- * ioctl on a non-terminal (ENOTTY comes first).
+ * file, a directory and /dev/null; ENOTTY even with a bad argument pointer,
+ * since the pointer is never looked at).
  */
 #include "tap.h"
 #include <fcntl.h>

@@ -8,7 +8,10 @@
  * and /dev/null.  Errno paths: EBADF (negative, closed, huge, wrong access
  * mode), EFAULT (bad buffer, bad iovec array, kernel address), EINVAL (bad
  * whence, negative offsets, bad iovcnt, negative iov_len), EISDIR (reading a
- * directory), ENXIO (SEEK_DATA at EOF), ENOSPC (/dev/full).
+ * directory), ENXIO (SEEK_DATA at EOF), ENOSPC (/dev/full).  And where
+ * Linux never touches the buffer, a bad pointer is no error: a read at EOF
+ * returns 0, a write to /dev/null returns the count.  ESPIPE is not checked
+ * (it needs a pipe, which the sandbox does not have yet).
  * Nothing is written to the filesystem.
  */
 #include "tap.h"
