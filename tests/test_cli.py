@@ -818,3 +818,66 @@ def test_a_failing_prestart_hook_fails_create_and_leaves_nothing(tmp_path: Path,
     assert p.returncode == 1 and len(text.strip().splitlines()) == 1, text
     assert "prestart hook" in text and "status 3" in text and "no network" in text
     assert_nothing_left(root, str(tmp_path))
+
+
+# ------------------------------------------------------------------ terminals and many cycles
+
+def test_console_socket_without_terminal_is_refused(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/echo", "hi"], terminal=False)
+    p = cli("create", "--bundle", str(bundle), "--console-socket", str(tmp_path / "sock"), "c1", root=root)
+    assert_one_line_error(p, "console-socket")
+    assert_nothing_left(root, str(tmp_path))
+
+
+def test_create_sends_the_terminal_over_the_console_socket(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    import socket
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/echo", "on-the-tty"], terminal=True)
+    sock_path = str(tmp_path / "console.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(sock_path)
+        listener.listen(1)
+        create = subprocess.Popen([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "create",
+                                   "--bundle", str(bundle), "--console-socket", sock_path, "c1"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=open(tmp_path / "err", "w"), env=repo_env())
+        listener.settimeout(30)
+        conn, _ = listener.accept()
+        with conn:
+            _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    master = fds[0]
+    try:
+        assert os.isatty(master)
+        assert create.wait(timeout=60) == 0, (tmp_path / "err").read_text()
+        assert cli("start", "c1", root=root).returncode == 0
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"on-the-tty" not in out and time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert b"on-the-tty" in out
+    finally:
+        os.close(master)
+        cli("delete", "--force", "c1", root=root)
+    assert_nothing_left(root, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_200_create_start_delete_cycles_leave_nothing(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/true"])
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with open(tmp_path / "out", "w") as out:
+        for i in range(200):
+            cid = f"cycle-{i}"
+            for args in (["create", "--bundle", str(bundle), cid], ["start", cid]):
+                p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), *args],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=repo_env(), timeout=60)
+                assert p.returncode == 0, (args, (tmp_path / "out").read_text()[-2000:])
+            assert _wait_status(root, cid, "stopped")["status"] == "stopped"
+            assert cli("delete", cid, root=root).returncode == 0
+    assert_nothing_left(root, str(tmp_path))
+    assert len(os.listdir("/proc/self/fd")) == fds_before
