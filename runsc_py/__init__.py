@@ -13,5 +13,7 @@ Modules, one job each:
 * `sandbox`   -- the call into `sentry.boot.run_sandbox`, with the front end's error rules.
 * `events`    -- `events --stats`: host-side resource use of a container's process tree.
 * `install`   -- `install`/`uninstall`: the `runtimes` entry in Docker's daemon.json.
+* `hooks`     -- OCI hooks (prestart ... poststop), run on the host.
+* `do`        -- `do`: a sandbox over the host root filesystem, as `runsc do`.
 * `syscall_list` -- `syscalls`: the compatibility list generated from the Sentry's table.
 """

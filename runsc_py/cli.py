@@ -163,21 +163,6 @@ def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: b
     return lifecycle.run_container(g.store, container_id, b, opts)
 
 
-def _resolve_in_path(cmd: str, rootfs: str, env: list[str]) -> str:
-    """runsc do's rule: a command without '/' is looked up in the caller's PATH."""
-    if "/" in cmd:
-        return cmd
-    path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), os.defpath)
-    for d in path.split(":"):
-        if not d.startswith("/"):
-            continue
-        candidate = os.path.join(d, cmd)
-        host = os.path.join(rootfs, candidate.lstrip("/"))
-        if os.path.isfile(host) and os.access(host, os.X_OK):
-            return candidate
-    raise UserError(f"{cmd}: executable file not found in $PATH", exit_code=127)
-
-
 @cli.command(name="do", context_settings={**CONTEXT, "allow_interspersed_args": False})
 @click.option("--root", "rootfs", default="/", show_default=True, metavar="DIR",
               help="Root filesystem to serve read-only to the command.")
@@ -191,29 +176,9 @@ def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None
 
     The command gets the caller's environment, working directory, uid and gid.
     """
-    g = _globals()
-    rootfs = os.path.abspath(rootfs)
-    if not os.path.isdir(rootfs):
-        raise UserError(f"--root {rootfs}: not a directory")
-    env = {k: v for k, _, v in (e.partition("=") for e in (f"{k}={v}" for k, v in os.environ.items()))}
-    for e in envs:
-        key, sep, value = e.partition("=")
-        if not sep or not key:
-            raise UserError(f'--env must be KEY=VALUE (got {e!r})')
-        env[key] = value
-    env_list = [f"{k}={v}" for k, v in env.items()]
-    workdir = cwd if cwd is not None else os.getcwd()
-    if not workdir.startswith("/"):
-        raise UserError(f"--cwd must be an absolute path (got {workdir!r})")
-    if not command[0]:
-        raise UserError("the command must not be empty")
-    args = [_resolve_in_path(command[0], rootfs, env_list), *command[1:]]
-    import socket
-    container_id = f"do-{os.getpid()}"
-    cfg = SandboxConfig(rootfs=rootfs, args=args, env=env_list, cwd=workdir, uid=os.getuid(),
-                        gid=os.getgid(), additional_gids=[x for x in os.getgroups() if x != os.getgid()],
-                        hostname=hostname or socket.gethostname(), root_readonly=True)
-    g.apply(cfg, container_id, "do")
+    from runsc_py.do import do_config
+    cfg = do_config(list(command), rootfs, cwd, list(envs), hostname)
+    _globals().apply(cfg, cfg.container_id, "do")
     from runsc_py.sandbox import run_sandbox_guarded
     try:
         return run_sandbox_guarded(cfg, cfg.log_fd)

@@ -172,7 +172,8 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
                 signal.signal(s, handler)
             os.close(ready_r)
             os.close(err_r)
-            if terminal_fds is not None:
+            if terminal_fds is not None:    # the master went over the socket; the slave is the child's
+                os.close(terminal_fds[0])
                 os.close(terminal_fds[1])
         state = store.load(container_id)
         state.pid, state.pid_start = pid, procfs.start_time(pid)
@@ -205,6 +206,12 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
             for target in (0, 1, 2):
                 os.dup2(slave, target)
             os.close(slave)
+            try:    # our controlling terminal: ^C on it signals the Sentry, which forwards
+                import fcntl
+                import termios
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            except OSError:
+                pass
         join_namespaces(bundle)
         cfg.start_gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         cfg.ready_fd = ready_w
