@@ -76,6 +76,7 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int) -> int:
             if create is None:
                 raise SyscallError(errno.EROFS if parent.mount.readonly else errno.EPERM)
             file = create(t, parent, name, flags, mode & 0o7777 & ~t.tg.fs.umask)
+            file.flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE
             return t.fds.install(file, bool(flags & O_CLOEXEC), limit=_rlimit_nofile(t))
     else:
         d = vfs.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)

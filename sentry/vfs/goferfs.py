@@ -13,9 +13,12 @@ import os
 import stat as st
 
 from sentry.errors import SyscallError
-from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_DIRECTORY, O_NONBLOCK, O_PATH, O_RDONLY, O_TRUNC,
+from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_DIRECTORY, O_EXCL, O_NONBLOCK, O_PATH, O_RDONLY, O_TRUNC,
                              File, HostFDFile, _seek_common)
 from sentry.vfs.inode import Inode, Stat
+
+
+AT_REMOVEDIR = 0x200
 
 
 def _oserror(e: OSError) -> SyscallError:
@@ -34,21 +37,43 @@ class GoferFS:
 
 
 class GoferInode(Inode):
+    """A file of the served tree.  Its stat is cached: refreshed after our own changes
+    (`invalidate`), and read from an open writable host fd while one exists, so
+    fstat/stat after write(2) show the new size without a Gofer round trip."""
+
     def __init__(self, fs: GoferFS, handle: int, s) -> None:
         super().__init__(fs, s[0], s[2])
         self.handle = handle
         self._stat = s
+        self._stale = False
         self._target: bytes | None = None
+        self.writers: list[int] = []        # host fds of open writable files of this inode
 
     def stat(self) -> Stat:
+        if self.writers:
+            try:
+                h = os.fstat(self.writers[-1])
+            except OSError as e:
+                raise _oserror(e) from None
+            self._stat = s = (h.st_ino, 0, h.st_mode, h.st_nlink, h.st_uid, h.st_gid, h.st_rdev, h.st_size,
+                              h.st_blksize, h.st_blocks, h.st_atime_ns, h.st_mtime_ns, h.st_ctime_ns)
+        elif self._stale:
+            self._stale = False
+            self.refresh()
         s = self._stat
         return Stat(s[0], self.fs.dev, s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12])
+
+    def invalidate(self) -> None:
+        """Our own change made the cached stat stale (mtime, nlink, size...): refetch on next stat."""
+        self._stale = True
 
     def refresh(self) -> Stat:
         try:
             self._stat = self.fs.client.fstat(self.handle)
         except OSError as e:
             raise _oserror(e) from None
+        self._stale = False
+        self.mode = self._stat[2]
         return self.stat()
 
     def lookup(self, name: bytes) -> "GoferInode | None":
@@ -95,8 +120,150 @@ class GoferInode(Inode):
         except OSError as e:
             raise _oserror(e) from None
         if flags & O_TRUNC:
-            self.refresh()
-        return HostFDFile(fd, flags, dentry, dentry.mount)
+            self._stale = True
+        return GoferFile(fd, flags, dentry, dentry.mount)
+
+
+    # -- changes: each one Gofer request; the caller (fsops) keeps the dentry cache ----------
+
+    def _new_owner(self, t) -> tuple[int, int]:
+        """(uid, gid) of a file made in this directory: the fsgid, or the directory's group if setgid."""
+        c = t.tg.creds
+        s = self.stat()
+        return c.fsuid, (s.gid if s.mode & st.S_ISGID else c.fsgid)
+
+    def create(self, t, parent, name: bytes, flags: int, mode: int) -> File:
+        """open(O_CREAT) of a name that did not exist: a new file and an open host fd on it."""
+        uid, gid = self._new_owner(t)
+        host_flags = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_TRUNC | O_EXCL)
+        try:
+            h, s, fd = self.fs.client.open_create_at(self.handle, name, host_flags, mode, uid, gid)
+        except OSError as e:
+            raise _oserror(e) from None
+        inode = GoferInode(self.fs, h, s)
+        self._stale = True
+        d = _add_child(parent, name, inode)
+        return GoferFile(fd, flags, d, d.mount)
+
+    def mkdir(self, t, name: bytes, mode: int) -> "GoferInode":
+        uid, gid = self._new_owner(t)
+        if self.stat().mode & st.S_ISGID:
+            mode |= st.S_ISGID
+        return self._made(self.fs.client.mkdir_at, name, mode, uid, gid)
+
+    def mknod(self, t, name: bytes, mode: int, rdev: int) -> "GoferInode":
+        if st.S_IFMT(mode) not in (st.S_IFIFO, st.S_IFSOCK, st.S_IFREG):
+            raise SyscallError(errno.EPERM)
+        if st.S_ISREG(mode):
+            uid, gid = self._new_owner(t)
+            try:
+                h, s, fd = self.fs.client.open_create_at(self.handle, name, O_EXCL, mode & 0o7777, uid, gid)
+            except OSError as e:
+                raise _oserror(e) from None
+            os.close(fd)
+            self._stale = True
+            return GoferInode(self.fs, h, s)
+        return self._made(self.fs.client.mknod_at, name, mode, *self._new_owner(t))
+
+    def symlink(self, t, name: bytes, target: bytes) -> "GoferInode":
+        return self._made(self.fs.client.symlink_at, name, target, *self._new_owner(t))
+
+    def link(self, t, name: bytes, target: Inode) -> "GoferInode":
+        if not isinstance(target, GoferInode) or target.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        inode = self._made(self.fs.client.link_at, name, target.handle)
+        target._stale = True
+        return inode
+
+    def _made(self, op, name: bytes, *args) -> "GoferInode":
+        try:
+            h, s = op(self.handle, name, *args)
+        except OSError as e:
+            raise _oserror(e) from None
+        self._stale = True
+        return GoferInode(self.fs, h, s)
+
+    def unlink(self, t, name: bytes, child: Inode, rmdir: bool) -> None:
+        try:
+            self.fs.client.unlink_at(self.handle, name, AT_REMOVEDIR if rmdir else 0)
+        except OSError as e:
+            raise _oserror(e) from None
+        self._stale = True
+        if isinstance(child, GoferInode):
+            child._stale = True
+
+    def rename(self, t, old_name: bytes, new_dir: Inode, new_name: bytes, flags: int) -> None:
+        if not isinstance(new_dir, GoferInode) or new_dir.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        try:
+            self.fs.client.rename_at(self.handle, old_name, new_dir.handle, new_name, flags)
+        except OSError as e:
+            raise _oserror(e) from None
+        self._stale = new_dir._stale = True
+
+    def setstat(self, t, mode=None, uid=None, gid=None, size=None, atime_ns=None, mtime_ns=None) -> None:
+        if size is not None and self.writers:
+            # Truncate through our own fd: no round trip, and the cached stat follows.
+            try:
+                os.ftruncate(self.writers[-1], size)
+            except OSError as e:
+                raise _oserror(e) from None
+            size = None
+            if mode is uid is gid is atime_ns is mtime_ns is None:
+                return
+        try:
+            self._stat = self.fs.client.set_stat(self.handle, mode=mode, uid=uid, gid=gid, size=size,
+                                                 atime_ns=atime_ns, mtime_ns=mtime_ns)
+        except OSError as e:
+            raise _oserror(e) from None
+        self._stale = False
+        self.mode = self._stat[2]
+
+    def statfs(self) -> dict[str, int]:
+        try:
+            return self.fs.client.fstatfs(self.handle)
+        except OSError as e:
+            raise _oserror(e) from None
+
+    def fsync(self) -> None:
+        try:
+            self.fs.client.fsync(self.handle)
+        except OSError as e:
+            raise _oserror(e) from None
+
+
+def _add_child(parent, name: bytes, inode: Inode):
+    from sentry.vfs.inode import Dentry
+    d = Dentry(name, parent, inode, parent.mount)
+    parent.children[name] = d
+    return d
+
+
+class GoferFile(HostFDFile):
+    """A regular file (or fifo/socket) of the served tree, open on a donated host fd.
+
+    While open for writing its fd is the inode's source of truth for stat."""
+
+    def __init__(self, host_fd: int, flags: int, dentry, mount) -> None:
+        super().__init__(host_fd, flags, dentry, mount)
+        inode = dentry.inode
+        self._tracked = self.writable and self.seekable and isinstance(inode, GoferInode)
+        if self._tracked:
+            inode.writers.append(host_fd)
+
+    def release(self) -> None:
+        if self._tracked:
+            inode = self.dentry.inode
+            inode.stat()                 # keep what this fd last saw
+            inode.writers.remove(self.host_fd)
+            self._tracked = False
+        super().release()
+
+    def fsync(self) -> None:
+        try:
+            os.fsync(self.host_fd)
+        except OSError as e:
+            raise _oserror(e) from None
 
 
 class GoferDirFile(File):

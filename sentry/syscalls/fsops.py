@@ -1,0 +1,842 @@
+"""Syscalls that change the filesystem tree or a file's attributes: mkdir, rmdir,
+unlink, rename, link, symlink, mknod, chmod, chown, truncate, fallocate, the
+times (utime, utimes, utimensat, futimesat), sync, statfs, and the xattr family.
+
+Handlers resolve paths and check what Linux checks at the VFS layer (exact
+errnos, in Linux's order: lookup errors, then EEXIST/ENOENT of the last
+component, then EROFS, then permission), then call the directory inode's
+operation (`mkdir`, `unlink`, `rename`...; a filesystem without one answers
+EPERM) and keep the dentry cache coherent themselves, so a filesystem only
+has to change the tree, never the Sentry's view of it.
+"""
+from __future__ import annotations
+
+import errno
+import stat as st
+import struct
+
+from sentry.errors import SyscallError
+from sentry.syscalls.args import s32, s64, u32
+from sentry.syscalls.files import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, _path
+from sentry.syscalls.registry import Support, syscall
+from sentry.vfs.file import O_PATH
+from sentry.vfs.inode import MAY_EXEC, MAY_WRITE, Dentry, may_access
+from sentry.vfs.walk import AT_FDCWD, follow_mounts
+
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+# -- shared checks --------------------------------------------------------------
+
+def _op(inode, name: str):
+    fn = getattr(inode, name, None)
+    if fn is None:
+        raise SyscallError(errno.EPERM)
+    return fn
+
+
+def _is_mountpoint(d: Dentry) -> bool:
+    return d.mounted is not None or d.parent is None
+
+
+def _check_writable_mount(d: Dentry) -> None:
+    if d.mount.readonly:
+        raise SyscallError(errno.EROFS)
+
+
+def _may_create(t, parent: Dentry) -> None:
+    creds = t.tg.creds
+    if creds.fsuid != 0 and not may_access(parent.inode.stat(), creds, MAY_WRITE | MAY_EXEC):
+        raise SyscallError(errno.EACCES)
+
+
+def _may_delete(t, parent: Dentry, child: Dentry) -> None:
+    """may_delete(): write+search on the directory, and the sticky bit's owner rule."""
+    creds = t.tg.creds
+    if creds.fsuid == 0:
+        return
+    ps = parent.inode.stat()
+    if not may_access(ps, creds, MAY_WRITE | MAY_EXEC):
+        raise SyscallError(errno.EACCES)
+    if ps.mode & st.S_ISVTX and creds.fsuid not in (ps.uid, child.inode.stat().uid):
+        raise SyscallError(errno.EPERM)
+
+
+def _create_target(t, dirfd: int, path: bytes, want_dir: bool = False) -> tuple[Dentry, bytes]:
+    """filename_create(): the parent and the new name; EEXIST if it exists, EROFS, EACCES."""
+    vfs = t.kernel.vfs
+    parent, name = vfs.resolve_parent(t, dirfd, path)
+    if name in (b".", b".."):
+        raise SyscallError(errno.EEXIST)
+    if parent.child(name) is not None:
+        raise SyscallError(errno.EEXIST)
+    if path.endswith(b"/") and not want_dir:
+        raise SyscallError(errno.ENOENT)
+    _check_writable_mount(parent)
+    _may_create(t, parent)
+    return parent, name
+
+
+def _add(parent: Dentry, name: bytes, inode) -> Dentry:
+    d = Dentry(name, parent, inode, parent.mount)
+    parent.children[name] = d
+    return d
+
+
+def _resolve_fd_or_path(t, dirfd: int, path_addr: int, flags: int, follow_flag_means_nofollow: bool = True):
+    path = _path(t, path_addr)
+    follow = not flags & AT_SYMLINK_NOFOLLOW
+    return t.kernel.vfs.resolve(t, dirfd, path, follow=follow, empty_ok=bool(flags & AT_EMPTY_PATH))
+
+
+# -- mkdir / mknod / symlink / link -------------------------------------------------
+
+def _mkdir(t, dirfd: int, path_addr: int, mode: int) -> int:
+    parent, name = _create_target(t, dirfd, _path(t, path_addr), want_dir=True)
+    mode = mode & 0o7777 & ~t.tg.fs.umask & ~st.S_ISGID
+    _add(parent, name, _op(parent.inode, "mkdir")(t, name, mode & 0o1777))
+    return 0
+
+
+@syscall("mkdir")
+def mkdir(t, path, mode):
+    """mkdir(2)."""
+    return _mkdir(t, AT_FDCWD, path, u32(mode))
+
+
+@syscall("mkdirat")
+def mkdirat(t, dirfd, path, mode):
+    """mkdirat(2)."""
+    return _mkdir(t, s32(dirfd), path, u32(mode))
+
+
+def _mknod(t, dirfd: int, path_addr: int, mode: int, dev: int) -> int:
+    fmt = st.S_IFMT(mode) or st.S_IFREG
+    if fmt == st.S_IFDIR:
+        raise SyscallError(errno.EPERM)
+    if fmt not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK, st.S_IFCHR, st.S_IFBLK):
+        raise SyscallError(errno.EINVAL)
+    parent, name = _create_target(t, dirfd, _path(t, path_addr))
+    if fmt in (st.S_IFCHR, st.S_IFBLK):
+        # Device nodes would hand the sandbox a host device: never made (as gVisor).
+        raise SyscallError(errno.EPERM)
+    perm = mode & 0o7777 & ~t.tg.fs.umask
+    _add(parent, name, _op(parent.inode, "mknod")(t, name, fmt | perm, dev))
+    return 0
+
+
+@syscall("mknod", Support.PARTIAL, "regular files, fifos and sockets; device nodes are EPERM")
+def mknod(t, path, mode, dev):
+    """mknod(2)."""
+    return _mknod(t, AT_FDCWD, path, u32(mode), u32(dev))
+
+
+@syscall("mknodat", Support.PARTIAL, "regular files, fifos and sockets; device nodes are EPERM")
+def mknodat(t, dirfd, path, mode, dev):
+    """mknodat(2)."""
+    return _mknod(t, s32(dirfd), path, u32(mode), u32(dev))
+
+
+def _symlink(t, target_addr: int, dirfd: int, path_addr: int) -> int:
+    target = _path(t, target_addr)
+    path = _path(t, path_addr)
+    if not target:
+        raise SyscallError(errno.ENOENT)
+    parent, name = _create_target(t, dirfd, path)
+    _add(parent, name, _op(parent.inode, "symlink")(t, name, target))
+    return 0
+
+
+@syscall("symlink")
+def symlink(t, target, linkpath):
+    """symlink(2)."""
+    return _symlink(t, target, AT_FDCWD, linkpath)
+
+
+@syscall("symlinkat")
+def symlinkat(t, target, dirfd, linkpath):
+    """symlinkat(2)."""
+    return _symlink(t, target, s32(dirfd), linkpath)
+
+
+def _link(t, olddirfd: int, old_addr: int, newdirfd: int, new_addr: int, flags: int) -> int:
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    vfs = t.kernel.vfs
+    old = vfs.resolve(t, olddirfd, _path(t, old_addr), follow=bool(flags & AT_SYMLINK_FOLLOW),
+                      empty_ok=bool(flags & AT_EMPTY_PATH))
+    if old.inode.is_dir:
+        raise SyscallError(errno.EPERM)
+    new_path = _path(t, new_addr)
+    parent, name = vfs.resolve_parent(t, newdirfd, new_path)
+    if name in (b".", b"..") or parent.child(name) is not None:
+        raise SyscallError(errno.EEXIST)
+    if new_path.endswith(b"/"):
+        raise SyscallError(errno.ENOENT)
+    if parent.mount is not old.mount:
+        raise SyscallError(errno.EXDEV)
+    _check_writable_mount(parent)
+    _may_create(t, parent)
+    creds = t.tg.creds
+    if creds.fsuid != 0:
+        # fs.protected_hardlinks: the owner, or a regular file the caller may read and write.
+        s = old.inode.stat()
+        if s.uid != creds.fsuid and not (st.S_ISREG(s.mode) and not s.mode & st.S_ISUID and
+                                         may_access(s, creds, 6)):
+            raise SyscallError(errno.EPERM)
+    _add(parent, name, _op(parent.inode, "link")(t, name, old.inode))
+    return 0
+
+
+@syscall("link")
+def link(t, oldpath, newpath):
+    """link(2)."""
+    return _link(t, AT_FDCWD, oldpath, AT_FDCWD, newpath, 0)
+
+
+@syscall("linkat")
+def linkat(t, olddirfd, oldpath, newdirfd, newpath, flags):
+    """linkat(2)."""
+    return _link(t, s32(olddirfd), oldpath, s32(newdirfd), newpath, u32(flags))
+
+
+# -- unlink / rmdir / rename -------------------------------------------------
+
+def _unlink(t, dirfd: int, path: bytes) -> int:
+    parent, name = t.kernel.vfs.resolve_parent(t, dirfd, path)
+    if name in (b".", b".."):
+        raise SyscallError(errno.EISDIR)
+    child = parent.child(name)
+    if path.endswith(b"/"):
+        if child is None:
+            raise SyscallError(errno.ENOENT)
+        raise SyscallError(errno.EISDIR if child.inode.is_dir else errno.ENOTDIR)
+    _check_writable_mount(parent)
+    if child is None:
+        raise SyscallError(errno.ENOENT)
+    _may_delete(t, parent, child)
+    if child.inode.is_dir:
+        raise SyscallError(errno.EISDIR)
+    if child.mounted is not None:
+        raise SyscallError(errno.EBUSY)
+    _op(parent.inode, "unlink")(t, name, child.inode, False)
+    parent.children[name] = None
+    return 0
+
+
+def _rmdir(t, dirfd: int, path: bytes) -> int:
+    parent, name = t.kernel.vfs.resolve_parent(t, dirfd, path)
+    if name == b".":
+        raise SyscallError(errno.EINVAL)
+    if name == b"..":
+        raise SyscallError(errno.ENOTEMPTY)
+    if parent is t.tg.fs.root and path.strip(b"/") == b"":
+        raise SyscallError(errno.EBUSY)
+    _check_writable_mount(parent)
+    child = parent.child(name)
+    if child is None:
+        raise SyscallError(errno.ENOENT)
+    _may_delete(t, parent, child)
+    if not child.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR)
+    if child.mounted is not None or child is t.tg.fs.root:
+        raise SyscallError(errno.EBUSY)
+    _op(parent.inode, "unlink")(t, name, child.inode, True)
+    parent.children[name] = None
+    return 0
+
+
+@syscall("unlink")
+def unlink(t, path):
+    """unlink(2)."""
+    return _unlink(t, AT_FDCWD, _path(t, path))
+
+
+@syscall("rmdir")
+def rmdir(t, path):
+    """rmdir(2)."""
+    return _rmdir(t, AT_FDCWD, _path(t, path))
+
+
+@syscall("unlinkat")
+def unlinkat(t, dirfd, path, flags):
+    """unlinkat(2)."""
+    flags = u32(flags)
+    if flags & ~AT_REMOVEDIR:
+        raise SyscallError(errno.EINVAL)
+    p = _path(t, path)
+    return _rmdir(t, s32(dirfd), p) if flags & AT_REMOVEDIR else _unlink(t, s32(dirfd), p)
+
+
+def _is_ancestor(a: Dentry, d: Dentry) -> bool:
+    """Whether `a` is `d` or one of its ancestors within the same mount."""
+    while d is not None:
+        if d is a:
+            return True
+        d = d.parent
+    return False
+
+
+def _rename(t, olddirfd: int, old_addr: int, newdirfd: int, new_addr: int, flags: int) -> int:
+    if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT):
+        raise SyscallError(errno.EINVAL)
+    if flags & RENAME_EXCHANGE and flags & (RENAME_NOREPLACE | RENAME_WHITEOUT):
+        raise SyscallError(errno.EINVAL)
+    if flags & RENAME_WHITEOUT:
+        raise SyscallError(errno.EPERM)           # needs CAP_MKNOD on the host's overlayfs; never here
+    vfs = t.kernel.vfs
+    old_path, new_path = _path(t, old_addr), _path(t, new_addr)
+    old_parent, old_name = vfs.resolve_parent(t, olddirfd, old_path)
+    new_parent, new_name = vfs.resolve_parent(t, newdirfd, new_path)
+    if old_parent.mount is not new_parent.mount:
+        raise SyscallError(errno.EXDEV)
+    if old_name in (b".", b"..") or new_name in (b".", b".."):
+        raise SyscallError(errno.EEXIST if flags & RENAME_NOREPLACE and old_name not in (b".", b"..")
+                           else errno.EBUSY)
+    _check_writable_mount(old_parent)
+    old = old_parent.child(old_name)
+    if old is None:
+        raise SyscallError(errno.ENOENT)
+    new = new_parent.child(new_name)
+    if flags & RENAME_NOREPLACE and new is not None:
+        raise SyscallError(errno.EEXIST)
+    if flags & RENAME_EXCHANGE and new is None:
+        raise SyscallError(errno.ENOENT)
+    if not old.inode.is_dir and (old_path.endswith(b"/") or new_path.endswith(b"/")) \
+            and not flags & RENAME_EXCHANGE:
+        raise SyscallError(errno.ENOTDIR)
+    if old is new:
+        return 0
+    if old.inode.is_dir and _is_ancestor(old, new_parent):
+        raise SyscallError(errno.EINVAL)
+    if new is not None and new.inode.is_dir and _is_ancestor(new, old_parent):
+        raise SyscallError(errno.EINVAL if flags & RENAME_EXCHANGE else errno.ENOTEMPTY)
+    _may_delete(t, old_parent, old)
+    if new is not None:
+        _may_delete(t, new_parent, new)
+    else:
+        _may_create(t, new_parent)
+    if new is not None and not flags & RENAME_EXCHANGE:
+        if old.inode.is_dir and not new.inode.is_dir:
+            raise SyscallError(errno.ENOTDIR)
+        if not old.inode.is_dir and new.inode.is_dir:
+            raise SyscallError(errno.EISDIR)
+    if old.mounted is not None or (new is not None and new.mounted is not None) \
+            or old is t.tg.fs.root:
+        raise SyscallError(errno.EBUSY)
+    _op(old_parent.inode, "rename")(t, old_name, new_parent.inode, new_name, flags)
+    # The cache follows the tree.
+    old_parent.children[old_name] = None
+    old.parent, old.name = new_parent, new_name
+    new_parent.children[new_name] = old
+    if new is not None and flags & RENAME_EXCHANGE:
+        new.parent, new.name = old_parent, old_name
+        old_parent.children[old_name] = new
+    return 0
+
+
+@syscall("rename")
+def rename(t, oldpath, newpath):
+    """rename(2)."""
+    return _rename(t, AT_FDCWD, oldpath, AT_FDCWD, newpath, 0)
+
+
+@syscall("renameat")
+def renameat(t, olddirfd, oldpath, newdirfd, newpath):
+    """renameat(2)."""
+    return _rename(t, s32(olddirfd), oldpath, s32(newdirfd), newpath, 0)
+
+
+@syscall("renameat2", Support.PARTIAL, "RENAME_NOREPLACE RENAME_EXCHANGE; RENAME_WHITEOUT is EPERM")
+def renameat2(t, olddirfd, oldpath, newdirfd, newpath, flags):
+    """renameat2(2)."""
+    return _rename(t, s32(olddirfd), oldpath, s32(newdirfd), newpath, u32(flags))
+
+
+# -- attributes: mode, owner, size, times ---------------------------------------------
+
+def _setstat(t, d: Dentry, **kw) -> None:
+    _check_writable_mount(d)
+    _op(d.inode, "setstat")(t, **kw)
+
+
+def _chmod(t, d: Dentry, mode: int) -> int:
+    creds = t.tg.creds
+    s = d.inode.stat()
+    _check_writable_mount(d)
+    if creds.fsuid != 0 and creds.fsuid != s.uid:
+        raise SyscallError(errno.EPERM)
+    mode &= 0o7777
+    if creds.fsuid != 0 and mode & st.S_ISGID and s.gid != creds.fsgid and s.gid not in creds.groups:
+        mode &= ~st.S_ISGID
+    _setstat(t, d, mode=mode)
+    return 0
+
+
+@syscall("chmod")
+def chmod(t, path, mode):
+    """chmod(2)."""
+    return _chmod(t, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path)), u32(mode))
+
+
+@syscall("fchmod")
+def fchmod(t, fd, mode):
+    """fchmod(2)."""
+    f = t.fds.get_io(s32(fd))
+    if f.dentry is None:
+        raise SyscallError(errno.EBADF)
+    return _chmod(t, f.dentry, u32(mode))
+
+
+@syscall("fchmodat")
+def fchmodat(t, dirfd, path, mode):
+    """fchmodat(2) (the syscall has no flags argument)."""
+    return _chmod(t, t.kernel.vfs.resolve(t, s32(dirfd), _path(t, path)), u32(mode))
+
+
+@syscall("fchmodat2", nr=452)
+def fchmodat2(t, dirfd, path, mode, flags):
+    """fchmodat2(2): AT_SYMLINK_NOFOLLOW on a symlink is EOPNOTSUPP, as on Linux."""
+    flags = u32(flags)
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    d = _resolve_fd_or_path(t, s32(dirfd), path, flags)
+    if d.inode.is_symlink:
+        raise SyscallError(errno.EOPNOTSUPP)
+    return _chmod(t, d, u32(mode))
+
+
+def _chown(t, d: Dentry, uid: int, gid: int) -> int:
+    uid = None if uid == 0xFFFFFFFF else uid
+    gid = None if gid == 0xFFFFFFFF else gid
+    creds = t.tg.creds
+    s = d.inode.stat()
+    _check_writable_mount(d)
+    if creds.fsuid != 0:
+        # chown_ok()/chgrp_ok(): only the owner, only to itself, only to one of its groups.
+        if (uid is not None and uid != s.uid) or \
+           (gid is not None and gid != s.gid and (creds.fsuid != s.uid or
+                                                 (gid != creds.fsgid and gid not in creds.groups))) or \
+           (gid is not None and creds.fsuid != s.uid):
+            raise SyscallError(errno.EPERM)
+    if uid is None and gid is None:
+        return 0
+    kw = {"uid": uid, "gid": gid}
+    if not d.inode.is_dir and not d.inode.is_symlink and s.mode & (st.S_ISUID | st.S_ISGID):
+        # chown clears set-user-ID, and set-group-ID when group-executable (as notify_change).
+        clear = st.S_ISUID | (st.S_ISGID if s.mode & st.S_IXGRP else 0)
+        kw["mode"] = s.mode & 0o7777 & ~clear
+    _setstat(t, d, **kw)
+    return 0
+
+
+@syscall("chown")
+def chown(t, path, uid, gid):
+    """chown(2)."""
+    return _chown(t, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path)), u32(uid), u32(gid))
+
+
+@syscall("lchown")
+def lchown(t, path, uid, gid):
+    """lchown(2)."""
+    return _chown(t, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path), follow=False), u32(uid), u32(gid))
+
+
+@syscall("fchown")
+def fchown(t, fd, uid, gid):
+    """fchown(2)."""
+    f = t.fds.get_io(s32(fd))
+    if f.dentry is None:
+        raise SyscallError(errno.EBADF)
+    return _chown(t, f.dentry, u32(uid), u32(gid))
+
+
+@syscall("fchownat")
+def fchownat(t, dirfd, path, uid, gid, flags):
+    """fchownat(2)."""
+    flags = u32(flags)
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    return _chown(t, _resolve_fd_or_path(t, s32(dirfd), path, flags), u32(uid), u32(gid))
+
+
+def _truncate_checks(t, d: Dentry, length: int) -> None:
+    if length < 0:
+        raise SyscallError(errno.EINVAL)
+    inode = d.inode
+    if inode.is_dir:
+        raise SyscallError(errno.EISDIR)
+    if not st.S_ISREG(inode.mode):
+        raise SyscallError(errno.EINVAL)
+
+
+@syscall("truncate")
+def truncate(t, path, length):
+    """truncate(2)."""
+    length = s64(length)
+    d = t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path))
+    if d.inode.is_dir:
+        raise SyscallError(errno.EISDIR)
+    if not st.S_ISREG(d.inode.mode):
+        raise SyscallError(errno.EINVAL)
+    _check_writable_mount(d)
+    creds = t.tg.creds
+    if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_WRITE):
+        raise SyscallError(errno.EACCES)
+    if length < 0:
+        raise SyscallError(errno.EINVAL)
+    _setstat(t, d, size=length)
+    return 0
+
+
+@syscall("ftruncate")
+def ftruncate(t, fd, length):
+    """ftruncate(2): EINVAL unless open for writing on a regular file."""
+    length = s64(length)
+    f = t.fds.get_io(s32(fd))
+    if length < 0:
+        raise SyscallError(errno.EINVAL)
+    d = f.dentry
+    if d is None or not f.writable or not st.S_ISREG(d.inode.mode):
+        raise SyscallError(errno.EINVAL)
+    trunc = getattr(f, "truncate", None)
+    if trunc is not None:
+        trunc(length)
+    else:
+        _op(d.inode, "setstat")(t, size=length)
+    return 0
+
+
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
+
+
+@syscall("fallocate", Support.PARTIAL, "mode 0 and FALLOC_FL_KEEP_SIZE; other modes EOPNOTSUPP")
+def fallocate(t, fd, mode, offset, length):
+    """fallocate(2)."""
+    mode, offset, length = s32(mode), s64(offset), s64(length)
+    f = t.fds.get_io(s32(fd))
+    if offset < 0 or length <= 0:
+        raise SyscallError(errno.EINVAL)
+    if not f.writable:
+        raise SyscallError(errno.EBADF)
+    d = f.dentry
+    if d is None:
+        raise SyscallError(errno.ESPIPE)
+    if d.inode.is_dir:
+        raise SyscallError(errno.EISDIR)
+    if not st.S_ISREG(d.inode.mode):
+        raise SyscallError(errno.ENODEV)
+    if offset + length > (1 << 63) - 1:
+        raise SyscallError(errno.EFBIG)
+    if mode & ~FALLOC_FL_KEEP_SIZE:
+        raise SyscallError(errno.EOPNOTSUPP)
+    if mode & FALLOC_FL_KEEP_SIZE:
+        return 0
+    alloc = getattr(f, "allocate", None)
+    if alloc is not None:
+        alloc(offset, length)
+    elif d.inode.stat().size < offset + length:
+        _op(d.inode, "setstat")(t, size=offset + length)
+    return 0
+
+
+# Times.
+
+def _now_ok_or_owner(t, d: Dentry, explicit: bool) -> None:
+    """utimes permission: explicit times need ownership; 'now' also allows write access."""
+    creds = t.tg.creds
+    if creds.fsuid == 0:
+        return
+    s = d.inode.stat()
+    if creds.fsuid == s.uid:
+        return
+    if explicit:
+        raise SyscallError(errno.EPERM)
+    if not may_access(s, creds, MAY_WRITE):
+        raise SyscallError(errno.EACCES)
+
+
+def _set_times(t, d: Dentry, atime, mtime) -> int:
+    """atime/mtime: ns, UTIME_NOW or UTIME_OMIT."""
+    _check_writable_mount(d)
+    explicit = any(x not in (UTIME_NOW, UTIME_OMIT) for x in (atime, mtime))
+    _now_ok_or_owner(t, d, explicit)
+    if atime == UTIME_OMIT and mtime == UTIME_OMIT:
+        return 0
+    _setstat(t, d, atime_ns=None if atime == UTIME_OMIT else atime,
+             mtime_ns=None if mtime == UTIME_OMIT else mtime)
+    return 0
+
+
+TIMESPEC2 = struct.Struct("<qqqq")
+
+
+def _timespecs(t, addr: int):
+    if not addr:
+        return UTIME_NOW, UTIME_NOW
+    a_s, a_ns, m_s, m_ns = t.mm.read_struct(addr, TIMESPEC2)
+
+    def one(sec, ns):
+        if ns in (UTIME_NOW, UTIME_OMIT):
+            return ns
+        if not 0 <= ns < 10**9:
+            raise SyscallError(errno.EINVAL)
+        return sec * 10**9 + ns
+    return one(a_s, a_ns), one(m_s, m_ns)
+
+
+def _timevals(t, addr: int):
+    if not addr:
+        return UTIME_NOW, UTIME_NOW
+    a_s, a_us, m_s, m_us = t.mm.read_struct(addr, TIMESPEC2)
+    if not (0 <= a_us < 10**6 and 0 <= m_us < 10**6):
+        raise SyscallError(errno.EINVAL)
+    return a_s * 10**9 + a_us * 1000, m_s * 10**9 + m_us * 1000
+
+
+@syscall("utimensat")
+def utimensat(t, dirfd, path, times, flags):
+    """utimensat(2): a NULL path means dirfd itself."""
+    dirfd, flags = s32(dirfd), u32(flags)
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    atime, mtime = _timespecs(t, times)
+    if atime == UTIME_OMIT and mtime == UTIME_OMIT:
+        return 0
+    if not path:
+        if flags & AT_SYMLINK_NOFOLLOW:
+            raise SyscallError(errno.EINVAL)
+        if dirfd == AT_FDCWD:
+            raise SyscallError(errno.EFAULT)
+        f = t.fds.get(dirfd)
+        if f.dentry is None:
+            raise SyscallError(errno.EBADF)
+        d = f.dentry
+    else:
+        d = _resolve_fd_or_path(t, dirfd, path, flags)
+    return _set_times(t, d, atime, mtime)
+
+
+@syscall("utimes")
+def utimes(t, path, times):
+    """utimes(2)."""
+    atime, mtime = _timevals(t, times)
+    return _set_times(t, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path)), atime, mtime)
+
+
+@syscall("futimesat")
+def futimesat(t, dirfd, path, times):
+    """futimesat(2)."""
+    atime, mtime = _timevals(t, times)
+    return _set_times(t, t.kernel.vfs.resolve(t, s32(dirfd), _path(t, path)), atime, mtime)
+
+
+@syscall("utime")
+def utime(t, path, times):
+    """utime(2): struct utimbuf {actime, modtime} in seconds."""
+    if times:
+        a, m = t.mm.read_struct(times, struct.Struct("<qq"))
+        atime, mtime = a * 10**9, m * 10**9
+    else:
+        atime = mtime = UTIME_NOW
+    return _set_times(t, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path)), atime, mtime)
+
+
+# -- sync ---------------------------------------------------------------------
+
+def _fsync(t, fd: int) -> int:
+    f = t.fds.get_io(fd)
+    sync = getattr(f, "fsync", None)
+    if sync is not None:
+        sync()
+        return 0
+    if f.dentry is None:
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+@syscall("fsync")
+def fsync(t, fd):
+    """fsync(2)."""
+    return _fsync(t, s32(fd))
+
+
+@syscall("fdatasync")
+def fdatasync(t, fd):
+    """fdatasync(2)."""
+    return _fsync(t, s32(fd))
+
+
+@syscall("sync", Support.PARTIAL, "a no-op: file data goes straight to host fds, which the host flushes")
+def sync(t):
+    """sync(2)."""
+    return 0
+
+
+@syscall("syncfs")
+def syncfs(t, fd):
+    """syncfs(2)."""
+    t.fds.get_io(s32(fd))
+    return 0
+
+
+@syscall("sync_file_range")
+def sync_file_range(t, fd, offset, nbytes, flags):
+    """sync_file_range(2)."""
+    offset, nbytes, flags = s64(offset), s64(nbytes), u32(flags)
+    if flags & ~7 or offset < 0 or nbytes < 0:
+        raise SyscallError(errno.EINVAL)
+    f = t.fds.get_io(s32(fd))
+    if f.dentry is None:
+        raise SyscallError(errno.ESPIPE)
+    return 0
+
+
+# -- statfs -------------------------------------------------------------------
+
+STATFS = struct.Struct("<qqQQQQQiiqqq32x")
+ST_RDONLY, ST_NOSUID, ST_NODEV, ST_NOEXEC, ST_RELATIME, ST_VALID = 1, 2, 4, 8, 0x400, 0x20
+_MOUNT_FLAG_BITS = {"ro": ST_RDONLY, "nosuid": ST_NOSUID, "nodev": ST_NODEV, "noexec": ST_NOEXEC,
+                    "relatime": ST_RELATIME}
+
+
+def statfs_of(d: Dentry) -> dict[str, int]:
+    """The statfs(2) fields of the filesystem `d` is on, flags from the Sentry's mount."""
+    fn = getattr(d.inode, "statfs", None) or getattr(d.inode.fs, "statfs", None)
+    s = dict(fn()) if fn is not None else {"f_type": 0x01021994, "f_bsize": 4096, "f_blocks": 0, "f_bfree": 0,
+                                           "f_bavail": 0, "f_files": 0, "f_ffree": 0, "f_namelen": 255,
+                                           "f_frsize": 4096}
+    flags = ST_VALID
+    for name in d.mount.flags:
+        flags |= _MOUNT_FLAG_BITS.get(name, 0)
+    s["f_flags"] = flags
+    return s
+
+
+def _write_statfs(t, buf: int, d: Dentry) -> int:
+    s = statfs_of(d)
+    t.mm.write(buf, STATFS.pack(s["f_type"], s["f_bsize"], s["f_blocks"], s["f_bfree"], s["f_bavail"],
+                                s["f_files"], s["f_ffree"], 0, 0, s["f_namelen"], s["f_frsize"], s["f_flags"]))
+    return 0
+
+
+@syscall("statfs")
+def statfs(t, path, buf):
+    """statfs(2)."""
+    return _write_statfs(t, buf, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path)))
+
+
+@syscall("fstatfs")
+def fstatfs(t, fd, buf):
+    """fstatfs(2)."""
+    f = t.fds.get(s32(fd))
+    if f.dentry is None:
+        # pipes and sockets: their pseudo filesystems
+        t.mm.write(buf, STATFS.pack(0x50495045, 4096, 0, 0, 0, 0, 0, 0, 0, 255, 4096, ST_VALID))
+        return 0
+    return _write_statfs(t, buf, f.dentry)
+
+
+# -- extended attributes ------------------------------------------------------------
+
+XATTR_NAME_MAX, XATTR_SIZE_MAX = 255, 65536
+_XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
+
+
+def _xattr_name(t, addr: int) -> bytes:
+    name = t.mm.cstring(addr, XATTR_NAME_MAX + 1) if addr else _efault()
+    if not name or len(name) > XATTR_NAME_MAX:
+        raise SyscallError(errno.ERANGE)
+    if not name.startswith(_XATTR_PREFIXES):
+        raise SyscallError(errno.EOPNOTSUPP)
+    return name
+
+
+def _efault():
+    raise SyscallError(errno.EFAULT)
+
+
+def _xattr_target(t, kind: str, arg: int, follow: bool) -> Dentry:
+    if kind == "f":
+        f = t.fds.get_io(s32(arg))
+        if f.dentry is None:
+            raise SyscallError(errno.EOPNOTSUPP)
+        return f.dentry
+    return t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, arg), follow=follow)
+
+
+def _getxattr(t, d: Dentry, name: bytes, value: int, size: int) -> int:
+    fn = getattr(d.inode, "getxattr", None)
+    if fn is None:
+        raise SyscallError(errno.ENODATA)
+    data = fn(name)
+    if size == 0:
+        return len(data)
+    if len(data) > size:
+        raise SyscallError(errno.ERANGE)
+    t.mm.write(value, data)
+    return len(data)
+
+
+def _listxattr(t, d: Dentry, lst: int, size: int) -> int:
+    fn = getattr(d.inode, "listxattr", None)
+    names = fn() if fn is not None else []
+    data = b"".join(n + b"\0" for n in names)
+    if size == 0:
+        return len(data)
+    if len(data) > size:
+        raise SyscallError(errno.ERANGE)
+    t.mm.write(lst, data)
+    return len(data)
+
+
+def _setxattr(t, d: Dentry, name: bytes, value: int, size: int, flags: int) -> int:
+    if flags & ~3:
+        raise SyscallError(errno.EINVAL)
+    if size > XATTR_SIZE_MAX:
+        raise SyscallError(errno.E2BIG)
+    _check_writable_mount(d)
+    fn = getattr(d.inode, "setxattr", None)
+    if fn is None:
+        # The Gofer protocol carries no xattrs (as gVisor's default): refused, not faked.
+        raise SyscallError(errno.EOPNOTSUPP)
+    fn(t, name, t.mm.read(value, size) if size else b"", flags)
+    return 0
+
+
+def _removexattr(t, d: Dentry, name: bytes) -> int:
+    _check_writable_mount(d)
+    fn = getattr(d.inode, "removexattr", None)
+    if fn is None:
+        raise SyscallError(errno.ENODATA)
+    fn(t, name)
+    return 0
+
+
+def _register_xattr() -> None:
+    for prefix, kind, follow in (("", "p", True), ("l", "p", False), ("f", "f", True)):
+        def make(kind=kind, follow=follow, prefix=prefix):
+            def getxattr_(t, target, name, value, size):
+                d = _xattr_target(t, kind, target, follow)
+                return _getxattr(t, d, _xattr_name(t, name), value, u32(size) if size < (1 << 32) else size)
+
+            def setxattr_(t, target, name, value, size, flags):
+                d = _xattr_target(t, kind, target, follow)
+                return _setxattr(t, d, _xattr_name(t, name), value, size, s32(flags))
+
+            def listxattr_(t, target, lst, size):
+                return _listxattr(t, _xattr_target(t, kind, target, follow), lst, size)
+
+            def removexattr_(t, target, name):
+                d = _xattr_target(t, kind, target, follow)
+                return _removexattr(t, d, _xattr_name(t, name))
+            note = "no extended attributes on gofer files (set is EOPNOTSUPP, get ENODATA); tmpfs keeps them"
+            syscall(prefix + "getxattr", Support.PARTIAL, note)(getxattr_)
+            syscall(prefix + "setxattr", Support.PARTIAL, note)(setxattr_)
+            syscall(prefix + "listxattr", Support.PARTIAL, note)(listxattr_)
+            syscall(prefix + "removexattr", Support.PARTIAL, note)(removexattr_)
+        make()
+
+
+_register_xattr()
