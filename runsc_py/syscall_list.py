@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 
+from runsc_py.errors import UserError
+
 
 def _rows() -> list[tuple[int, str, str, str]]:
-    from sentry.syscalls import all_syscalls
+    try:
+        from sentry.syscalls import all_syscalls
+    except Exception as e:      # an ImportError inside the Sentry: one line, not a traceback
+        raise UserError(f"cannot load the Sentry's syscall table: {type(e).__name__}: {e}") from None
     return [(s.nr, s.name, s.support.value, s.note or "") for s in all_syscalls()]
 
 

@@ -881,3 +881,11 @@ def test_200_create_start_delete_cycles_leave_nothing(tmp_path: Path, rootfs: Pa
             assert cli("delete", cid, root=root).returncode == 0
     assert_nothing_left(root, str(tmp_path))
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_debug_lines_go_to_the_log_beside_errors(tmp_path: Path, root: Path) -> None:
+    log = tmp_path / "log.json"
+    p = cli("--debug", "--log", str(log), "--log-format", "json", "state", "nope", root=root)
+    assert_one_line_error(p, "container does not exist")
+    levels = [json.loads(line)["level"] for line in log.read_text().splitlines()]
+    assert levels[0] == "debug" and levels[-1] == "error"
