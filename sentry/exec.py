@@ -113,6 +113,8 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
     ctx.task = t
     if old_ctx is not None:
         old_ctx.task = None
+        if old_mm is not None and old_mm.users > 1:
+            old_mm.space.release_context(old_ctx)     # a vfork child leaves its parent's stub
     if old_mm is not None:
         old_mm.users -= 1
         if old_mm.users == 0:
@@ -124,4 +126,7 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
         if act.handler > 1:                 # a handler (not SIG_DFL/SIG_IGN) resets to default
             tg.sigactions[i] = SignalAction()
     tg.argv, tg.envp, tg.exe = argv, envp, path
+    tg.execed = True
+    from sentry import process
+    process.vfork_done(k, t)
     tg.comm = execfn.rsplit(b"/", 1)[-1][:15]

@@ -31,6 +31,8 @@ from sentry.syscalls.registry import MAX_NR
 from sentry.task import Blocked, Task, ThreadGroup
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
+FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH]
 CORE_SIGNALS = {signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS,
                 signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ}
 
@@ -90,7 +92,7 @@ class Kernel:
             t.timer_handle = entry
             heapq.heappush(self.timers, entry)
         if b.host_fd is not None:
-            self.host_waits[t] = b.host_fd
+            self.host_waits[t] = b.host_fd if isinstance(b.host_fd, list) else [b.host_fd]
 
     def _fire_timers(self) -> float | None:
         """Wake tasks whose deadline passed; return the next deadline (monotonic) or None."""
@@ -112,15 +114,33 @@ class Kernel:
         """Run until the container's init process has exited; return runsc-py's exit code."""
         plat = self.platform
         runq = self.runq
+        plat.forward_host_signals(FORWARDED_SIGNALS)
         while self.exit_code is None:
+            forwarded = plat.take_forwarded()
+            if forwarded:
+                self.forward(forwarded)
+                continue
             next_deadline = self._fire_timers() if self.timers else None
             if runq:
                 t = runq.popleft()
                 if t.exited:
                     continue
+                if t.in_syscall:
+                    if t.interrupted and TABLE[t.ctx.regs.orig_rax].name == "rt_sigtimedwait":
+                        t.interrupted = False      # the awaited signal is taken by the syscall itself
+                    if t.interrupted:
+                        self._finish_interrupted(t)
+                    else:
+                        self.syscall(t)
+                        continue
+                if getattr(t.tg, "group_stopped", False):
+                    self._park_stopped(t)
+                    continue
+                if (t.pending or t.tg.shared_pending) and not self.deliver_signals(t):
+                    continue
                 if runq or next_deadline is not None or self.host_waits:
-                    plat.resume(t.ctx)
                     t.running = True
+                    plat.resume(t.ctx)
                     if runq:
                         continue
                     ctx, ev = self._wait(next_deadline)
@@ -149,11 +169,11 @@ class Kernel:
                 self.debug("all tasks blocked with no timer or host fd: waiting for a signal")
             return self.platform.wait(-1, [])
         timeout = -1 if next_deadline is None else max(0, int((next_deadline - time.monotonic()) * 1e9))
-        waits = list(self.host_waits.items())
+        waits = [(t, fdev) for t, lst in self.host_waits.items() for fdev in lst]
         ctx, res = self.platform.wait(timeout, [fdev for _, fdev in waits])
         if ctx is None and res:
             for (t, _), rev in zip(waits, res):
-                if rev:
+                if rev and t in self.host_waits:
                     self.wake(t)
         return ctx, res
 
@@ -190,6 +210,7 @@ class Kernel:
             if self.strace:
                 self.strace_line(t, entry, -e.errno, nr=nr)
         except Blocked as b:
+            t.in_syscall = True
             self._park(t, b)
             return
         except TaskExited:
@@ -198,56 +219,177 @@ class Kernel:
             return
         t.syscall_state = None
         t.timed_out = False
+        t.in_syscall = False
+        t.on_eintr = None
         if not t.exited:
             self.runq.append(t)
+
+    # -- signals --------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def interrupt(self, t: Task) -> None:
+        """A signal arrived for a task parked in a syscall: stop waiting."""
+        if not t.in_syscall or t.exited:
+            return
+        t.interrupted = True
+        self.wake(t)
+
+    def _finish_interrupted(self, t: Task) -> None:
+        """End an interrupted syscall: EINTR, or a restart if the signal's disposition allows it."""
+        from sentry import signals as sg
+        t.interrupted = False
+        regs = t.ctx.regs
+        nr = regs.orig_rax
+        name = TABLE[nr].name if nr < MAX_NR else ""
+        sig = self._next_signal(t)
+        restart = False
+        if sig is not None:
+            act = t.tg.sigactions[sig]
+            if act.handler in (sg.SIG_DFL, sg.SIG_IGN):
+                restart = name not in sg.NEVER_RESTART
+            else:
+                restart = bool(act.flags & sg.SA_RESTART) and name not in sg.NO_RESTART_WITH_HANDLER
+        if restart:
+            regs.rip -= 2
+            regs.rax = regs.orig_rax
+        else:
+            if t.on_eintr is not None:
+                t.on_eintr()
+            regs.rax = (-errno.EINTR) & MASK64
+            if self.strace:
+                self.strace_line(t, TABLE[nr] if nr < MAX_NR else None, -errno.EINTR, nr=nr)
+        t.in_syscall = False
+        t.syscall_state = None
+        t.on_eintr = None
+        if t.saved_sigmask is not None and sig is None:
+            t.sigmask = t.saved_sigmask
+            t.saved_sigmask = None
+
+    def _next_signal(self, t: Task) -> int | None:
+        mask = t.sigmask
+        best = None
+        for pend in (t.pending, t.tg.shared_pending):
+            for sig in pend:
+                if not (mask >> (sig - 1)) & 1 and (best is None or sig < best):
+                    best = sig
+        return best
+
+    def deliver_signals(self, t: Task) -> bool:
+        """Deliver pending unblocked signals before `t` resumes; False if it must not resume."""
+        from sentry import process
+        from sentry import signals as sg
+        while True:
+            sig = self._next_signal(t)
+            if sig is None:
+                if t.saved_sigmask is not None and not t.in_syscall:
+                    t.sigmask = t.saved_sigmask
+                    t.saved_sigmask = None
+                return True
+            pend = t.pending if sig in t.pending else t.tg.shared_pending
+            infos = pend[sig]
+            info = infos.pop(0)
+            if not infos:
+                del pend[sig]
+            act = t.tg.sigactions[sig]
+            if act.handler == sg.SIG_IGN:
+                continue
+            if act.handler == sg.SIG_DFL:
+                action = sg.default_action(sig)
+                if action in ("ignore", "continue"):
+                    continue
+                if action == "stop":
+                    process.stop_group(self, t.tg, sig)
+                    self._park_stopped(t)
+                    return False
+                status = sig | (0x80 if action == "core" else 0)
+                self.debug(f"task {t.tid}: killed by {signal.Signals(sig).name}")
+                self.exit_thread_group(t.tg, status)
+                return False
+            try:
+                sg.setup_frame(t, sig, info, act)
+            except SyscallError:
+                # No room for the frame: SIGSEGV with the default action, as Linux's force_sigsegv.
+                self.exit_thread_group(t.tg, sg.SIGSEGV | 0x80)
+                return False
+            if self.strace:
+                self.log.strace(f"[{t.tg.tgid:>4}:{t.tid:>4}] --- {signal.Signals(sig).name} (handler {act.handler:#x}) ---")
+            return True
+
+    def _park_stopped(self, t: Task) -> None:
+        from sentry.waitq import WaitQueue
+        tg = t.tg
+        q = getattr(tg, "stop_waitq", None)
+        if q is None:
+            q = tg.stop_waitq = WaitQueue()
+        q.add(t)
+        t.wait_queues = [q]
+
+    def forward(self, sigs: list[int]) -> None:
+        """Host signals sent to runsc-py go to the container's init, as runc forwards them."""
+        from sentry import process
+        from sentry import signals as sg
+        if self.init is None or self.init.exiting:
+            return
+        for sig in sigs:
+            self.debug(f"forwarding host {signal.Signals(sig).name} to PID 1")
+            process.send_to_group(self, self.init, sig, sg.siginfo(sig, sg.SI_USER))
 
     # -- faults and exits -----------------------------------------------------
 
     def fault(self, t: Task, ev: FaultEvent) -> None:
-        if ev.code <= 0:
-            # Sent by someone on the host (si_code SI_USER/SI_TKILL), not the application: ignore.
+        from sentry import process
+        from sentry import signals as sg
+        if ev.code <= 0 or ev.signo == signal.SIGURG:
+            # Sent by the host (our own kick, or someone else's kill): never the application's.
             self.runq.append(t)
             return
         self.debug(f"task {t.tid}: fault {signal.Signals(ev.signo).name} code {ev.code} addr {ev.addr:#x} "
                    f"at rip {t.ctx.regs.rip:#x}")
-        self.kill_thread_group(t.tg, ev.signo)
+        sig = ev.signo
+        act = t.tg.sigactions[sig]
+        # force_sig_info: a blocked or ignored synchronous signal is unblocked and reset to default.
+        if t.sigmask & sg.bit(sig) or act.handler == sg.SIG_IGN:
+            from sentry.task import SignalAction
+            t.tg.sigactions[sig] = SignalAction()
+            t.sigmask &= ~sg.bit(sig)
+        t.pending.setdefault(sig, []).append(sg.siginfo(sig, ev.code, addr=ev.addr))
+        self.runq.append(t)
 
     def host_thread_died(self, t: Task, status: int) -> None:
         self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")
-        self.kill_thread_group(t.tg, signal.SIGKILL, host_dead=True)
+        self.exit_thread_group(t.tg, signal.SIGKILL)
 
-    def kill_thread_group(self, tg: ThreadGroup, signo: int, host_dead: bool = False) -> None:
-        status = signo | (0x80 if signo in CORE_SIGNALS else 0)
-        self.exit_thread_group(tg, status)
+    def kill_thread_group(self, tg: ThreadGroup, signo: int) -> None:
+        self.exit_thread_group(tg, signo | (0x80 if signo in CORE_SIGNALS else 0))
 
     def exit_thread_group(self, tg: ThreadGroup, wait_status: int) -> None:
-        """Every thread of `tg` exits; `wait_status` as wait(2) encodes it."""
-        if tg.exiting:
-            return
-        tg.exiting = True
-        tg.exit_status = wait_status
-        for task in list(tg.tasks):
-            self._task_gone(task)
-        tg.tasks.clear()
-        tg.mm.users -= 1
-        if tg.mm.users == 0:
-            tg.mm.release()
-        tg.fds.close_all()
-        self.thread_groups.pop(tg.tgid, None)
-        if tg is self.init:
-            if wait_status & 0x7F:            # killed by a signal: 128+N, as runc reports
-                self.exit_code = 128 + (wait_status & 0x7F)
-            else:
-                self.exit_code = (wait_status >> 8) & 0xFF
+        from sentry import process
+        process.exit_thread_group(self, tg, wait_status)
 
-    def _task_gone(self, task: Task) -> None:
+    def init_exited(self, wait_status: int) -> None:
+        """PID 1 is gone: every other process dies, and runsc-py exits with its status."""
+        init = self.init
+        for tg in list(self.thread_groups.values()):
+            if tg is not init and not tg.exiting:
+                tg.parent = None
+                self.exit_thread_group(tg, signal.SIGKILL)
+        if wait_status & 0x7F:            # killed by a signal: 128+N, as runc reports
+            self.exit_code = 128 + (wait_status & 0x7F)
+        else:
+            self.exit_code = (wait_status >> 8) & 0xFF
+
+    def task_gone(self, task: Task) -> None:
         task.exited = True
         self.tasks.pop(task.tid, None)
         self.host_waits.pop(task, None)
         for q in task.wait_queues:
             q.remove(task)
+        task.wait_queues = []
         if task.timer_handle is not None:
             task.timer_handle[2] = None
+            task.timer_handle = None
         try:
             self.runq.remove(task)
         except ValueError:

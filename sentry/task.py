@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 
 from sentry.errors import SyscallError
+from sentry.waitq import WaitQueue
 
 RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
 
@@ -89,6 +90,19 @@ class ThreadGroup:
         self.exe = b""
         self.pgid = tgid
         self.sid = tgid
+        self.children: list[ThreadGroup] = []
+        self.child_waitq = WaitQueue()         # parents in wait4/waitid park here
+        self.zombie = False
+        self.reaped = False
+        self.shared_pending: dict[int, list] = {}   # signo -> queued siginfos (process-directed)
+        self.stop_state = None                 # job control: None | "stopped" | "continued" (for waiters)
+        self.stop_reported = True
+        self.vfork_waitq = WaitQueue()
+        self.exit_signal = 17                  # SIGCHLD unless clone() said otherwise
+        self.subreaper = False
+        self.start_monotonic = 0.0
+        self.utime = self.stime = 0
+        self.cutime = self.cstime = 0
 
 
 class Task:
@@ -112,6 +126,16 @@ class Task:
         self.host_wait: tuple[int, int] | None = None
         self.timed_out = False
         self.exited = False
+        self.in_syscall = False          # parked inside a syscall; re-dispatch when woken
+        self.pending: dict[int, list] = {}   # signo -> queued siginfos (thread-directed)
+        self.altstack = (0, 2, 0)        # ss_sp, ss_flags (SS_DISABLE), ss_size
+        self.saved_sigmask: int | None = None   # restored after a handler (sigsuspend, ppoll)
+        self.on_eintr = None             # callback when a signal interrupts the parked syscall
+        self.vfork_parent: "Task | None" = None
+        self.pdeathsig = 0
+        self.running = False
+        self.interrupted = False
+        self.vfork_released = False
         if ctx is not None:
             ctx.task = self
 

@@ -27,6 +27,9 @@ long rp_inject(int pid, struct user_regs_struct *scratch, unsigned long site, lo
 int rp_sigchld_fd(void);
 int rp_getsiginfo(int pid, int *signo, int *code, unsigned long *addr, int *errno_out);
 unsigned long getauxval(unsigned long type);
+int rp_tgkill(int tgid, int tid, int sig);
+int rp_forward_signals(int *sigs, int n);
+unsigned long rp_take_forwarded(void);
 """
 
 SOURCE = r"""
@@ -75,6 +78,29 @@ int rp_spawn_stub(int stub_fd, int memfile_fd, int stub_memfd_number) {
     _exit(127);
 }
 
+static volatile unsigned long forwarded;
+
+static void on_forwarded(int sig) { __atomic_or_fetch(&forwarded, 1UL << sig, __ATOMIC_SEQ_CST); }
+
+/* Host signals meant for the container (SIGTERM to `runsc-py run`...) are
+   recorded here and interrupt the Sentry's waitpid (no SA_RESTART), so the
+   task loop forwards them at once. */
+int rp_forward_signals(int *sigs, int n) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_forwarded;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < n; i++)
+        if (sigaction(sigs[i], &sa, NULL) != 0) return -errno;
+    return 0;
+}
+
+unsigned long rp_take_forwarded(void) { return __atomic_exchange_n(&forwarded, 0, __ATOMIC_SEQ_CST); }
+
+int rp_tgkill(int tgid, int tid, int sig) {
+    return syscall(SYS_tgkill, tgid, tid, sig) == 0 ? 0 : -errno;
+}
+
 long rp_ptrace(long request, int pid, unsigned long addr, unsigned long data) {
     errno = 0;
     long r = ptrace(request, pid, (void *)addr, (void *)data);
@@ -106,6 +132,7 @@ int rp_run(int pid, struct user_regs_struct *regs, int request, int sig,
     int got;
     do {
         got = waitpid(-1, status, __WALL);
+        if (got < 0 && errno == EINTR && forwarded) return -EINTR;
     } while (got < 0 && errno == EINTR);
     if (got < 0) return -errno;
     int rr = fetch(got, *status, got == pid ? regs : other);
@@ -136,7 +163,10 @@ int rp_wait_event(long timeout_ns, int *fds, short *events, short *revents, int 
                   int *status, struct user_regs_struct *regs) {
     if (nfds == 0 && timeout_ns < 0) {
         int got;
-        do { got = waitpid(-1, status, __WALL); } while (got < 0 && errno == EINTR);
+        do {
+            got = waitpid(-1, status, __WALL);
+            if (got < 0 && errno == EINTR && forwarded) return 0;
+        } while (got < 0 && errno == EINTR);
         return got < 0 ? -errno : fetch(got, *status, regs);
     }
     if (rp_sigchld_fd() < 0) return -errno;
@@ -158,7 +188,10 @@ int rp_wait_event(long timeout_ns, int *fds, short *events, short *revents, int 
             pfd[i + 1].fd = fds[i]; pfd[i + 1].events = events[i]; pfd[i + 1].revents = 0;
         }
         int n = ppoll(pfd, nfds + 1, tsp, NULL);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR) {
+            if (forwarded) return 0;
+            continue;
+        }
         if (n < 0) return -errno;
         int fd_ready = 0;
         for (int i = 0; i < nfds; i++) {

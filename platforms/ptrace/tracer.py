@@ -227,6 +227,8 @@ class PtracePlatform:
     def run(self, ctx: PtraceContext):
         """Resume `ctx`, wait for the next event of any context: (context, event)."""
         pid = lib.rp_run(ctx.tid, ctx.regs, PTRACE_SYSEMU, 0, self._status, self._other)
+        if pid == -4:              # EINTR: a forwarded host signal is waiting
+            return None, None
         if pid < 0:
             raise PlatformError(f"run: {os.strerror(-pid)}")
         if pid == ctx.tid:
@@ -247,6 +249,17 @@ class PtracePlatform:
         if pid == 0:
             return None, [crev[i] for i in range(n)]
         return self._event_for(pid)
+
+    def kick(self, ctx: PtraceContext) -> None:
+        """Make a context running application code stop soon (a swallowed host SIGURG)."""
+        lib.rp_tgkill(ctx.address_space.pid, ctx.tid, signal.SIGURG)
+
+    def forward_host_signals(self, sigs: list[int]) -> None:
+        _check(lib.rp_forward_signals(ffi.new("int[]", sigs), len(sigs)), "sigaction")
+
+    def take_forwarded(self) -> list[int]:
+        bits = lib.rp_take_forwarded()
+        return [s for s in range(1, 65) if bits >> s & 1]
 
     def _event_for(self, pid: int):
         ctx = self.contexts.get(pid)

@@ -480,6 +480,7 @@ def dup3(t, oldfd, newfd, flags):
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_DUPFD_CLOEXEC = 1030
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
 FD_CLOEXEC = 1
 
 
@@ -503,6 +504,11 @@ def fcntl(t, fd, cmd, arg):
         return 0
     if cmd == F_GETFL:
         return f.flags
+    if cmd in (F_SETPIPE_SZ, F_GETPIPE_SZ):
+        from sentry.pipe import PipeFile
+        if not isinstance(f, PipeFile):
+            raise SyscallError(errno.EBADF)
+        return f.pipe.capacity if cmd == F_GETPIPE_SZ else f.set_size(s32(arg))
     if cmd == F_SETFL:
         if f.flags & O_PATH:
             raise SyscallError(errno.EBADF)

@@ -6,7 +6,7 @@ import struct
 
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
-from sentry.syscalls.registry import Support, syscall
+from sentry.syscalls.registry import Support, error_syscall, syscall
 
 RLIM_NLIMITS = 16
 NR_OPEN = 1048576
@@ -172,11 +172,12 @@ def setrlimit(t, resource, rlim):
 
 # -- exit -----------------------------------------------------------------------
 
-@syscall("exit", Support.PARTIAL, "ends the whole process while threads are not yet supported")
+@syscall("exit")
 def exit_(t, status):
-    """exit(2)."""
+    """exit(2): this thread ends; the process ends with its last thread."""
+    from sentry import process
     from sentry.kernel import TaskExited
-    t.kernel.exit_thread_group(t.tg, (status & 0xFF) << 8)
+    process.exit_task(t.kernel, t, (status & 0xFF) << 8)
     raise TaskExited()
 
 
@@ -186,6 +187,232 @@ def exit_group(t, status):
     from sentry.kernel import TaskExited
     t.kernel.exit_thread_group(t.tg, (status & 0xFF) << 8)
     raise TaskExited()
+
+
+# -- clone / fork / vfork ----------------------------------------------------------
+
+def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+    from sentry import process
+    st = t.syscall_state
+    if st is not None and st[0] == "vfork":
+        # Woken: the vfork child has exec'd or exited.
+        if t.vfork_released:
+            t.vfork_released = False
+            return st[1]
+        t.block()
+    tid = process.do_clone(t.kernel, t, flags, stack, ptid, ctid, tls)
+    if flags & process.CLONE_VFORK:
+        t.vfork_released = False
+        t.block()
+    return tid
+
+
+@syscall("clone")
+def clone(t, flags, stack, ptid, ctid, tls):
+    """clone(2) (x86-64 argument order: flags, stack, parent_tid, child_tid, tls)."""
+    return _clone(t, flags & 0xFFFFFFFF, stack, ptid, ctid, tls)
+
+
+@syscall("fork")
+def fork(t):
+    """fork(2)."""
+    return _clone(t, 17, 0, 0, 0, 0)
+
+
+@syscall("vfork")
+def vfork(t):
+    """vfork(2): the parent waits until the child execs or exits."""
+    from sentry import process
+    return _clone(t, process.CLONE_VM | process.CLONE_VFORK | 17, 0, 0, 0, 0)
+
+
+error_syscall("clone3", errno.ENOSYS, "not supported; glibc and musl fall back to clone(2)")
+
+
+# -- wait ---------------------------------------------------------------------------
+
+WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 2, 4, 8, 0x01000000
+__WNOTHREAD, __WALL, __WCLONE = 0x20000000, 0x40000000, 0x80000000
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
+RUSAGE = struct.Struct("<qqqq14q")
+
+
+def _matches(tg, child, idtype: int, ident: int, options: int) -> bool:
+    if idtype == P_PID and child.tgid != ident:
+        return False
+    if idtype == P_PGID and child.pgid != ident:
+        return False
+    # __WCLONE selects children that report to the parent with a signal other than SIGCHLD.
+    if not options & __WALL and bool(options & __WCLONE) != (child.exit_signal != 17):
+        return False
+    return True
+
+
+def _wait_common(t, idtype: int, ident: int, options: int):
+    """The state change to report: (child, kind) with kind 'exit'|'stop'|'cont', or None with WNOHANG.
+
+    Parks the caller while children exist but none changed; ECHILD when none match."""
+    tg = t.tg
+    groups = [tg]
+    if not options & __WNOTHREAD:
+        pass  # all threads of a group share `children` here
+    found = False
+    for child in list(tg.children):
+        if not _matches(tg, child, idtype, ident, options):
+            continue
+        found = True
+        if child.zombie and options & WEXITED:
+            return child, "exit"
+        if options & WSTOPPED and child.stop_state == "stopped" and not child.stop_reported:
+            return child, "stop"
+        if options & WCONTINUED and child.stop_state == "continued" and not child.stop_reported:
+            return child, "cont"
+    if not found:
+        raise SyscallError(errno.ECHILD)
+    if options & WNOHANG:
+        return None
+    t.block([tg.child_waitq])
+
+
+def _rusage_bytes(child) -> bytes:
+    return RUSAGE.pack(0, 0, 0, 0, *([0] * 14))
+
+
+@syscall("wait4")
+def wait4(t, pid, wstatus, options, rusage):
+    """wait4(2)."""
+    from sentry import process
+    pid, options = s32(pid), u32(options)
+    if options & ~(WNOHANG | WUNTRACED | WCONTINUED | __WNOTHREAD | __WALL | __WCLONE):
+        raise SyscallError(errno.EINVAL)
+    if pid == -1:
+        idtype, ident = P_ALL, 0
+    elif pid == 0:
+        idtype, ident = P_PGID, t.tg.pgid
+    elif pid < -1:
+        idtype, ident = P_PGID, -pid
+    else:
+        idtype, ident = P_PID, pid
+    r = _wait_common(t, idtype, ident, options | WEXITED)
+    if r is None:
+        return 0
+    child, kind = r
+    if kind == "exit":
+        status = child.exit_status
+    elif kind == "stop":
+        status = (child.stop_sig << 8) | 0x7F
+    else:
+        status = 0xFFFF
+    if wstatus:
+        t.mm.write_u32(wstatus, status)
+    if rusage:
+        t.mm.write(rusage, _rusage_bytes(child))
+    if kind == "exit":
+        process.reap(t.kernel, child)
+    else:
+        child.stop_reported = True
+    return child.tgid
+
+
+@syscall("waitid")
+def waitid(t, idtype, ident, infop, options, rusage):
+    """waitid(2)."""
+    from sentry import process
+    from sentry import signals as sg
+    idtype, ident, options = s32(idtype), s32(ident), u32(options)
+    if options & ~(WNOHANG | WSTOPPED | WEXITED | WCONTINUED | WNOWAIT | __WNOTHREAD | __WALL | __WCLONE):
+        raise SyscallError(errno.EINVAL)
+    if not options & (WEXITED | WSTOPPED | WCONTINUED):
+        raise SyscallError(errno.EINVAL)
+    if idtype not in (P_ALL, P_PID, P_PGID):
+        raise SyscallError(errno.EINVAL)
+    if idtype == P_PGID and ident == 0:
+        ident = t.tg.pgid
+    if idtype in (P_PID, P_PGID) and ident <= 0:
+        raise SyscallError(errno.EINVAL)
+    r = _wait_common(t, idtype, ident, options)
+    if r is None:
+        if infop:
+            t.mm.write(infop, bytes(128))
+        return 0
+    child, kind = r
+    if kind == "exit":
+        code, status = process.child_code(child.exit_status)
+    elif kind == "stop":
+        code, status = sg.CLD_STOPPED, child.stop_sig
+    else:
+        code, status = sg.CLD_CONTINUED, sg.SIGCONT
+    if infop:
+        t.mm.write(infop, sg.siginfo(sg.SIGCHLD, code, pid=child.tgid, uid=child.creds.ruid, status=status))
+    if rusage:
+        t.mm.write(rusage, _rusage_bytes(child))
+    if not options & WNOWAIT:
+        if kind == "exit":
+            process.reap(t.kernel, child)
+        else:
+            child.stop_reported = True
+    return 0
+
+
+# -- process groups and sessions ----------------------------------------------------
+
+@syscall("setpgid")
+def setpgid(t, pid, pgid):
+    """setpgid(2)."""
+    pid, pgid = s32(pid), s32(pgid)
+    if pgid < 0:
+        raise SyscallError(errno.EINVAL)
+    k = t.kernel
+    target = t.tg if pid == 0 else k.thread_groups.get(pid)
+    if target is None or (target is not t.tg and target.parent is not t.tg):
+        raise SyscallError(errno.ESRCH)
+    if target.sid == target.tgid:
+        raise SyscallError(errno.EPERM)           # a session leader
+    if target.sid != t.tg.sid:
+        raise SyscallError(errno.EPERM)
+    if target is not t.tg and getattr(target, "execed", False):
+        raise SyscallError(errno.EACCES)
+    pgid = pgid or target.tgid
+    if pgid != target.tgid and not any(g.pgid == pgid and g.sid == t.tg.sid for g in k.thread_groups.values()):
+        raise SyscallError(errno.EPERM)
+    target.pgid = pgid
+    return 0
+
+
+@syscall("getpgid")
+def getpgid(t, pid):
+    """getpgid(2)."""
+    pid = s32(pid)
+    tg = t.tg if pid == 0 else t.kernel.thread_groups.get(pid)
+    if tg is None:
+        raise SyscallError(errno.ESRCH)
+    return tg.pgid
+
+
+@syscall("getpgrp")
+def getpgrp(t):
+    """getpgrp(2)."""
+    return t.tg.pgid
+
+
+@syscall("setsid")
+def setsid(t):
+    """setsid(2)."""
+    tg = t.tg
+    if any(g.pgid == tg.tgid for g in t.kernel.thread_groups.values()):
+        raise SyscallError(errno.EPERM)
+    tg.sid = tg.pgid = tg.tgid
+    return tg.sid
+
+
+@syscall("getsid")
+def getsid(t, pid):
+    """getsid(2)."""
+    pid = s32(pid)
+    tg = t.tg if pid == 0 else t.kernel.thread_groups.get(pid)
+    if tg is None:
+        raise SyscallError(errno.ESRCH)
+    return tg.sid
 
 
 # -- execve ---------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""Futexes: wait queues keyed by the MemoryFile offset of the futex word.
+
+Every application page is a MemoryFile page, so the offset of a word names it
+uniquely: private futexes of one process, and shared futexes across processes
+mapping the same pages (MAP_SHARED, shared memory), fall out of one rule.
+"""
+from __future__ import annotations
+
+import errno
+
+from sentry.errors import SyscallError
+from sentry.waitq import WaitQueue
+
+_queues: dict[int, WaitQueue] = {}
+
+
+def key_of(mm, addr: int) -> int:
+    if addr & 3:
+        raise SyscallError(errno.EINVAL)
+    v = mm.find(addr)
+    if v is None or not v.prot:
+        raise SyscallError(errno.EFAULT)
+    return v.offset + (addr - v.start)
+
+
+def queue(key: int) -> WaitQueue:
+    q = _queues.get(key)
+    if q is None:
+        q = _queues[key] = WaitQueue()
+    return q
+
+
+def wake(k, mm, addr: int, n: int, bitset: int, shared: bool = False) -> int:
+    """Wake up to `n` waiters on `addr` whose bitset intersects `bitset`; return how many."""
+    key = key_of(mm, addr)
+    q = _queues.get(key)
+    if q is None:
+        return 0
+    woken = 0
+    for t in list(q.waiters):
+        if woken >= n:
+            break
+        state = t.syscall_state
+        if state is None or not state.get("bitset", 0xFFFFFFFF) & bitset:
+            continue
+        state["woken"] = True
+        k.wake(t)
+        woken += 1
+    if not q.waiters:
+        _queues.pop(key, None)
+    return woken
+
+
+def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
+    key1, key2 = key_of(mm, addr), key_of(mm, addr2)
+    q1 = _queues.get(key1)
+    if q1 is None:
+        return 0
+    done = 0
+    for t in list(q1.waiters):
+        if done < n_wake:
+            t.syscall_state["woken"] = True
+            k.wake(t)
+        elif done < n_wake + n_requeue:
+            q1.remove(t)
+            q2 = queue(key2)
+            q2.add(t)
+            t.wait_queues = [q2 if q is q1 else q for q in t.wait_queues]
+            t.syscall_state["key"] = key2
+        else:
+            break
+        done += 1
+    if not q1.waiters:
+        _queues.pop(key1, None)
+    return done

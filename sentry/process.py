@@ -1,0 +1,330 @@
+"""Process lifecycle: clone, thread and process exit, zombies, reaping, reparenting,
+and signal generation.  Functions here take the Kernel and mutate its tables;
+the syscall handlers in sentry/syscalls/processes.py and signals.py are thin
+wrappers around them.
+
+Linux semantics kept: a thread group dies when its last thread exits (or at
+once on exit_group / a fatal signal); it stays a zombie, holding its exit
+status, until its parent reaps it; a parent that ignores SIGCHLD (or sets
+SA_NOCLDWAIT) never has zombies; orphans go to the nearest subreaper or to
+PID 1; when PID 1 dies, everything else in the sandbox is killed.
+"""
+from __future__ import annotations
+
+import errno
+
+from sentry import signals as sg
+from sentry.errors import SyscallError
+from sentry.task import FSContext, Task, ThreadGroup
+
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x1000, 0x2000, 0x4000, 0x8000, 0x10000
+CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS, CLONE_PARENT_SETTID = 0x20000, 0x40000, 0x80000, 0x100000
+CLONE_CHILD_CLEARTID, CLONE_DETACHED, CLONE_UNTRACED, CLONE_CHILD_SETTID = 0x200000, 0x400000, 0x800000, 0x1000000
+CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_IO = (
+    0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x80000000)
+NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
+
+
+def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
+    """clone(2) for threads and processes; returns the child's tid in the sandbox."""
+    csig = flags & 0xFF
+    if flags & CLONE_SIGHAND and not flags & CLONE_VM:
+        raise SyscallError(errno.EINVAL)
+    if flags & CLONE_THREAD and not flags & CLONE_SIGHAND:
+        raise SyscallError(errno.EINVAL)
+    if flags & CLONE_FS and flags & CLONE_NEWNS:
+        raise SyscallError(errno.EINVAL)
+    if flags & NAMESPACE_FLAGS:
+        # New namespaces inside the sandbox are not supported (gVisor supports some).
+        raise SyscallError(errno.EPERM if t.tg.creds.euid else errno.EINVAL)
+    if csig > 64:
+        raise SyscallError(errno.EINVAL)
+    if len(k.tasks) >= t.tg.rlimits[6][0] and t.tg.creds.ruid != 0:
+        raise SyscallError(errno.EAGAIN)
+    limit = getattr(k, "pids_limit", None)
+    if limit is not None and len(k.tasks) >= limit:
+        raise SyscallError(errno.EAGAIN)
+    parent_tg = t.tg
+    regs = t.ctx.regs
+    if flags & CLONE_THREAD:
+        tg = parent_tg
+        mm = tg.mm
+        ctx = mm.space.new_context()
+        tid = k.alloc_id()
+    else:
+        if flags & CLONE_VM:
+            mm = parent_tg.mm
+            mm.users += 1
+            ctx = mm.space.new_context()
+        else:
+            mm = parent_tg.mm.fork()
+            ctx = mm.space.new_context()
+        tid = k.alloc_id()
+        fds = parent_tg.fds if flags & CLONE_FILES else parent_tg.fds.fork()
+        if flags & CLONE_FILES:
+            fds.users = getattr(fds, "users", 1) + 1
+        pfs = parent_tg.fs
+        fs = pfs if flags & CLONE_FS else FSContext(pfs.root, pfs.cwd, pfs.umask)
+        real_parent = parent_tg.parent if flags & CLONE_PARENT else parent_tg
+        tg = ThreadGroup(k, tid, mm, fds, fs, parent_tg.creds.copy(), real_parent)
+        tg.rlimits = [list(r) for r in parent_tg.rlimits]
+        if flags & CLONE_SIGHAND:
+            tg.sigactions = parent_tg.sigactions
+        else:
+            from sentry.task import SignalAction
+            tg.sigactions = [SignalAction(a.handler, a.flags, a.restorer, a.mask) for a in parent_tg.sigactions]
+        tg.pgid, tg.sid = parent_tg.pgid, parent_tg.sid
+        tg.comm, tg.argv, tg.envp, tg.exe = parent_tg.comm, parent_tg.argv, parent_tg.envp, parent_tg.exe
+        tg.exit_signal = csig
+        tg.start_monotonic = k.now()
+        if real_parent is not None:
+            real_parent.children.append(tg)
+        k.thread_groups[tid] = tg
+    child = Task(k, tid, tg, ctx)
+    child.sigmask = t.sigmask
+    child.altstack = t.altstack if flags & CLONE_VM and not flags & CLONE_VFORK else (0, sg.SS_DISABLE, 0)
+    if not flags & CLONE_THREAD:
+        tg.leader = child
+    tg.tasks.append(child)
+    k.tasks[tid] = child
+    # Registers: the parent's, returning 0, on the new stack and TLS if given.
+    cr = ctx.regs
+    from platforms.ptrace._ptrace_ext import ffi
+    ffi.memmove(cr, regs, ffi.sizeof("struct user_regs_struct"))
+    cr.rax = 0
+    if stack:
+        cr.rsp = stack
+    if flags & CLONE_SETTLS:
+        cr.fs_base = tls
+    try:
+        ctx.set_fpregs(t.ctx.get_fpregs())
+    except Exception as e:       # a dead stub thread: the child will die at its first stop
+        k.debug(f"clone: copying FPU state failed: {e}")
+    if flags & CLONE_PARENT_SETTID:
+        t.mm.write_u32(ptid, tid)
+    if flags & CLONE_CHILD_SETTID:
+        child.mm.write_u32(ctid, tid)
+    if flags & CLONE_CHILD_CLEARTID:
+        child.clear_child_tid = ctid
+    k.runq.append(child)
+    if flags & CLONE_VFORK:
+        child.vfork_parent = t
+        t.syscall_state = ("vfork", tid)
+    return tid
+
+
+def vfork_done(k, child: Task) -> None:
+    """The vfork child exec'd or exited: its parent may run again."""
+    p = child.vfork_parent
+    if p is not None:
+        child.vfork_parent = None
+        p.vfork_released = True
+        if p.in_syscall and not p.exited:
+            k.wake(p)
+
+
+def exit_task(k, t: Task, wait_status: int) -> None:
+    """exit(2) of one thread: the process ends only with its last thread."""
+    tg = t.tg
+    if len([x for x in tg.tasks if not x.exited]) <= 1:
+        exit_thread_group(k, tg, wait_status)
+        return
+    _release_thread(k, t)
+    tg.tasks.remove(t)
+
+
+def _release_thread(k, t: Task) -> None:
+    """Thread teardown that user space can see: CLONE_CHILD_CLEARTID and the robust list."""
+    if t.exited:
+        return
+    vfork_done(k, t)
+    if t.clear_child_tid and t.tg.mm is not None and t.tg.mm.users > 0 and not t.tg.mm.space.released:
+        try:
+            t.mm.write_u32(t.clear_child_tid, 0)
+            from sentry import futex
+            futex.wake(k, t.mm, t.clear_child_tid, 1, 0xFFFFFFFF, shared=False)
+        except SyscallError:
+            pass
+    k.task_gone(t)
+    if t.ctx is not None and t.ctx.address_space is not None and not t.ctx.address_space.released:
+        t.ctx.address_space.release_context(t.ctx)
+
+
+def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
+    """Every thread of `tg` ends; it becomes a zombie (or is reaped at once); its parent hears."""
+    if tg.exiting:
+        return
+    tg.exiting = True
+    tg.exit_status = wait_status
+    for task in list(tg.tasks):
+        _release_thread(k, task)
+    tg.tasks.clear()
+    mm = tg.mm
+    if mm is not None:
+        mm.users -= 1
+        if mm.users == 0:
+            mm.release()
+    fds = tg.fds
+    users = getattr(fds, "users", 1) - 1
+    fds.users = users
+    if users <= 0:
+        fds.close_all()
+    if tg is k.init:
+        k.init_exited(wait_status)
+        return
+    _reparent_children(k, tg)
+    parent = tg.parent
+    tg.zombie = True
+    if parent is None or parent.exiting:
+        reap(k, tg)
+        return
+    act = parent.sigactions[sg.SIGCHLD]
+    auto_reap = tg.exit_signal == sg.SIGCHLD and (act.handler == sg.SIG_IGN or act.flags & sg.SA_NOCLDWAIT)
+    if tg.exit_signal:
+        code, status = child_code(wait_status)
+        send_to_group(k, parent, tg.exit_signal,
+                      sg.siginfo(tg.exit_signal, code, pid=tg.tgid, uid=tg.creds.ruid, status=status))
+    parent.child_waitq.wake_all()
+    if auto_reap:
+        reap(k, tg)
+
+
+def child_code(wait_status: int) -> tuple[int, int]:
+    if wait_status & 0x7F:
+        return (sg.CLD_DUMPED if wait_status & 0x80 else sg.CLD_KILLED), wait_status & 0x7F
+    return sg.CLD_EXITED, (wait_status >> 8) & 0xFF
+
+
+def _reparent_children(k, tg: ThreadGroup) -> None:
+    if not tg.children:
+        return
+    new_parent = None
+    p = tg.parent
+    while p is not None:
+        if p.subreaper and not p.exiting:
+            new_parent = p
+            break
+        p = p.parent
+    if new_parent is None:
+        new_parent = k.init
+    for c in tg.children:
+        c.parent = new_parent
+        if new_parent is not None and not new_parent.exiting:
+            new_parent.children.append(c)
+            if c.zombie:
+                new_parent.child_waitq.wake_all()
+        elif c.zombie:
+            reap(k, c)
+    tg.children = []
+
+
+def reap(k, tg: ThreadGroup) -> None:
+    """Forget a zombie: its id is free again."""
+    if tg.reaped:
+        return
+    tg.reaped = True
+    if tg.parent is not None:
+        try:
+            tg.parent.children.remove(tg)
+        except ValueError:
+            pass
+        tg.parent.cutime += tg.utime + tg.cutime
+        tg.parent.cstime += tg.stime + tg.cstime
+    k.thread_groups.pop(tg.tgid, None)
+
+
+# -- signal generation ---------------------------------------------------------
+
+def send_to_task(k, t: Task, sig: int, info: bytes) -> None:
+    """Thread-directed (tkill/tgkill, synchronous faults)."""
+    tg = t.tg
+    if _preprocess(k, tg, sig):
+        return
+    if sig < 32 and sig in t.pending:
+        return
+    t.pending.setdefault(sig, []).append(info)
+    _notify(k, t, sig)
+
+
+def send_to_group(k, tg: ThreadGroup, sig: int, info: bytes, from_inside: bool = False) -> None:
+    """Process-directed (kill)."""
+    if tg.exiting:
+        return
+    if from_inside and tg is k.init and sig != 0:
+        act = tg.sigactions[sig]
+        if act.handler == sg.SIG_DFL and sig not in (sg.SIGKILL, sg.SIGSTOP) or sig in (sg.SIGKILL, sg.SIGSTOP):
+            return          # init ignores default-action signals from inside its namespace
+    if _preprocess(k, tg, sig):
+        return
+    if sig < 32 and sig in tg.shared_pending:
+        return
+    tg.shared_pending.setdefault(sig, []).append(info)
+    # Prefer a thread that does not block it.
+    for t in tg.tasks:
+        if not t.exited and not t.sigmask & sg.bit(sig):
+            _notify(k, t, sig)
+            return
+
+
+def _preprocess(k, tg: ThreadGroup, sig: int) -> bool:
+    """Signals acting at generation time; True if the signal is consumed here."""
+    if tg.exiting:
+        return True
+    if sig == sg.SIGKILL:
+        k.exit_thread_group(tg, sg.SIGKILL)
+        return True
+    if sig == sg.SIGCONT:
+        for s in sg.STOP:
+            tg.shared_pending.pop(s, None)
+            for t in tg.tasks:
+                t.pending.pop(s, None)
+        if getattr(tg, "group_stopped", False):
+            continue_group(k, tg)
+    elif sig in sg.STOP:
+        tg.shared_pending.pop(sg.SIGCONT, None)
+        for t in tg.tasks:
+            t.pending.pop(sg.SIGCONT, None)
+    if sg.is_ignored(tg, sig) and not all(t.sigmask & sg.bit(sig) for t in tg.tasks if not t.exited):
+        return True
+    return False
+
+
+def _notify(k, t: Task, sig: int) -> None:
+    if t.sigmask & sg.bit(sig) or t.exited:
+        return
+    if t.in_syscall:
+        k.interrupt(t)
+    elif t.running:
+        k.platform.kick(t.ctx)
+
+
+def stop_group(k, tg: ThreadGroup, sig: int) -> None:
+    tg.group_stopped = True
+    tg.stop_state = "stopped"
+    tg.stop_sig = sig
+    tg.stop_reported = False
+    for t in tg.tasks:
+        if t.running:
+            k.platform.kick(t.ctx)
+    parent = tg.parent
+    if parent is not None and not parent.exiting:
+        if not parent.sigactions[sg.SIGCHLD].flags & sg.SA_NOCLDSTOP:
+            send_to_group(k, parent, sg.SIGCHLD, sg.siginfo(sg.SIGCHLD, sg.CLD_STOPPED, pid=tg.tgid,
+                                                            uid=tg.creds.ruid, status=sig))
+        parent.child_waitq.wake_all()
+
+
+def continue_group(k, tg: ThreadGroup) -> None:
+    tg.group_stopped = False
+    tg.stop_state = "continued"
+    tg.stop_reported = False
+    waitq = getattr(tg, "stop_waitq", None)
+    if waitq is not None:
+        waitq.wake_all()
+    parent = tg.parent
+    if parent is not None and not parent.exiting:
+        if not parent.sigactions[sg.SIGCHLD].flags & sg.SA_NOCLDSTOP:
+            send_to_group(k, parent, sg.SIGCHLD, sg.siginfo(sg.SIGCHLD, sg.CLD_CONTINUED, pid=tg.tgid,
+                                                            uid=tg.creds.ruid, status=sg.SIGCONT))
+        parent.child_waitq.wake_all()
