@@ -147,7 +147,7 @@ def _uint(parent: dict[str, Any], key: str, name: str, limit: int, default: int 
     v = parent[key]
     if not _is_int(v) or not 0 <= v < limit:
         raise _bad(name, f"must be an integer between 0 and {limit - 1}")
-    return v
+    return int(v)
 
 
 def _str_list(v: Any, name: str) -> list[str]:
