@@ -22,6 +22,7 @@ AT_SYMLINK_NOFOLLOW, AT_EACCESS, AT_REMOVEDIR, AT_SYMLINK_FOLLOW = 0x100, 0x200,
 AT_NO_AUTOMOUNT, AT_EMPTY_PATH = 0x800, 0x1000
 AT_STATX_SYNC_TYPE = 0x6000
 
+TASK_SIZE = 0x7FFFFFFFF000
 STAT = struct.Struct("<QQQIIIiQqqqqqqqqq24x")
 STATX_TS = struct.Struct("<qIi")
 
@@ -82,7 +83,7 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int) -> int:
         d = vfs.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)
     inode = d.inode
     if inode.is_symlink and not flags & O_PATH:
-        raise SyscallError(errno.ELOOP)
+        raise SyscallError(errno.ENOTDIR if flags & O_DIRECTORY else errno.ELOOP)
     if flags & O_DIRECTORY and not inode.is_dir:
         raise SyscallError(errno.ENOTDIR)
     if inode.is_dir and not flags & O_PATH and (acc != O_RDONLY or flags & (O_CREAT | O_TRUNC)):
@@ -143,7 +144,13 @@ def read(t, fd, buf, count):
     count = _clamp(count)
     if count == 0:
         return 0
-    return f.read(t, t.mm.iovecs(buf, count, True))
+    try:
+        views = t.mm.iovecs(buf, count, True)
+    except SyscallError:
+        if buf + count > TASK_SIZE:       # access_ok() fails before anything else
+            raise
+        return f.transfer_without_buffer(t, False, count)
+    return f.read(t, views)
 
 
 @syscall("write")
@@ -155,7 +162,13 @@ def write(t, fd, buf, count):
     count = _clamp(count)
     if count == 0:
         return 0
-    return f.write(t, t.mm.iovecs(buf, count, False))
+    try:
+        views = t.mm.iovecs(buf, count, False)
+    except SyscallError:
+        if buf + count > TASK_SIZE:
+            raise
+        return f.transfer_without_buffer(t, True, count)
+    return f.write(t, views)
 
 
 def _iov_views(t, iov: int, iovcnt: int, for_write_to_app: bool) -> list:
@@ -423,6 +436,8 @@ def _readlink(t, dirfd: int, path_addr: int, buf: int, size: int) -> int:
         raise SyscallError(errno.EINVAL)
     path = _path(t, path_addr)
     d = t.kernel.vfs.resolve(t, dirfd, path, follow=False, empty_ok=True)
+    if not d.inode.is_symlink:
+        raise SyscallError(errno.EINVAL if path else errno.ENOENT)
     target = d.inode.readlink()
     target = target[:size]
     t.mm.write(buf, target)

@@ -14,6 +14,8 @@ from sentry.task import SignalAction
 SIGACTION = struct.Struct("<QQQQ")
 UNBLOCKABLE = (1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1))
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+# The sa_flags bits Linux keeps (UAPI_SA_FLAGS on x86: the rest are cleared, so they read back as 0).
+UAPI_SA_FLAGS = 0x1 | 0x2 | 0x4 | 0x800 | 0x04000000 | 0x08000000 | 0x10000000 | 0x40000000 | 0x80000000
 
 
 @syscall("rt_sigaction", Support.PARTIAL, "dispositions recorded; delivery not yet implemented")
@@ -31,7 +33,7 @@ def rt_sigaction(t, sig, act, oact, sigsetsize):
     old = (cur.handler, cur.flags, cur.restorer, cur.mask)
     if new is not None:
         handler, flags, restorer, mask = new
-        t.tg.sigactions[sig] = SignalAction(handler, flags, restorer, mask & ~UNBLOCKABLE)
+        t.tg.sigactions[sig] = SignalAction(handler, flags & UAPI_SA_FLAGS, restorer, mask & ~UNBLOCKABLE)
     if oact:
         t.mm.write_struct(oact, SIGACTION, *old)
     return 0

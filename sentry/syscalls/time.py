@@ -113,7 +113,7 @@ def clock_nanosleep(t, clock, flags, req, rem):
     clock, flags = s32(clock), u32(flags)
     if t.syscall_state is None:
         if clock == CLOCK_THREAD_CPUTIME_ID:
-            raise SyscallError(errno.EINVAL)
+            raise SyscallError(errno.EOPNOTSUPP)
         if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI, CLOCK_PROCESS_CPUTIME_ID,
                          CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM):
             raise SyscallError(errno.EINVAL if clock >= 0 else errno.EINVAL)

@@ -69,6 +69,10 @@ class File:
     def ioctl(self, t, request: int, arg: int) -> int:
         raise SyscallError(errno.ENOTTY)
 
+    def transfer_without_buffer(self, t, write: bool, count: int) -> int:
+        """read/write whose buffer is not accessible: Linux faults only if bytes would move."""
+        raise SyscallError(errno.EFAULT)
+
     def getdents(self) -> list[tuple[bytes, int, int]]:
         raise SyscallError(errno.ENOTDIR)
 
@@ -185,6 +189,11 @@ class HostFDFile(File):
         if not self.seekable:
             raise SyscallError(errno.ESPIPE)
         return _seek_common(self, offset, whence, os.fstat(self.host_fd).st_size)
+
+    def transfer_without_buffer(self, t, write: bool, count: int) -> int:
+        if not write and self.seekable and self.offset >= os.fstat(self.host_fd).st_size:
+            return 0                      # at EOF nothing is copied, so no fault
+        raise SyscallError(errno.EFAULT)
 
     def ioctl(self, t, request: int, arg: int) -> int:
         from sentry.vfs import tty
