@@ -28,7 +28,7 @@ from runsc_py import errors
 from runsc_py.errors import ErrorLog, UserError
 from runsc_py.ids import validate_id
 from runsc_py.spec import Bundle, load_bundle, write_default_spec
-from runsc_py.state import StateStore
+from runsc_py.state import OCI_VERSION, StateStore
 from sentry.config import SandboxConfig
 
 DEFAULT_ROOT = "/var/run/runsc-py"
@@ -87,6 +87,18 @@ def _bundle_for(g: Globals, container_id: str, bundle_dir: str, command: str) ->
     return bundle
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    try:
+        from importlib.metadata import version
+        ours = version("runsc-py")
+    except Exception:      # running from a checkout that is not installed
+        ours = "0.1.0+checkout"
+    click.echo(f"runsc-py version {ours}\nspec: {OCI_VERSION}")
+    ctx.exit(0)
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -110,7 +122,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 @click.option("--overlay", type=click.Choice(["none", "memory"]), default="none", show_default=True,
               help="Put an in-memory writable layer over the root filesystem.")
 @click.option("--strace", is_flag=True, help="Log every syscall of the application with decoded arguments.")
-@click.version_option(package_name="runsc-py", prog_name="runsc-py", message="%(prog)s version %(version)s")
+@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Print the version and the OCI spec version, and exit.")
 @click.pass_context
 def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: bool,
         debug_log: str | None, systemd_cgroup: bool, rootless: str | None, criu: str | None,
