@@ -92,19 +92,15 @@ class Sandbox:
         self._start_init()
 
     def _mount_filesystems(self, vfs) -> None:
-        from sentry.vfs.devfs import make_devfs
         from sentry.vfs.goferfs import GoferFS
+        from sentry.vfs.mounts import mount_all
         cfg = self.cfg
         rootfs = GoferFS(self.gofer, dev=0x801, readonly=cfg.root_readonly)
         flags = frozenset({"ro"} if cfg.root_readonly else {"rw"})
-        vfs.mount_root(rootfs, rootfs.root_inode(), flags=flags, source="/", fstype="9p")
-        root = vfs.root
-        dev = root.child(b"dev")
-        if dev is not None and dev.inode.is_dir:
-            fs, droot = make_devfs(dev=0x12)
-            vfs.mount_at(dev, fs, droot, flags=frozenset({"rw", "nosuid"}), source="none", fstype="devtmpfs")
-        else:
-            self.log.warning("rootfs has no /dev directory: /dev/null and friends are unavailable")
+        vfs.mount_root(rootfs, rootfs.root_inode(), flags=flags, source="none", fstype="9p",
+                       options="trans=fd,cache=remote_revalidating")
+        # Bind mounts' Gofers are kept here so they live (and are reaped) with the sandbox.
+        self.mounts = mount_all(self, vfs)
 
     def _start_init(self) -> None:
         from sentry.task import Credentials, FSContext, Task, ThreadGroup

@@ -58,7 +58,16 @@ class SynthDir(SynthInode):
         return [(n, i.ino, (i.mode >> 12) & 0xF) for n, i in self.entries.items()]
 
     def open(self, t, dentry, flags: int) -> File:
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
         return SynthDirFile(flags, dentry)
+
+    def mkdir(self, t, name: bytes, mode: int) -> "SynthDir":
+        """A plain directory (devtmpfs lets root make them; mount points under /dev need it)."""
+        if name in self.entries:
+            raise SyscallError(errno.EEXIST)
+        d = self.entries[name] = SynthDir(self.fs, mode & 0o7777)
+        return d
 
 
 class SynthDirFile(File):
@@ -157,4 +166,20 @@ def make_devfs(dev: int) -> tuple[SynthFS, SynthDir]:
     root.entries[b"stdin"] = SynthSymlink(fs, b"/proc/self/fd/0")
     root.entries[b"stdout"] = SynthSymlink(fs, b"/proc/self/fd/1")
     root.entries[b"stderr"] = SynthSymlink(fs, b"/proc/self/fd/2")
+    root.entries[b"ptmx"] = SynthSymlink(fs, b"pts/ptmx")
+    root.entries[b"tty"] = TtyDevice(fs)
+    for name in (b"shm", b"pts", b"mqueue"):
+        root.entries[name] = SynthDir(fs, 0o1777 if name == b"shm" else 0o755)
     return fs, root
+
+
+class TtyDevice(SynthInode):
+    """/dev/tty: the controlling terminal.  Sandbox processes have none yet: ENXIO, as Linux says then."""
+
+    def __init__(self, fs: SynthFS) -> None:
+        super().__init__(fs, S_IFCHR | 0o666, rdev=makedev(5, 0))
+
+    def open(self, t, dentry, flags: int) -> File:
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        raise SyscallError(errno.ENXIO)

@@ -1,0 +1,713 @@
+"""procfs: the sandbox's /proc, made from the Sentry's own kernel objects.
+
+Nothing here reads the host's /proc: every file is generated from the
+kernel's thread groups, memory managers, fd tables and mount table, so a
+process sees the sandbox (PID 1 is the container's init) and never a host
+pid or path.  A few host facts a program sizes itself by (CPU count, total
+memory) are sampled once at boot, before the Sentry is confined.
+
+Files are generated when opened (a snapshot, as seq_file gives a reader
+of a small /proc file) and read like regular files of that size; stat
+reports size 0, as Linux does.  Directories are listed and looked up
+live, and their dentries are never cached (`_Uncached`), so a process
+that exits disappears from /proc at once and /proc/self is re-evaluated
+on every walk.
+
+/proc/self needs the calling task, which `Inode.readlink()` is not given:
+`ProcFS.current` is set by the VFS wrapper that boot installs around path
+resolution (see `install_current_task_hook`).  The Sentry handles one
+syscall at a time, so "the task resolving a path" is well defined.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from sentry.errors import SyscallError
+from sentry.vfs.file import O_ACCMODE, O_PATH, O_RDONLY, File
+from sentry.vfs.inode import Inode, Stat
+
+S_IFDIR, S_IFREG, S_IFLNK = 0o040000, 0o100000, 0o120000
+PROC_SUPER_MAGIC = 0x9FA0
+UNAME_RELEASE = b"4.4.0"
+UNAME_VERSION = b"#1 SMP Sun Jan 10 15:06:54 PST 2016"
+CLK_TCK = 100
+
+
+class _Uncached(dict):
+    """A Dentry.children that remembers nothing (and hands the same to its children)."""
+
+    def __contains__(self, key) -> bool:
+        return False
+
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+    def __setitem__(self, key, d) -> None:
+        if d is not None:
+            d.children = _Uncached()
+
+    def get(self, key, default=None):
+        return default
+
+
+def uncache(dentry) -> None:
+    dentry.children = _Uncached()
+
+
+class ProcFS:
+    def __init__(self, kernel, dev: int) -> None:
+        self.kernel = kernel
+        self.dev = dev
+        self.current = None                   # the task resolving a path (see module comment)
+        self._inos: dict[tuple, int] = {}
+        self.born_ns = time.time_ns()
+        try:
+            self.ncpu = len(os.sched_getaffinity(0))
+        except OSError:
+            self.ncpu = 1
+        page = os.sysconf("SC_PAGE_SIZE")
+        self.mem_total = os.sysconf("SC_PHYS_PAGES") * page
+
+    def ino(self, key: tuple) -> int:
+        i = self._inos.get(key)
+        if i is None:
+            i = self._inos[key] = len(self._inos) + 2
+        return i
+
+    def statfs(self) -> dict[str, int]:
+        return {"f_type": PROC_SUPER_MAGIC, "f_bsize": 4096, "f_blocks": 0, "f_bfree": 0, "f_bavail": 0,
+                "f_files": 0, "f_ffree": 0, "f_namelen": 255, "f_frsize": 4096}
+
+    def current_tg(self):
+        t = self.current
+        return t.tg if t is not None else self.kernel.init
+
+
+class ProcInode(Inode):
+    def __init__(self, fs: ProcFS, key: tuple, mode: int, tg=None) -> None:
+        super().__init__(fs, fs.ino(key), mode)
+        self.tg = tg
+
+    def stat(self) -> Stat:
+        uid = gid = 0
+        tg = self.tg
+        if tg is not None:
+            uid, gid = tg.creds.euid, tg.creds.egid
+        t = self.fs.born_ns
+        nlink = 2 if self.is_dir else 1
+        return Stat(self.ino, self.fs.dev, self.mode, nlink, uid, gid, 0, 0, 1024, 0, t, t, t)
+
+    def statfs(self) -> dict[str, int]:
+        return self.fs.statfs()
+
+
+class ProcFile(ProcInode):
+    """A read-only file whose content is generated at open."""
+
+    def __init__(self, fs, key, gen, tg=None, perm: int = 0o444) -> None:
+        super().__init__(fs, key, S_IFREG | perm, tg)
+        self.gen = gen
+
+    def open(self, t, dentry, flags: int) -> File:
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        if flags & O_ACCMODE != O_RDONLY:
+            raise SyscallError(errno.EACCES)
+        return SeqFile(flags, dentry, self.gen())
+
+
+class ProcWritable(ProcFile):
+    """A /proc/sys knob: reads its value; writes are accepted and ignored (sandbox-wide knobs stay fixed)."""
+
+    def __init__(self, fs, key, gen) -> None:
+        super().__init__(fs, key, gen, perm=0o644)
+
+    def open(self, t, dentry, flags: int) -> File:
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        return SeqFile(flags, dentry, self.gen(), writable=True)
+
+
+class SeqFile(File):
+    def __init__(self, flags: int, dentry, data: bytes, writable: bool = False) -> None:
+        super().__init__(flags, dentry, dentry.mount)
+        self.data = data
+        self._writable = writable
+
+    def read(self, t, dsts) -> int:
+        n = self.pread(t, dsts, self.offset)
+        self.offset += n
+        return n
+
+    def pread(self, t, dsts, offset: int) -> int:
+        data = self.data
+        n = 0
+        for mv in dsts:
+            chunk = data[offset + n:offset + n + len(mv)]
+            mv[:len(chunk)] = chunk
+            n += len(chunk)
+            if len(chunk) < len(mv):
+                break
+        return n
+
+    def write(self, t, srcs) -> int:
+        if not self._writable:
+            raise SyscallError(errno.EBADF)
+        return sum(len(s) for s in srcs)
+
+    def pwrite(self, t, srcs, offset: int) -> int:
+        return self.write(t, srcs)
+
+    def seek(self, offset: int, whence: int) -> int:
+        if whence == 0:
+            new = offset
+        elif whence == 1:
+            new = self.offset + offset
+        elif whence == 2:
+            new = len(self.data) + offset
+        else:
+            raise SyscallError(errno.EINVAL)
+        if new < 0:
+            raise SyscallError(errno.EINVAL)
+        self.offset = new
+        return new
+
+
+class ProcSymlink(ProcInode):
+    def __init__(self, fs, key, target, tg=None) -> None:
+        super().__init__(fs, key, S_IFLNK | 0o777, tg)
+        self.target = target          # bytes, or a callable giving them
+
+    def readlink(self) -> bytes:
+        target = self.target
+        return target() if callable(target) else target
+
+
+class ProcDir(ProcInode):
+    """A directory whose entries come from `entries()`: name -> zero-argument inode factory."""
+
+    def __init__(self, fs, key, entries, tg=None, perm: int = 0o555) -> None:
+        super().__init__(fs, key, S_IFDIR | perm, tg)
+        self.entries = entries
+
+    def lookup(self, name: bytes) -> Inode | None:
+        make = self.entries().get(name)
+        return make() if make is not None else None
+
+    def list(self) -> list[tuple[bytes, int, int]]:
+        out = []
+        for name, make in self.entries().items():
+            inode = make()
+            out.append((name, inode.ino, (inode.mode >> 12) & 0xF))
+        return out
+
+    def open(self, t, dentry, flags: int) -> File:
+        from sentry.vfs.devfs import SynthDirFile
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        return SynthDirFile(flags, dentry)
+
+
+def _static_dir(fs, key, tree: dict, tg=None) -> ProcDir:
+    """A fixed directory: `tree` maps names to factories."""
+    return ProcDir(fs, key, lambda: tree, tg)
+
+
+# ---------------------------------------------------------------------------
+# Content generators.
+# ---------------------------------------------------------------------------
+
+def _kb(n: int) -> int:
+    return n // 1024
+
+
+def _vm_size(tg) -> int:
+    mm = tg.mm
+    return sum(v.end - v.start for v in mm.vmas) if mm is not None else 0
+
+
+def _ppid(tg) -> int:
+    p = tg.parent
+    return p.tgid if p is not None else 0
+
+
+def _state(fs, tg) -> tuple[bytes, bytes]:
+    if tg.exiting or tg.exit_status is not None:
+        return b"Z", b"zombie"
+    cur = fs.current
+    if cur is not None and cur.tg is tg:
+        return b"R", b"running"
+    return b"S", b"sleeping"
+
+
+def _ticks(ns_or_s: float) -> int:
+    return int(ns_or_s * CLK_TCK)
+
+
+def gen_pid_stat(fs, tg, task=None) -> bytes:
+    k = fs.kernel
+    state, _ = _state(fs, tg)
+    vsize = _vm_size(tg)
+    utime = _ticks(getattr(tg, "utime", 0))
+    stime = _ticks(getattr(tg, "stime", 0))
+    start = _ticks(getattr(tg, "start_time", k.boot_monotonic) - k.boot_monotonic)
+    pid = task.tid if task is not None else tg.tgid
+    fields = [pid, b"(" + tg.comm + b")", state, _ppid(tg), tg.pgid, tg.sid, 0, -1, 0x400000,
+              0, 0, 0, 0, utime, stime, 0, 0, 20, 0, len(tg.tasks), 0, start, vsize, vsize // 4096,
+              (1 << 64) - 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    return b" ".join(f if isinstance(f, bytes) else str(f).encode() for f in fields) + b"\n"
+
+
+def gen_pid_statm(fs, tg) -> bytes:
+    pages = _vm_size(tg) // 4096
+    return f"{pages} {pages} 0 0 0 {pages} 0\n".encode()
+
+
+def _sigset(tg, which: str) -> int:
+    out = 0
+    acts = getattr(tg, "sigactions", [])
+    for i, a in enumerate(acts):
+        if i == 0:
+            continue
+        if which == "ign" and a.handler == 1:
+            out |= 1 << (i - 1)
+        elif which == "cgt" and a.handler > 1:
+            out |= 1 << (i - 1)
+    return out
+
+
+def gen_pid_status(fs, tg, task=None) -> bytes:
+    c = tg.creds
+    _, state_name = _state(fs, tg)
+    state, _ = _state(fs, tg)
+    vm = _kb(_vm_size(tg))
+    pid = task.tid if task is not None else tg.tgid
+    blocked = task.sigmask if task is not None else (tg.leader.sigmask if tg.leader is not None else 0)
+    lines = [
+        f"Name:\t{tg.comm.decode('utf-8', 'replace')}",
+        f"Umask:\t{tg.fs.umask:04o}",
+        f"State:\t{state.decode()} ({state_name.decode()})",
+        f"Tgid:\t{tg.tgid}",
+        "Ngid:\t0",
+        f"Pid:\t{pid}",
+        f"PPid:\t{_ppid(tg)}",
+        "TracerPid:\t0",
+        f"Uid:\t{c.ruid}\t{c.euid}\t{c.suid}\t{c.fsuid}",
+        f"Gid:\t{c.rgid}\t{c.egid}\t{c.sgid}\t{c.fsgid}",
+        f"FDSize:\t{max(64, len(tg.fds.files))}",
+        "Groups:\t" + " ".join(str(g) for g in c.groups),
+        f"VmPeak:\t{vm:8d} kB",
+        f"VmSize:\t{vm:8d} kB",
+        "VmLck:\t       0 kB",
+        "VmPin:\t       0 kB",
+        f"VmHWM:\t{vm:8d} kB",
+        f"VmRSS:\t{vm:8d} kB",
+        "VmData:\t       0 kB",
+        "VmStk:\t       0 kB",
+        "VmExe:\t       0 kB",
+        "VmLib:\t       0 kB",
+        "VmPTE:\t       0 kB",
+        "VmSwap:\t       0 kB",
+        f"Threads:\t{len(tg.tasks)}",
+        "SigQ:\t0/63439",
+        "SigPnd:\t0000000000000000",
+        "ShdPnd:\t0000000000000000",
+        f"SigBlk:\t{blocked:016x}",
+        f"SigIgn:\t{_sigset(tg, 'ign'):016x}",
+        f"SigCgt:\t{_sigset(tg, 'cgt'):016x}",
+        "CapInh:\t0000000000000000",
+        f"CapPrm:\t{'000001ffffffffff' if c.euid == 0 else '0000000000000000'}",
+        f"CapEff:\t{'000001ffffffffff' if c.euid == 0 else '0000000000000000'}",
+        "CapBnd:\t000001ffffffffff",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t0",
+        "Seccomp_filters:\t0",
+        "Speculation_Store_Bypass:\tthread vulnerable",
+        f"Cpus_allowed:\t{(1 << fs.ncpu) - 1:x}",
+        f"Cpus_allowed_list:\t0-{fs.ncpu - 1}" if fs.ncpu > 1 else "Cpus_allowed_list:\t0",
+        "Mems_allowed:\t1",
+        "Mems_allowed_list:\t0",
+        "voluntary_ctxt_switches:\t0",
+        "nonvoluntary_ctxt_switches:\t0",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_maps(fs, tg) -> bytes:
+    out = []
+    mm = tg.mm
+    if mm is None:
+        return b""
+    for v in mm.vmas:
+        prot = v.prot
+        perms = ("r" if prot & 1 else "-") + ("w" if prot & 2 else "-") + ("x" if prot & 4 else "-") + \
+                ("s" if v.shared else "p")
+        name = v.name
+        line = f"{v.start:08x}-{v.end:08x} {perms} 00000000 00:00 0"
+        out.append(line + (" " * (73 - len(line)) + name if name else " "))
+    return ("\n".join(out) + "\n").encode() if out else b""
+
+
+def _fd_target(f) -> bytes:
+    d = f.dentry
+    if d is not None:
+        return d.path()
+    kind = getattr(f, "proc_name", None)
+    if kind is not None:
+        return kind() if callable(kind) else kind
+    if hasattr(f, "host_fd"):
+        try:
+            import stat as st
+            s = os.fstat(f.host_fd)
+            # Host inode numbers are not the sandbox's business: renumber them.
+            if st.S_ISFIFO(s.st_mode):
+                return f"pipe:[{_sandbox_ino(s)}]".encode()
+            if st.S_ISSOCK(s.st_mode):
+                return f"socket:[{_sandbox_ino(s)}]".encode()
+            if st.S_ISCHR(s.st_mode):
+                return b"/dev/pts/0" if getattr(f, "is_tty", False) else b"/dev/null"
+        except OSError:
+            pass
+    return f"anon_inode:[{type(f).__name__.lower()}]".encode()
+
+
+_HOST_INOS: dict[tuple[int, int], int] = {}
+
+
+def _sandbox_ino(s) -> int:
+    key = (s.st_dev, s.st_ino)
+    n = _HOST_INOS.get(key)
+    if n is None:
+        n = _HOST_INOS[key] = 4026531840 + len(_HOST_INOS) + 1
+    return n
+
+
+def gen_fdinfo(fs, tg, fd: int) -> bytes:
+    f = tg.fds.files.get(fd)
+    if f is None:
+        return b""
+    return f"pos:\t{f.offset}\nflags:\t0{f.flags:o}\nmnt_id:\t{f.mount.mount_id if f.mount else 0}\n".encode()
+
+
+def mount_lines(k, root_dentry) -> list:
+    """(mount, mountpoint path as seen from `root_dentry`) for every mount, in mount order."""
+    out = []
+    for m in k.vfs.mounts:
+        if m.mountpoint is None:
+            path = b"/"
+        else:
+            path = m.mountpoint.path(root_dentry)
+        out.append((m, path))
+    return out
+
+
+FLAG_ORDER = ("ro", "rw", "nosuid", "nodev", "noexec", "sync", "dirsync", "noatime", "nodiratime",
+              "relatime", "strictatime")
+
+
+def _mount_flags(m) -> str:
+    flags = [f for f in FLAG_ORDER if f in m.flags]
+    if "ro" not in m.flags and "rw" not in m.flags:
+        flags.insert(0, "rw")
+    return ",".join(flags)
+
+
+def _opts(m) -> str:
+    return _mount_flags(m) + ("," + m.options if m.options else "")
+
+
+def gen_mounts(fs, tg) -> bytes:
+    out = []
+    for m, path in mount_lines(fs.kernel, tg.fs.root):
+        out.append(f"{m.source} {path.decode('utf-8', 'replace')} {m.fstype} {_opts(m)} 0 0")
+    return ("\n".join(out) + "\n").encode()
+
+
+def gen_mountinfo(fs, tg) -> bytes:
+    out = []
+    for m, path in mount_lines(fs.kernel, tg.fs.root):
+        parent = m.parent.mount_id if m.parent is not None else 1
+        dev = getattr(m.fs, "dev", 0)
+        mflags = _mount_flags(m)
+        sopts = "ro" if m.readonly else "rw"
+        if m.options:
+            sopts += "," + m.options
+        out.append(f"{m.mount_id} {parent} {(dev >> 8) & 0xFFF}:{dev & 0xFF} / {path.decode('utf-8', 'replace')} "
+                   f"{mflags} - {m.fstype} {m.source} {sopts}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def gen_meminfo(fs) -> bytes:
+    k = fs.kernel
+    total = _kb(fs.mem_total)
+    used = _kb(getattr(k.memfile, "allocated", 0))
+    free = max(0, total - used)
+    rows = [("MemTotal", total), ("MemFree", free), ("MemAvailable", free), ("Buffers", 0), ("Cached", 0),
+            ("SwapCached", 0), ("Active", used), ("Inactive", 0), ("Active(anon)", used), ("Inactive(anon)", 0),
+            ("Active(file)", 0), ("Inactive(file)", 0), ("Unevictable", 0), ("Mlocked", 0),
+            ("SwapTotal", 0), ("SwapFree", 0), ("Dirty", 0), ("Writeback", 0), ("AnonPages", used),
+            ("Mapped", 0), ("Shmem", 0), ("KReclaimable", 0), ("Slab", 0), ("SReclaimable", 0),
+            ("SUnreclaim", 0), ("KernelStack", 0), ("PageTables", 0), ("CommitLimit", total),
+            ("Committed_AS", used), ("VmallocTotal", 34359738367), ("VmallocUsed", 0), ("VmallocChunk", 0),
+            ("HugePages_Total", None), ("HugePages_Free", None), ("HugePages_Rsvd", None),
+            ("HugePages_Surp", None), ("Hugepagesize", 2048)]
+    out = []
+    for name, v in rows:
+        if v is None:
+            out.append(f"{name + ':':<16}{0:>8}")
+        else:
+            out.append(f"{name + ':':<16}{v:>8} kB")
+    return ("\n".join(out) + "\n").encode()
+
+
+def gen_cpuinfo(fs) -> bytes:
+    out = []
+    for i in range(fs.ncpu):
+        out.append(f"processor\t: {i}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
+                   f"model name\t: runsc-py virtual CPU\nstepping\t: 4\ncpu MHz\t\t: 2000.000\n"
+                   f"cache size\t: 8192 KB\nphysical id\t: 0\nsiblings\t: {fs.ncpu}\ncore id\t\t: {i}\n"
+                   f"cpu cores\t: {fs.ncpu}\napicid\t\t: {i}\ninitial apicid\t: {i}\nfpu\t\t: yes\n"
+                   f"fpu_exception\t: yes\ncpuid level\t: 13\nwp\t\t: yes\n"
+                   f"flags\t\t: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush "
+                   f"mmx fxsr sse sse2 ss ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology "
+                   f"nonstop_tsc cpuid pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic movbe popcnt aes "
+                   f"xsave avx f16c rdrand hypervisor lahf_lm abm 3dnowprefetch fsgsbase bmi1 avx2 smep bmi2 "
+                   f"erms invpcid xsaveopt\nbogomips\t: 4000.00\nclflush size\t: 64\ncache_alignment\t: 64\n"
+                   f"address sizes\t: 46 bits physical, 48 bits virtual\npower management:\n")
+    return "\n".join(out).encode()
+
+
+def _uptime(fs) -> float:
+    return time.monotonic() - fs.kernel.boot_monotonic
+
+
+def gen_stat(fs) -> bytes:
+    k = fs.kernel
+    up = _ticks(_uptime(fs))
+    lines = [f"cpu  {up} 0 0 {up * (fs.ncpu - 1)} 0 0 0 0 0 0"]
+    for i in range(fs.ncpu):
+        lines.append(f"cpu{i} {up // fs.ncpu} 0 0 0 0 0 0 0 0 0")
+    boot = int(time.time() - _uptime(fs))
+    lines += ["intr 0", "ctxt 0", f"btime {boot}", f"processes {len(k.thread_groups)}",
+              f"procs_running {max(1, len(k.runq))}", "procs_blocked 0", "softirq 0 0 0 0 0 0 0 0 0 0 0"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def gen_uptime(fs) -> bytes:
+    up = _uptime(fs)
+    return f"{up:.2f} {up * fs.ncpu:.2f}\n".encode()
+
+
+def gen_loadavg(fs) -> bytes:
+    k = fs.kernel
+    last = max(k.tasks) if k.tasks else 0
+    return f"0.00 0.00 0.00 {max(1, len(k.runq))}/{len(k.tasks)} {last}\n".encode()
+
+
+FILESYSTEMS = b"nodev\tsysfs\nnodev\ttmpfs\nnodev\tbdev\nnodev\tproc\nnodev\tdevtmpfs\nnodev\tdevpts\n" \
+              b"nodev\tpipefs\nnodev\tsockfs\nnodev\tmqueue\nnodev\t9p\n"
+
+
+# ---------------------------------------------------------------------------
+# The tree.
+# ---------------------------------------------------------------------------
+
+def _pid_entries(fs: ProcFS, tg, task=None):
+    """The entries of /proc/PID (or /proc/PID/task/TID when `task` is given)."""
+    key = ("t", task.tid) if task is not None else ("p", tg.tgid)
+
+    def f(name, gen, perm=0o444):
+        return lambda: ProcFile(fs, key + (name,), gen, tg, perm)
+
+    def ln(name, target):
+        return lambda: ProcSymlink(fs, key + (name,), target, tg)
+
+    def exe() -> bytes:
+        if not tg.exe:
+            raise SyscallError(errno.ENOENT)
+        return tg.exe
+
+    entries = {
+        b"stat": f(b"stat", lambda: gen_pid_stat(fs, tg, task)),
+        b"status": f(b"status", lambda: gen_pid_status(fs, tg, task)),
+        b"statm": f(b"statm", lambda: gen_pid_statm(fs, tg)),
+        b"cmdline": f(b"cmdline", lambda: b"".join(a + b"\0" for a in tg.argv)),
+        b"environ": f(b"environ", lambda: b"".join(e + b"\0" for e in tg.envp), 0o400),
+        b"comm": f(b"comm", lambda: tg.comm + b"\n", 0o644),
+        b"maps": f(b"maps", lambda: gen_maps(fs, tg)),
+        b"mounts": f(b"mounts", lambda: gen_mounts(fs, tg)),
+        b"mountinfo": f(b"mountinfo", lambda: gen_mountinfo(fs, tg)),
+        b"limits": f(b"limits", lambda: gen_limits(tg)),
+        b"cgroup": f(b"cgroup", lambda: b"0::/\n"),
+        b"oom_score_adj": lambda: ProcWritable(fs, key + (b"oom_score_adj",), lambda: b"0\n"),
+        b"loginuid": f(b"loginuid", lambda: b"4294967295"),
+        b"exe": ln(b"exe", exe),
+        b"cwd": ln(b"cwd", lambda: tg.fs.cwd.path(tg.fs.root)),
+        b"root": ln(b"root", b"/"),
+        b"fd": lambda: ProcDir(fs, key + (b"fd",), lambda: _fd_entries(fs, tg, key), tg, 0o500),
+        b"fdinfo": lambda: ProcDir(fs, key + (b"fdinfo",), lambda: _fdinfo_entries(fs, tg, key), tg, 0o500),
+    }
+    if task is None:
+        entries[b"task"] = lambda: ProcDir(fs, key + (b"task",), lambda: _task_entries(fs, tg), tg)
+    return entries
+
+
+def _fd_entries(fs, tg, key):
+    return {str(fd).encode(): (lambda fd=fd, f=f: ProcSymlink(fs, key + (b"fd", fd), lambda: _fd_target(f), tg))
+            for fd, f in sorted(tg.fds.files.items())}
+
+
+def _fdinfo_entries(fs, tg, key):
+    return {str(fd).encode(): (lambda fd=fd: ProcFile(fs, key + (b"fdinfo", fd), lambda: gen_fdinfo(fs, tg, fd), tg))
+            for fd in sorted(tg.fds.files)}
+
+
+def _task_entries(fs, tg):
+    return {str(task.tid).encode(): (lambda task=task: ProcDir(fs, ("t", task.tid),
+                                                               lambda: _pid_entries(fs, tg, task), tg))
+            for task in list(tg.tasks)}
+
+
+LIMIT_ROWS = [("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),
+              ("Max stack size", "bytes"), ("Max core file size", "bytes"), ("Max resident set", "bytes"),
+              ("Max processes", "processes"), ("Max open files", "files"), ("Max locked memory", "bytes"),
+              ("Max address space", "bytes"), ("Max file locks", "locks"), ("Max pending signals", "signals"),
+              ("Max msgqueue size", "bytes"), ("Max nice priority", ""), ("Max realtime priority", ""),
+              ("Max realtime timeout", "us")]
+
+
+def gen_limits(tg) -> bytes:
+    def v(x):
+        return "unlimited" if x >= (1 << 63) else str(x)
+    out = [f"{'Limit':<26}{'Soft Limit':<21}{'Hard Limit':<21}{'Units':<10}"]
+    for (name, unit), (soft, hard) in zip(LIMIT_ROWS, tg.rlimits):
+        out.append(f"{name:<26}{v(soft):<21}{v(hard):<21}{unit:<10}")
+    return ("\n".join(out) + "\n").encode()
+
+
+def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
+    fs = ProcFS(kernel, dev)
+    k = kernel
+
+    def f(name, gen, perm=0o444):
+        return lambda: ProcFile(fs, ("root", name), gen, None, perm)
+
+    def knob(path, gen):
+        return lambda: ProcWritable(fs, ("sys",) + path, gen)
+
+    kernel_dir = {
+        b"hostname": knob((b"hostname",), lambda: k.hostname + b"\n"),
+        b"domainname": knob((b"domainname",), lambda: k.domainname + b"\n"),
+        b"osrelease": f(b"osrelease", lambda: UNAME_RELEASE + b"\n"),
+        b"ostype": f(b"ostype", lambda: b"Linux\n"),
+        b"version": f(b"kversion", lambda: UNAME_VERSION + b"\n"),
+        b"pid_max": knob((b"pid_max",), lambda: b"4194304\n"),
+        b"ngroups_max": f(b"ngroups_max", lambda: b"65536\n"),
+        b"cap_last_cap": f(b"cap_last_cap", lambda: b"40\n"),
+        b"threads-max": knob((b"threads-max",), lambda: b"63439\n"),
+        b"shmmax": knob((b"shmmax",), lambda: b"18446744073692774399\n"),
+        b"random": lambda: _static_dir(fs, ("sys", b"random"), {
+            b"boot_id": f(b"boot_id", lambda: _boot_id(fs)),
+            b"uuid": f(b"uuid", lambda: _uuid()),
+        }),
+        b"yama": lambda: _static_dir(fs, ("sys", b"yama"), {
+            b"ptrace_scope": f(b"ptrace_scope", lambda: b"1\n")}),
+    }
+    vm_dir = {
+        b"overcommit_memory": knob((b"overcommit_memory",), lambda: b"0\n"),
+        b"max_map_count": knob((b"max_map_count",), lambda: b"65530\n"),
+        b"mmap_min_addr": knob((b"mmap_min_addr",), lambda: b"65536\n"),
+    }
+    fs_dir = {
+        b"nr_open": knob((b"nr_open",), lambda: b"1048576\n"),
+        b"file-max": knob((b"file-max",), lambda: b"9223372036854775807\n"),
+    }
+    sys_dir = {
+        b"kernel": lambda: _static_dir(fs, ("sys", b"kernel"), kernel_dir),
+        b"vm": lambda: _static_dir(fs, ("sys", b"vm"), vm_dir),
+        b"fs": lambda: _static_dir(fs, ("sys", b"fs"), fs_dir),
+        b"net": lambda: _static_dir(fs, ("sys", b"net"), {}),
+    }
+    fixed = {
+        b"self": lambda: ProcSymlink(fs, ("self",), lambda: str(fs.current_tg().tgid).encode()),
+        b"thread-self": lambda: ProcSymlink(fs, ("thread-self",), _thread_self(fs)),
+        b"meminfo": f(b"meminfo", lambda: gen_meminfo(fs)),
+        b"cpuinfo": f(b"cpuinfo", lambda: gen_cpuinfo(fs)),
+        b"stat": f(b"stat", lambda: gen_stat(fs)),
+        b"uptime": f(b"uptime", lambda: gen_uptime(fs)),
+        b"loadavg": f(b"loadavg", lambda: gen_loadavg(fs)),
+        b"version": f(b"version", lambda: b"Linux version " + UNAME_RELEASE + b" (runsc-py) " + UNAME_VERSION + b"\n"),
+        b"filesystems": f(b"filesystems", lambda: FILESYSTEMS),
+        b"cmdline": f(b"cmdline", lambda: b"BOOT_IMAGE=/vmlinuz-4.4.0 quiet\n"),
+        b"mounts": lambda: ProcSymlink(fs, ("mounts",), b"self/mounts"),
+        b"sys": lambda: _static_dir(fs, ("sys",), sys_dir),
+    }
+
+    def root_entries():
+        out = dict(fixed)
+        for tgid, tg in sorted(k.thread_groups.items()):
+            out[str(tgid).encode()] = (lambda tg=tg: ProcDir(fs, ("p", tg.tgid), lambda: _pid_entries(fs, tg), tg))
+        return out
+
+    root = ProcDir(fs, ("root",), root_entries)
+    root.lookup = lambda name: _root_lookup(fs, root_entries, name)  # type: ignore[method-assign]
+    return fs, root
+
+
+def _root_lookup(fs, root_entries, name: bytes):
+    # /proc/TID for a thread that is not a group leader exists too (hidden from the listing).
+    if name.isdigit():
+        k = fs.kernel
+        tg = k.thread_groups.get(int(name))
+        if tg is not None:
+            return ProcDir(fs, ("p", tg.tgid), lambda: _pid_entries(fs, tg), tg)
+        t = k.tasks.get(int(name))
+        if t is not None:
+            return ProcDir(fs, ("t", t.tid), lambda: _pid_entries(fs, t.tg, t), t.tg)
+        return None
+    make = root_entries().get(name)
+    return make() if make is not None else None
+
+
+def _thread_self(fs):
+    def target() -> bytes:
+        t = fs.current
+        if t is None:
+            raise SyscallError(errno.ENOENT)
+        return f"{t.tg.tgid}/task/{t.tid}".encode()
+    return target
+
+
+_BOOT_ID: list[bytes] = []
+
+
+def _boot_id(fs) -> bytes:
+    if not _BOOT_ID:
+        _BOOT_ID.append(_uuid())
+    return _BOOT_ID[0]
+
+
+def _uuid() -> bytes:
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}\n".encode()
+
+
+def install_current_task_hook(vfs, procfs: ProcFS) -> None:
+    """Record the task resolving each path in `procfs.current` (for /proc/self)."""
+    resolve, resolve_parent = vfs.resolve, vfs.resolve_parent
+
+    def resolve_hooked(t, *a, **kw):
+        procfs.current = t
+        return resolve(t, *a, **kw)
+
+    def resolve_parent_hooked(t, *a, **kw):
+        procfs.current = t
+        return resolve_parent(t, *a, **kw)
+    vfs.resolve = resolve_hooked
+    vfs.resolve_parent = resolve_parent_hooked
