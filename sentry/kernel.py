@@ -115,8 +115,9 @@ class Kernel:
         plat = self.platform
         runq = self.runq
         plat.forward_host_signals(FORWARDED_SIGNALS)
+        take_forwarded = plat.take_forwarded
         while self.exit_code is None:
-            forwarded = plat.take_forwarded()
+            forwarded = take_forwarded()
             if forwarded:
                 self.forward(forwarded)
                 continue
@@ -133,7 +134,7 @@ class Kernel:
                     else:
                         self.syscall(t)
                         continue
-                if getattr(t.tg, "group_stopped", False):
+                if t.tg.group_stopped:
                     self._park_stopped(t)
                     continue
                 if (t.pending or t.tg.shared_pending) and not self.deliver_signals(t):
@@ -205,6 +206,10 @@ class Kernel:
             regs.rax = r & MASK64
             if self.strace:
                 self.strace_line(t, entry, r)
+            if not t.in_syscall and t.syscall_state is None:
+                if not t.exited:
+                    self.runq.append(t)
+                return
         except SyscallError as e:
             regs.rax = (-e.errno) & MASK64
             if self.strace:
@@ -217,10 +222,11 @@ class Kernel:
             if self.strace:
                 self.strace_line(t, entry, None)
             return
-        t.syscall_state = None
-        t.timed_out = False
-        t.in_syscall = False
-        t.on_eintr = None
+        if t.in_syscall or t.syscall_state is not None:
+            t.syscall_state = None
+            t.timed_out = False
+            t.in_syscall = False
+            t.on_eintr = None
         if not t.exited:
             self.runq.append(t)
 

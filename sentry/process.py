@@ -279,7 +279,7 @@ def _preprocess(k, tg: ThreadGroup, sig: int) -> bool:
             tg.shared_pending.pop(s, None)
             for t in tg.tasks:
                 t.pending.pop(s, None)
-        if getattr(tg, "group_stopped", False):
+        if tg.group_stopped:
             continue_group(k, tg)
     elif sig in sg.STOP:
         tg.shared_pending.pop(sg.SIGCONT, None)

@@ -95,6 +95,7 @@ class ThreadGroup:
         self.zombie = False
         self.reaped = False
         self.shared_pending: dict[int, list] = {}   # signo -> queued siginfos (process-directed)
+        self.group_stopped = False
         self.stop_state = None                 # job control: None | "stopped" | "continued" (for waiters)
         self.stop_reported = True
         self.vfork_waitq = WaitQueue()

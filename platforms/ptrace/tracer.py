@@ -34,6 +34,7 @@ PTRACE_O_TRACECLONE = 0x8
 PTRACE_O_EXITKILL = 0x100000
 
 SYSCALL_STOP = signal.SIGTRAP | 0x80
+_SYSCALL_STATUS = (SYSCALL_STOP << 8) | 0x7F      # the wait status of a PTRACE_SYSEMU stop
 
 CLONE_THREAD_FLAGS = (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)  # VM FS FILES SIGHAND THREAD SYSVSEM
 
@@ -232,7 +233,10 @@ class PtracePlatform:
         if pid < 0:
             raise PlatformError(f"run: {os.strerror(-pid)}")
         if pid == ctx.tid:
-            return ctx, self._decode(ctx, self._status[0])
+            status = self._status[0]
+            if status == _SYSCALL_STATUS:
+                return ctx, SYSCALL_EVENT
+            return ctx, self._decode(ctx, status)
         return self._event_for(pid)
 
     def wait(self, timeout_ns: int, fds: list[tuple[int, int]]):
@@ -257,8 +261,10 @@ class PtracePlatform:
     def forward_host_signals(self, sigs: list[int]) -> None:
         _check(lib.rp_forward_signals(ffi.new("int[]", sigs), len(sigs)), "sigaction")
 
-    def take_forwarded(self) -> list[int]:
+    def take_forwarded(self) -> list[int] | None:
         bits = lib.rp_take_forwarded()
+        if not bits:
+            return None
         return [s for s in range(1, 65) if bits >> s & 1]
 
     def _event_for(self, pid: int):
