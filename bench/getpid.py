@@ -82,7 +82,7 @@ def contestants(args) -> list[Contestant]:
     loop = harness.build_c("getpid_loop")
     floor = harness.build_c("sysemu_floor")
     pyfloor = os.path.join(harness.BENCH_DIR, "py_sysemu_floor.py")
-    cpu = harness.first_cpu()
+    cpu = args.cpu if args.cpu is not None else harness.first_cpu()
 
     runsc = shlex.split(args.runsc_py) if args.runsc_py else \
         [sys.executable, "-m", "runsc_py.cli"]

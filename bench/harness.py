@@ -227,9 +227,12 @@ def run_once(bench: Benchmark, c: Contestant, iterations: int,
     res.wall_s.append(wall)
 
 
+STATS = {"median": statistics.median, "min": min, "mean": statistics.mean}
+
+
 def run(bench: Benchmark, contestants: Sequence[Contestant],
         iterations: int | None = None, repeat: int | None = None,
-        progress=None) -> list[Result]:
+        progress=None, stat: str = "median") -> list[Result]:
     """Run all contestants ``repeat`` times, interleaved, within the budget."""
     repeat = repeat or bench.repeat
     results = []
@@ -258,7 +261,11 @@ def run(bench: Benchmark, contestants: Sequence[Contestant],
 
     for r in results:
         if r.status == "ok" and r.samples:
-            r.value = statistics.median(r.samples)
+            # min is "best" only when lower is better
+            pick = STATS[stat]
+            if stat == "min" and not bench.lower_is_better:
+                pick = max
+            r.value = pick(r.samples)
     by_name = {r.name: r for r in results}
     for r in results:
         for ref in bench.references:
@@ -302,7 +309,8 @@ def _fmt_value(v: float) -> str:
     return f"{v:.2f}"
 
 
-def format_table(bench: Benchmark, results: Sequence[Result]) -> str:
+def format_table(bench: Benchmark, results: Sequence[Result],
+                 stat: str = "median") -> str:
     headers = ["contestant", bench.unit] + [f"x {ref}" for ref in bench.references] + ["notes"]
     rows = []
     for r in results:
@@ -329,7 +337,7 @@ def format_table(bench: Benchmark, results: Sequence[Result]) -> str:
         if len(row) == ncols:
             for i, cell in enumerate(row[:-1]):
                 widths[i] = max(widths[i], len(cell))
-    lines = [bench.title, ""]
+    lines = [bench.title, f"(value = {stat} of each contestant's runs)", ""]
 
     def fmt(row):
         cells = []
@@ -391,6 +399,11 @@ def arg_parser(bench: Benchmark, description: str = "") -> argparse.ArgumentPars
     p.add_argument("--only", action="append", default=[], metavar="SUBSTR",
                    help="run only contestants whose name contains SUBSTR (repeatable); "
                         "references are always run")
+    p.add_argument("--stat", choices=sorted(STATS), default="median",
+                   help="how a contestant's runs combine into its value (default "
+                        "median; 'min' = best run, robust against a loaded machine)")
+    p.add_argument("--cpu", type=int, default=None,
+                   help="CPU for the pinned contestants (default: the first allowed one)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     return p
 
@@ -404,6 +417,8 @@ def main(bench: Benchmark, make_contestants: Callable[[argparse.Namespace], list
         parser.error("--iterations must be > 0")
     if args.repeat <= 0:
         parser.error("--repeat must be > 0")
+    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+        parser.error(f"--cpu {args.cpu}: not a CPU this process may use")
     try:
         contestants = make_contestants(args)
     except Unavailable as e:
@@ -419,10 +434,12 @@ def main(bench: Benchmark, make_contestants: Callable[[argparse.Namespace], list
             print(msg, file=sys.stderr, flush=True)
 
     results = run(bench, contestants, iterations=args.iterations,
-                  repeat=args.repeat, progress=progress)
+                  repeat=args.repeat, progress=progress, stat=args.stat)
     if args.json:
-        json.dump(to_json(bench, results), sys.stdout, indent=2)
+        doc = to_json(bench, results)
+        doc["stat"] = args.stat
+        json.dump(doc, sys.stdout, indent=2)
         print()
     else:
-        print(format_table(bench, results))
+        print(format_table(bench, results, args.stat))
     return 0
