@@ -105,6 +105,9 @@ class Kernel:
             if deadline > time.monotonic():
                 return deadline
             heapq.heappop(timers)
+            if not isinstance(t, Task):
+                t.fire()                  # an interval timer (alarm, setitimer, timer_create)
+                continue
             t.timer_handle = None
             t.timed_out = True
             self.wake(t)

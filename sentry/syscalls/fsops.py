@@ -840,3 +840,109 @@ def _register_xattr() -> None:
 
 
 _register_xattr()
+
+
+# -- sendfile / copy_file_range ---------------------------------------------------
+
+COPY_CHUNK = 128 * 1024
+
+
+def _copy(t, src, dst, count: int, src_off: int | None, dst_off: int | None) -> tuple[int, int]:
+    """Copy up to `count` bytes through a bounce buffer; (copied, bytes consumed from src).
+
+    Seekable sources are read with pread and only advanced by what was written,
+    so a write that blocks or fails loses nothing."""
+    from sentry.task import Blocked
+    seekable_src = src_off is not None
+    done = 0
+    buf = bytearray(min(count, COPY_CHUNK))
+    while done < count:
+        want = min(count - done, len(buf))
+        view = memoryview(buf)[:want]
+        try:
+            got = src.pread(t, [view], src_off + done) if seekable_src else src.read(t, [view])
+        except (Blocked, SyscallError):
+            if done:
+                break
+            raise
+        if got == 0:
+            break
+        try:
+            if dst_off is not None:
+                put = dst.pwrite(t, [view[:got]], dst_off + done)
+            else:
+                put = dst.write(t, [view[:got]])
+        except (Blocked, SyscallError):
+            if done or not seekable_src:
+                break
+            raise
+        done += put
+        if put < got or got < want:
+            break
+    return done, done
+
+
+def _is_seekable(f) -> bool:
+    d = f.dentry
+    return d is not None and st.S_ISREG(d.inode.mode)
+
+
+@syscall("sendfile")
+def sendfile(t, out_fd, in_fd, offset_ptr, count):
+    """sendfile(2): in_fd must be a seekable file's; out_fd anything writable but O_APPEND."""
+    from sentry.vfs.file import MAX_RW, O_APPEND
+    src = t.fds.get_io(s32(in_fd))
+    dst = t.fds.get_io(s32(out_fd))
+    if not src.readable or not dst.writable:
+        raise SyscallError(errno.EBADF)
+    if dst.flags & O_APPEND:
+        raise SyscallError(errno.EINVAL)
+    if not _is_seekable(src):
+        raise SyscallError(errno.EINVAL)
+    count = min(count, MAX_RW)
+    if offset_ptr:
+        off = s64(t.mm.read_u64(offset_ptr))
+        if off < 0:
+            raise SyscallError(errno.EINVAL)
+        n, _ = _copy(t, src, dst, count, off, None)
+        t.mm.write_u64(offset_ptr, off + n)
+        return n
+    n, _ = _copy(t, src, dst, count, src.offset, None)
+    src.offset += n
+    return n
+
+
+@syscall("copy_file_range")
+def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
+    """copy_file_range(2), as a read/write loop in the Sentry."""
+    from sentry.vfs.file import MAX_RW, O_APPEND
+    if u32(flags):
+        raise SyscallError(errno.EINVAL)
+    src = t.fds.get_io(s32(fd_in))
+    dst = t.fds.get_io(s32(fd_out))
+    if not src.readable or not dst.writable or dst.flags & O_APPEND:
+        raise SyscallError(errno.EBADF)
+    for f in (src, dst):
+        if f.dentry is not None and f.dentry.inode.is_dir:
+            raise SyscallError(errno.EISDIR)
+        if not _is_seekable(f):
+            raise SyscallError(errno.EINVAL)
+    s_off = s64(t.mm.read_u64(off_in)) if off_in else src.offset
+    d_off = s64(t.mm.read_u64(off_out)) if off_out else dst.offset
+    if s_off < 0 or d_off < 0:
+        raise SyscallError(errno.EINVAL)
+    length = min(length, MAX_RW)
+    if src.dentry.inode is dst.dentry.inode and s_off < d_off + length and d_off < s_off + length:
+        raise SyscallError(errno.EINVAL)
+    if length == 0:
+        return 0
+    n, _ = _copy(t, src, dst, length, s_off, d_off)
+    if off_in:
+        t.mm.write_u64(off_in, s_off + n)
+    else:
+        src.offset += n
+    if off_out:
+        t.mm.write_u64(off_out, d_off + n)
+    else:
+        dst.offset += n
+    return n
