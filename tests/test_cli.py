@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -94,8 +95,14 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "state"
+def root(tmp_path: Path) -> Iterator[Path]:
+    """A fresh --root; whatever a failed test left in it is force-deleted afterwards."""
+    path = tmp_path / "state"
+    yield path
+    if path.exists():
+        for cid in os.listdir(path):
+            if not cid.startswith("."):
+                cli("delete", "--force", cid, root=path)
 
 
 def bundle_with(tmp_path: Path, rootfs: Path, args: list[str], name: str = "bundle", **over) -> Path:
