@@ -37,6 +37,25 @@ def _preimport() -> None:
     import sentry.vfs.goferfs  # noqa: F401
     import sentry.vfs.tty  # noqa: F401
     import platforms.ptrace.tracer  # noqa: F401
+    import sentry.exec  # noqa: F401
+    import sentry.futex  # noqa: F401
+    import sentry.pipe  # noqa: F401
+    import sentry.process  # noqa: F401
+    import sentry.signals  # noqa: F401
+    import sentry.vfs.walk  # noqa: F401
+    import sentry.mm.manager  # noqa: F401
+    import heapq, select, struct, signal  # noqa: F401,E401
+    import importlib
+    for name in ("sentry.vfs.procfs", "sentry.vfs.tmpfs", "sentry.vfs.sysfs", "sentry.vfs.overlay",
+                 "sentry.vfs.mounts"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    # First calls that read host files lazily (the timezone for log timestamps).
+    import time
+    time.strftime("%H:%M:%S")
+    signal.Signals(1).name
 
 
 def run_sandbox(cfg: SandboxConfig) -> int:

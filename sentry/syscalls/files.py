@@ -551,3 +551,20 @@ def ioctl(t, fd, request, arg):
         f.flags = (f.flags | O_NONBLOCK) if on else (f.flags & ~O_NONBLOCK)
         return 0
     return f.ioctl(t, request, arg)
+
+
+CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
+
+
+@syscall("close_range", nr=436)
+def close_range(t, first, last, flags):
+    """close_range(2)."""
+    first, last, flags = u32(first), u32(last), u32(flags)
+    if flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) or first > last:
+        raise SyscallError(errno.EINVAL)
+    for fd in [fd for fd in t.fds.files if first <= fd <= last]:
+        if flags & CLOSE_RANGE_CLOEXEC:
+            t.fds.cloexec.add(fd)
+        else:
+            t.fds.close(fd)
+    return 0

@@ -221,3 +221,80 @@ def pselect6(t, nfds, rp, wp, ep, tsp, sig):
         raise
     _restore_sigmask(t)
     return r
+
+
+# -- epoll ------------------------------------------------------------------------------
+
+from sentry.epoll import EPOLL_EVENT, EpollFile  # noqa: E402
+
+
+@syscall("epoll_create1")
+def epoll_create1(t, flags):
+    """epoll_create1(2)."""
+    flags = u32(flags)
+    if flags & ~O_CLOEXEC:
+        raise SyscallError(errno.EINVAL)
+    return t.fds.install(EpollFile(0), bool(flags & O_CLOEXEC), limit=t.tg.rlimits[7][0])
+
+
+@syscall("epoll_create")
+def epoll_create(t, size):
+    """epoll_create(2): size must be positive."""
+    if s32(size) <= 0:
+        raise SyscallError(errno.EINVAL)
+    return epoll_create1(t, 0)
+
+
+@syscall("epoll_ctl")
+def epoll_ctl(t, epfd, op, fd, event):
+    """epoll_ctl(2)."""
+    ep = t.fds.get(s32(epfd))
+    target = t.fds.get(s32(fd))
+    if not isinstance(ep, EpollFile):
+        raise SyscallError(errno.EINVAL)
+    if target.dentry is not None and not hasattr(target, "readiness") and not isinstance(target, HostFDFile):
+        raise SyscallError(errno.EPERM)          # regular files cannot be watched
+    if isinstance(target, HostFDFile) and target.seekable:
+        raise SyscallError(errno.EPERM)
+    op = s32(op)
+    events, data = (t.mm.read_struct(event, EPOLL_EVENT) if op != 2 else (0, 0))
+    ep.ctl(op, s32(fd), target, events, data)
+    return 0
+
+
+def _epoll_wait(t, epfd: int, events: int, maxevents: int, timeout_ns: int | None) -> int:
+    ep = t.fds.get(s32(epfd))
+    if not isinstance(ep, EpollFile):
+        raise SyscallError(errno.EINVAL)
+    maxevents = s32(maxevents)
+    if maxevents <= 0 or maxevents > 0x7FFFFFFF // EPOLL_EVENT.size:
+        raise SyscallError(errno.EINVAL)
+    deadline = _deadline(t, timeout_ns)
+    ready = ep.ready(maxevents)
+    if ready:
+        t.mm.write(events, b"".join(EPOLL_EVENT.pack(ev, data) for ev, data in ready))
+        return len(ready)
+    if (deadline is not None and deadline <= _time.monotonic()) or t.timed_out:
+        return 0
+    t.block(ep.wait_queues(), deadline=deadline, host_fd=ep.host_fds() or None)
+
+
+@syscall("epoll_wait")
+def epoll_wait(t, epfd, events, maxevents, timeout):
+    """epoll_wait(2)."""
+    ms = s32(timeout)
+    return _epoll_wait(t, epfd, events, maxevents, None if ms < 0 else ms * 1_000_000)
+
+
+@syscall("epoll_pwait")
+def epoll_pwait(t, epfd, events, maxevents, timeout, sigmask, sigsetsize):
+    """epoll_pwait(2)."""
+    ms = s32(timeout)
+    _with_sigmask(t, sigmask, sigsetsize)
+    try:
+        r = _epoll_wait(t, epfd, events, maxevents, None if ms < 0 else ms * 1_000_000)
+    except SyscallError:
+        _restore_sigmask(t)
+        raise
+    _restore_sigmask(t)
+    return r
