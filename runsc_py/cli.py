@@ -267,6 +267,17 @@ def delete(force: bool, container_id: str) -> None:
     lifecycle.delete_container(_globals().store, validate_id(container_id), force)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Give up (exit 1) if the container still runs after SECONDS.")
+@click.argument("container_id", metavar="ID")
+def wait(timeout: float | None, container_id: str) -> int:
+    """Wait for the container to stop and exit with its exit status (128+N if killed by signal N)."""
+    status = lifecycle.wait_container(_globals().store, validate_id(container_id), timeout)
+    click.echo(json.dumps({"id": container_id, "exitStatus": status}))
+    return status
+
+
 @cli.command(name="list", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")

@@ -42,6 +42,7 @@ from runsc_py.spec import Bundle
 from runsc_py.state import (CREATED, CREATING, GATE_FIFO, RUNNING, STOPPED,
                             ContainerNotExist, ContainerState, StateStore, StateUnreadable)
 
+EXIT_STATUS_FILE = "exit_status"
 READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
 KILL_TIMEOUT = 10.0         # seconds for a SIGKILLed Sentry to go in `delete`
 
@@ -229,8 +230,20 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
                 except OSError:
                     pass
             status = 1
+        _record_exit_status(os.path.dirname(fifo), status)
     finally:
         os._exit(status)
+
+
+def _record_exit_status(state_dir: str, status: int) -> None:
+    """Leave the container's exit status for `runsc-py wait` (the shim reaps us, not it)."""
+    try:
+        tmp = os.path.join(state_dir, f"{EXIT_STATUS_FILE}.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(status))
+        os.rename(tmp, os.path.join(state_dir, EXIT_STATUS_FILE))
+    except OSError:
+        pass          # deleted meanwhile: nobody is left to ask
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -435,6 +448,28 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
         if not force:
             raise
         store.remove(container_id)          # unreadable state: --force still clears it
+
+
+def wait_container(store: StateStore, container_id: str, timeout: float | None = None) -> int:
+    """`runsc-py wait`: block until the container stops; return its exit status.
+
+    The Sentry records its status in the state directory as it exits; a
+    Sentry that left none was SIGKILLed (delete --force, kill 9): 137.
+    """
+    with store.locked(container_id, exclusive=False) as state:
+        pid, started = state.pid, state.pid_start
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while procfs.is_alive(pid, started):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise UserError(f"container {container_id} still running after {timeout:g}s")
+        time.sleep(0.05)
+    try:
+        with open(store.path(container_id, EXIT_STATUS_FILE)) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        if not os.path.isdir(store.dir(container_id)):
+            raise UserError(f"container {container_id} was deleted; its exit status is gone") from None
+        return 128 + signal.SIGKILL
 
 
 # ---------------------------------------------------------------- ps

@@ -896,3 +896,33 @@ def test_debug_lines_go_to_the_log_beside_errors(tmp_path: Path, root: Path) -> 
     assert_one_line_error(p, "container does not exist")
     levels = [json.loads(line)["level"] for line in log.read_text().splitlines()]
     assert levels[0] == "debug" and levels[-1] == "error"
+
+
+# ------------------------------------------------------------------ wait
+
+def test_wait_times_out_on_a_running_container(tmp_path: Path, root: Path, sleeper: subprocess.Popen) -> None:
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    assert_one_line_error(cli("wait", "--timeout", "0.2", "c1", root=root), "still running")
+
+
+def test_wait_without_a_recorded_status_means_sigkill(tmp_path: Path, root: Path,
+                                                       sleeper: subprocess.Popen) -> None:
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    sleeper.kill()
+    sleeper.wait()
+    p = cli("wait", "c1", root=root)
+    assert p.returncode == 137 and json.loads(p.stdout) == {"id": "c1", "exitStatus": 137}
+
+
+def test_wait_returns_the_applications_exit_status(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sh", "-c", "exit 5"])
+    with open(tmp_path / "out", "w") as out:
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "create", "--bundle",
+                            str(bundle), "c1"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                           env=repo_env(), timeout=60)
+    assert p.returncode == 0, (tmp_path / "out").read_text()
+    assert cli("start", "c1", root=root).returncode == 0
+    p = cli("wait", "--timeout", "60", "c1", root=root)
+    assert (p.returncode, json.loads(p.stdout)["exitStatus"]) == (5, 5), p.stderr
+    assert cli("delete", "c1", root=root).returncode == 0
+    assert_nothing_left(root, str(tmp_path))
