@@ -278,6 +278,20 @@ def wait(timeout: float | None, container_id: str) -> int:
     return status
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("container_id", metavar="ID")
+def pause(container_id: str) -> None:
+    """Freeze every process of the container (cgroup freezer)."""
+    lifecycle.pause_container(_globals().store, validate_id(container_id))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("container_id", metavar="ID")
+def resume(container_id: str) -> None:
+    """Thaw a paused container."""
+    lifecycle.resume_container(_globals().store, validate_id(container_id))
+
+
 @cli.command(name="list", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")

@@ -39,7 +39,7 @@ from runsc_py.errors import UserError
 from runsc_py.hooks import run_hooks
 from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
 from runsc_py.spec import Bundle
-from runsc_py.state import (CREATED, CREATING, GATE_FIFO, RUNNING, STOPPED,
+from runsc_py.state import (CREATED, CREATING, GATE_FIFO, PAUSED, RUNNING, STOPPED,
                             ContainerNotExist, ContainerState, StateStore, StateUnreadable)
 
 EXIT_STATUS_FILE = "exit_status"
@@ -394,6 +394,32 @@ def _kill_quietly(pid: int) -> None:
         pass
 
 
+def pause_container(store: StateStore, container_id: str) -> None:
+    """`runsc-py pause`: freeze the sandbox's processes."""
+    from runsc_py import freezer
+    with store.locked(container_id) as state:
+        status = state.live_status()
+        if status == PAUSED:
+            raise UserError("container already paused")
+        if status not in (RUNNING, CREATED):
+            raise UserError("container not running")
+        state.config["freezer"] = freezer.freeze(container_id, state.pid)
+        state.config["paused_from"] = state.status
+        state.status = PAUSED
+        store.save(state)
+
+
+def resume_container(store: StateStore, container_id: str) -> None:
+    """`runsc-py resume`: thaw a paused sandbox."""
+    from runsc_py import freezer
+    with store.locked(container_id) as state:
+        if state.live_status() != PAUSED:
+            raise UserError("container not paused")
+        freezer.thaw(state.config["freezer"])
+        state.status = state.config.pop("paused_from", RUNNING)
+        store.save(state)
+
+
 def parse_signal(text: str) -> int:
     """A signal from a number ("9") or a name ("KILL", "SIGKILL", "sigkill")."""
     text = text.strip()
@@ -430,13 +456,19 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
     try:
         with store.locked(container_id) as state:
             status = state.live_status()
-            if status == RUNNING and not force:
+            if status in (RUNNING, PAUSED) and not force:
                 raise UserError(f"cannot delete container {container_id} that is not stopped: {status}")
             if status != STOPPED:
                 _kill_quietly(state.pid)
+                if state.config.get("freezer"):     # frozen processes cannot die (cgroup v1)
+                    from runsc_py import freezer
+                    freezer.thaw(state.config["freezer"])
                 if not procfs.wait_gone(state.pid, state.pid_start, KILL_TIMEOUT):
                     raise UserError(f"cannot delete container {container_id}: "
                                     f"sandbox pid {state.pid} did not exit")
+            if state.config.get("freezer"):
+                from runsc_py import freezer
+                freezer.remove(state.config["freezer"])
             _poststop(store, state, state.config.get("hooks", {}))
             store.remove(container_id)
     except ContainerNotExist:

@@ -41,7 +41,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 GATE_FIFO = "start.fifo"
 
-CREATING, CREATED, RUNNING, STOPPED = "creating", "created", "running", "stopped"
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 
 
 class ContainerNotExist(UserError):
@@ -66,7 +66,7 @@ class ContainerState:
     id: str
     bundle: str
     rootfs: str
-    status: str                    # the recorded status: creating | created | running
+    status: str                    # the recorded status: creating | created | running | paused
     pid: int = 0                   # the Sentry's host pid (for `run`: runsc-py's own)
     pid_start: int | None = None   # /proc/PID/stat start time, guards against pid reuse
     created: str = field(default_factory=now_rfc3339nano)

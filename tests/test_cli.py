@@ -926,3 +926,42 @@ def test_wait_returns_the_applications_exit_status(tmp_path: Path, rootfs: Path,
     assert (p.returncode, json.loads(p.stdout)["exitStatus"]) == (5, 5), p.stderr
     assert cli("delete", "c1", root=root).returncode == 0
     assert_nothing_left(root, str(tmp_path))
+
+
+# ------------------------------------------------------------------ pause / resume
+
+def test_pause_freezes_and_resume_thaws(tmp_path: Path, root: Path) -> None:
+    ticker = subprocess.Popen([sys.executable, "-c", "import time, sys\nwhile True:\n"
+                               " print(time.monotonic(), flush=True); time.sleep(0.02)"],
+                              stdout=open(tmp_path / "ticks", "w"))
+    try:
+        record_container(root, "c1", ticker.pid, "running", tmp_path)
+        assert_one_line_error(cli("resume", "c1", root=root), "container not paused")
+        p = cli("pause", "c1", root=root)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(cli("state", "c1", root=root).stdout)["status"] == "paused"
+        assert_one_line_error(cli("pause", "c1", root=root), "already paused")
+        assert_one_line_error(cli("delete", "c1", root=root), "not stopped: paused")
+        before = (tmp_path / "ticks").read_text()
+        time.sleep(0.3)
+        assert (tmp_path / "ticks").read_text() == before
+        assert cli("resume", "c1", root=root).returncode == 0
+        assert json.loads(cli("state", "c1", root=root).stdout)["status"] == "running"
+        time.sleep(0.3)
+        assert (tmp_path / "ticks").read_text() != before
+        assert cli("pause", "c1", root=root).returncode == 0
+        assert cli("delete", "--force", "c1", root=root).returncode == 0     # thaws so SIGKILL lands
+        assert ticker.wait(timeout=10) == -signal.SIGKILL
+        assert not os.path.exists("/sys/fs/cgroup/freezer/runsc-py/c1")
+    finally:
+        if ticker.poll() is None:
+            ticker.kill()
+            ticker.wait()
+
+
+def test_pause_of_a_stopped_container(tmp_path: Path, root: Path, sleeper: subprocess.Popen) -> None:
+    record_container(root, "c1", sleeper.pid, "running", tmp_path)
+    sleeper.kill()
+    sleeper.wait()
+    assert_one_line_error(cli("pause", "c1", root=root), "container not running")
+    assert_one_line_error(cli("resume", "c1", root=root), "container not paused")
