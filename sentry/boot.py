@@ -135,7 +135,7 @@ class Sandbox:
             except OSError:
                 continue
             acc = fcntl.fcntl(dup, fcntl.F_GETFL) & (O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
-            fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000), False)
+            fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, host_offset=True), False)
         tgid = k.alloc_id()
         tg = ThreadGroup(k, tgid, None, fds, FSContext(root, root), creds)
         for name, (soft, hard) in cfg.rlimits.items():

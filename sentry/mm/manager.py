@@ -433,3 +433,64 @@ class MemoryManager:
             hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
             view[dst + (data - src):dst + (hole - src)] = view[data:hole]
             pos = hole
+
+    # -- mremap -----------------------------------------------------------------
+
+    def _detach(self, start: int, end: int) -> list[Vma]:
+        """Take [start, end) out of the VMA list without freeing its pages (they move)."""
+        self._split(start)
+        self._split(end)
+        out = []
+        for v in self._overlapping(start, end):
+            i = bisect.bisect_left(self._starts, v.start)
+            del self.vmas[i]
+            del self._starts[i]
+            out.append(v)
+        self._last = None
+        return out
+
+    def mremap(self, addr: int, old: int, new: int, maymove: bool, fixed_addr: int | None) -> int:
+        old, new = page_up(old), page_up(new)
+        v = self.find(addr)
+        if v is None:
+            raise SyscallError(errno.EFAULT)
+        # Linux wants one VMA; ours are not merged across backings, so accept a contiguous run.
+        cur = addr
+        for piece in self._overlapping(addr, addr + old):
+            if piece.start > cur:
+                raise SyscallError(errno.EFAULT)
+            cur = piece.end
+        if cur < addr + old:
+            raise SyscallError(errno.EFAULT)
+        if fixed_addr is None and new <= old:
+            if new < old:
+                self.munmap(addr + new, old - new)
+            return addr
+        if fixed_addr is None and addr + new <= self.top and not self._overlapping(addr + old, addr + new):
+            # Grow in place: the added pages get their own backing (a second VMA).
+            self._map_new(addr + old, new - old, v.prot, v.shared, v.name)
+            return addr
+        if not maymove:
+            raise SyscallError(errno.ENOMEM)
+        keep = min(old, new)
+        if fixed_addr is not None:
+            dst = fixed_addr
+            if dst < addr + old and addr < dst + new:
+                raise SyscallError(errno.EINVAL)
+            if self._overlapping(dst, dst + new):
+                self._remove_range(dst, dst + new)
+        else:
+            dst = self._free_gap(new)
+        if old > new:
+            self.munmap(addr + new, old - new)
+        moved = self._detach(addr, addr + keep)
+        self.space.unmap(addr, keep)
+        for mv in moved:
+            delta = mv.start - addr
+            nv = Vma(dst + delta, dst + delta + (mv.end - mv.start), mv.prot, mv.shared, mv.offset, mv.backing,
+                     mv.name, mv.growsdown)
+            self._insert(nv)
+            self.space.map(nv.start, nv.end - nv.start, nv.prot, nv.offset)
+        if new > keep:
+            self._map_new(dst + keep, new - keep, v.prot, v.shared, v.name)
+        return dst

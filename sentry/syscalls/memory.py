@@ -6,7 +6,7 @@ import errno
 from sentry.errors import SyscallError
 from sentry.mm.manager import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
                                MAP_SHARED_VALIDATE, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, page_up)
-from sentry.syscalls.args import s32, s64
+from sentry.syscalls.args import s32, s64, u32
 from sentry.syscalls.registry import Support, syscall
 
 PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
@@ -115,4 +115,70 @@ def madvise(t, addr, length, advice):
             if not v.shared:
                 s, e = max(v.start, addr), min(v.end, end)
                 mm.memfile.zero(v.offset + (s - v.start), e - s)
+    return 0
+
+
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+
+
+@syscall("mremap", Support.PARTIAL, "shrink, grow in place, MREMAP_MAYMOVE, MREMAP_FIXED (pages move without copying); DONTUNMAP EINVAL")
+def mremap(t, addr, old_size, new_size, flags, new_addr):
+    """mremap(2)."""
+    flags = u32(flags)
+    if addr % PAGE or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+        raise SyscallError(errno.EINVAL)
+    if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
+        raise SyscallError(errno.EINVAL)
+    if flags & MREMAP_DONTUNMAP:
+        raise SyscallError(errno.EINVAL)
+    if new_size == 0 or old_size == 0:
+        raise SyscallError(errno.EINVAL)
+    fixed = None
+    if flags & MREMAP_FIXED:
+        if new_addr % PAGE:
+            raise SyscallError(errno.EINVAL)
+        fixed = new_addr
+    return t.mm.mremap(addr, old_size, new_size, bool(flags & MREMAP_MAYMOVE), fixed)
+
+
+def _check_mapped(mm, addr: int, end: int) -> None:
+    cur = addr
+    for v in mm._overlapping(addr, end):
+        if v.start > cur:
+            raise SyscallError(errno.ENOMEM)
+        cur = v.end
+    if cur < end:
+        raise SyscallError(errno.ENOMEM)
+
+
+@syscall("msync", Support.PARTIAL, "checks arguments and mappings; file mappings are private copies, so nothing to write back")
+def msync(t, addr, length, flags):
+    """msync(2)."""
+    flags = u32(flags)
+    if addr % PAGE or flags & ~7 or (flags & 1 and flags & 4):
+        raise SyscallError(errno.EINVAL)
+    _check_mapped(t.mm, addr, page_up(addr + length))
+    return 0
+
+
+@syscall("mincore")
+def mincore(t, addr, length, vec):
+    """mincore(2): every mapped page is resident (the MemoryFile never swaps from our view)."""
+    if addr % PAGE:
+        raise SyscallError(errno.EINVAL)
+    end = page_up(addr + length)
+    _check_mapped(t.mm, addr, end)
+    t.mm.write(vec, b"\x01" * ((end - addr) // PAGE))
+    return 0
+
+
+@syscall("fadvise64")
+def fadvise64(t, fd, offset, length, advice):
+    """fadvise64(2): advice is accepted and ignored; ESPIPE on pipes, EINVAL on bad advice."""
+    from sentry.pipe import PipeFile
+    f = t.fds.get(s32(fd))
+    if isinstance(f, PipeFile):
+        raise SyscallError(errno.ESPIPE)
+    if s32(advice) not in range(0, 6) or s64(length) < 0:
+        raise SyscallError(errno.EINVAL)
     return 0

@@ -119,3 +119,31 @@ def sysinfo(t, info):
 from sentry.syscalls.registry import error_syscall  # noqa: E402
 
 error_syscall("rseq", errno.ENOSYS, "restartable sequences are not supported; glibc and musl fall back")
+
+
+@syscall("sched_setaffinity", Support.PARTIAL, "validated and accepted; the Sentry schedules on the host's CPUs")
+def sched_setaffinity(t, pid, size, mask):
+    """sched_setaffinity(2)."""
+    pid = s32(pid)
+    if pid < 0:
+        raise SyscallError(errno.EINVAL)
+    if pid != 0 and pid not in t.kernel.tasks:
+        raise SyscallError(errno.ESRCH)
+    data = t.mm.read(mask, min(size, 128))
+    cpus = os.sched_getaffinity(0)
+    if not any((int.from_bytes(data, "little") >> c) & 1 for c in cpus):
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+@syscall("getcpu")
+def getcpu(t, cpu, node, cache):
+    """getcpu(2): the CPU the Sentry is on (application threads float), node 0."""
+    if cpu:
+        t.mm.write_u32(cpu, os.sched_getaffinity(0).__iter__().__next__())
+    if node:
+        t.mm.write_u32(node, 0)
+    return 0
+
+
+error_syscall("membarrier", errno.ENOSYS, "not supported (callers fall back to other fences)")

@@ -111,12 +111,16 @@ class HostFDFile(File):
     would block parks the task instead of stalling the Sentry.
     """
 
-    def __init__(self, host_fd: int, flags: int, dentry=None, mount=None, owns_fd: bool = True) -> None:
+    def __init__(self, host_fd: int, flags: int, dentry=None, mount=None, owns_fd: bool = True,
+                 host_offset: bool = False) -> None:
         super().__init__(flags, dentry, mount)
         self.host_fd = host_fd
         self.owns_fd = owns_fd
         mode = os.fstat(host_fd).st_mode
-        self.seekable = st.S_ISREG(mode) or st.S_ISBLK(mode)
+        # Stdio handed in by the caller shares its open file description (and offset) with the
+        # host: e.g. `runsc-py run ... >> log` must append where the shell's offset is.
+        self.host_seekable = st.S_ISREG(mode) or st.S_ISBLK(mode)
+        self.seekable = self.host_seekable and not host_offset
         self.is_tty = st.S_ISCHR(mode) and os.isatty(host_fd)
         self._host_mode = mode
 
@@ -166,7 +170,7 @@ class HostFDFile(File):
             raise SyscallError(e.errno) from None
 
     def pread(self, t, dsts: list[memoryview], offset: int) -> int:
-        if not self.seekable:
+        if not self.host_seekable:
             raise SyscallError(errno.ESPIPE)
         if not self.readable:
             raise SyscallError(errno.EBADF)
@@ -176,7 +180,7 @@ class HostFDFile(File):
             raise SyscallError(e.errno) from None
 
     def pwrite(self, t, srcs: list[memoryview], offset: int) -> int:
-        if not self.seekable:
+        if not self.host_seekable:
             raise SyscallError(errno.ESPIPE)
         if not self.writable:
             raise SyscallError(errno.EBADF)
@@ -187,7 +191,12 @@ class HostFDFile(File):
 
     def seek(self, offset: int, whence: int) -> int:
         if not self.seekable:
-            raise SyscallError(errno.ESPIPE)
+            if not self.host_seekable:
+                raise SyscallError(errno.ESPIPE)
+            try:
+                return os.lseek(self.host_fd, offset, whence)   # stdio: the shared host offset
+            except OSError as e:
+                raise SyscallError(e.errno) from None
         return _seek_common(self, offset, whence, os.fstat(self.host_fd).st_size)
 
     def transfer_without_buffer(self, t, write: bool, count: int) -> int:
