@@ -14,6 +14,7 @@ hybrid layout) and cgroup v2's `cgroup.freeze`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -36,9 +37,10 @@ def _hierarchy() -> tuple[str, int]:
     raise UserError("pause needs a cgroup freezer (cgroup v1 freezer or cgroup v2), and none is mounted")
 
 
-def cgroup_path(container_id: str) -> str:
-    root, _ = _hierarchy()
-    return os.path.join(root, PARENT, container_id)
+def _leaf(state_root: str, container_id: str) -> str:
+    """A cgroup name unique per (--root, id): the same id may live under two roots."""
+    digest = hashlib.sha256(f"{state_root}\0{container_id}".encode()).hexdigest()[:12]
+    return f"{container_id[:200]}-{digest}"
 
 
 def _write(path: str, value: str) -> None:
@@ -46,10 +48,10 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
-def freeze(container_id: str, pid: int) -> str:
+def freeze(state_root: str, container_id: str, pid: int) -> str:
     """Move the process tree under `pid` into the container's freezer cgroup and freeze it."""
     root, version = _hierarchy()
-    path = os.path.join(root, PARENT, container_id)
+    path = os.path.join(root, PARENT, _leaf(state_root, container_id))
     try:
         os.makedirs(path, exist_ok=True)
         moved: set[int] = set()

@@ -403,7 +403,7 @@ def pause_container(store: StateStore, container_id: str) -> None:
             raise UserError("container already paused")
         if status not in (RUNNING, CREATED):
             raise UserError("container not running")
-        state.config["freezer"] = freezer.freeze(container_id, state.pid)
+        state.config["freezer"] = freezer.freeze(store.root, container_id, state.pid)
         state.config["paused_from"] = state.status
         state.status = PAUSED
         store.save(state)
