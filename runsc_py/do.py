@@ -13,7 +13,7 @@ import os
 import socket
 
 from runsc_py.errors import UserError
-from sentry.config import SandboxConfig
+from sentry.config import Mount, SandboxConfig
 
 
 def resolve_in_path(cmd: str, rootfs: str, env: list[str]) -> str:
@@ -54,4 +54,7 @@ def do_config(command: list[str], rootfs: str = "/", cwd: str | None = None,
     return SandboxConfig(rootfs=rootfs, args=args, env=env_list, cwd=workdir, uid=os.getuid(), gid=gid,
                          additional_gids=[g for g in os.getgroups() if g != gid],
                          hostname=hostname or socket.gethostname(), root_readonly=True,
-                         container_id=f"do-{os.getpid()}")
+                         container_id=f"do-{os.getpid()}",
+                         # The sandbox's own /proc, /sys and /dev hide the host's (never served by the Gofer).
+                         mounts=[Mount("/proc", "proc", "proc"), Mount("/sys", "sysfs", "sysfs"),
+                                 Mount("/dev", "tmpfs", "tmpfs", ["nosuid", "mode=755"])])

@@ -950,9 +950,11 @@ def test_pause_freezes_and_resume_thaws(tmp_path: Path, root: Path) -> None:
         time.sleep(0.3)
         assert (tmp_path / "ticks").read_text() != before
         assert cli("pause", "c1", root=root).returncode == 0
+        cgroup = json.loads((root / "c1" / "state.json").read_text())["config"]["freezer"]
+        assert os.path.isdir(cgroup)
         assert cli("delete", "--force", "c1", root=root).returncode == 0     # thaws so SIGKILL lands
         assert ticker.wait(timeout=10) == -signal.SIGKILL
-        assert not os.path.exists("/sys/fs/cgroup/freezer/runsc-py/c1")
+        assert not os.path.exists(cgroup)
     finally:
         if ticker.poll() is None:
             ticker.kill()
