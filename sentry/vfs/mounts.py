@@ -173,7 +173,7 @@ class MountBuilder:
     def mount_all(self) -> None:
         cfg = self.sandbox.cfg
         dev_done = False
-        if not any(os.path.normpath("/" + m.destination) == "/dev" for m in cfg.mounts):
+        if not any(os.path.normpath("/" + m.destination.lstrip("/")) == "/dev" for m in cfg.mounts):
             at = self.mountpoint("/dev")
             if at is not None:
                 self.mount_devfs(at)
@@ -181,7 +181,7 @@ class MountBuilder:
                 self.log.warning("rootfs has no /dev directory: /dev/null and friends are unavailable")
             dev_done = True
         for spec in cfg.mounts:
-            dest = os.path.normpath("/" + spec.destination)
+            dest = os.path.normpath("/" + spec.destination.lstrip("/"))
             kind = spec.type or ("bind" if {"bind", "rbind"} & set(spec.options) else "")
             if {"bind", "rbind"} & set(spec.options):
                 kind = "bind"
