@@ -326,7 +326,19 @@ def _rename(t, olddirfd: int, old_addr: int, newdirfd: int, new_addr: int, flags
             or old is t.tg.fs.root:
         raise SyscallError(errno.EBUSY)
     _op(old_parent.inode, "rename")(t, old_name, new_parent.inode, new_name, flags)
-    # The cache follows the tree.
+    # The cache (and the filesystem's own notion of names, where it keeps one) follows the tree.
+    moved = getattr(old.inode, "moved", None)
+    if moved is not None:
+        moved(new_parent.inode, new_name)
+    if new is not None:
+        if flags & RENAME_EXCHANGE:
+            moved = getattr(new.inode, "moved", None)
+            if moved is not None:
+                moved(old_parent.inode, old_name)
+        else:
+            gone = getattr(new.inode, "unlinked", None)
+            if gone is not None:
+                gone()
     old_parent.children[old_name] = None
     old.parent, old.name = new_parent, new_name
     new_parent.children[new_name] = old

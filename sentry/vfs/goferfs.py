@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as st
+from collections import OrderedDict
 
 from sentry.errors import SyscallError
 from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_DIRECTORY, O_EXCL, O_NONBLOCK, O_PATH, O_RDONLY, O_TRUNC,
@@ -26,14 +27,62 @@ def _oserror(e: OSError) -> SyscallError:
 
 
 class GoferFS:
+    """One served tree.  Keeps the Gofer's handle count bounded: handles of inodes not
+    used lately are closed (least recently used first) and taken again by name when
+    next needed; an inode open as a file is never evicted (its name may be gone)."""
+
+    HANDLES_HIGH = 4096       # the Gofer allows 10000; leave room for bind mounts and bursts
+    HANDLES_LOW = 3072
+
     def __init__(self, client, dev: int, readonly: bool) -> None:
         self.client = client
         self.dev = dev
         self.readonly = readonly
+        self.lru: OrderedDict[GoferInode, None] = OrderedDict()
+        self.evictions = 0
 
     def root_inode(self) -> "GoferInode":
         handle, s = self.client.mount()
         return GoferInode(self, handle, s)
+
+    def track(self, inode: "GoferInode") -> None:
+        self.lru[inode] = None
+        if len(self.lru) > self.HANDLES_HIGH:
+            self.evict()
+
+    def evict(self) -> None:
+        excess = len(self.lru) - self.HANDLES_LOW
+        victims = []
+        for inode in self.lru:
+            if excess <= 0:
+                break
+            if inode.open_count or inode.writers or inode.parent is None:
+                continue
+            victims.append(inode)
+            excess -= 1
+        handles = []
+        for inode in victims:
+            del self.lru[inode]
+            handles.append(inode._h)
+            inode._h = None
+        self.evictions += len(handles)
+        if handles:
+            try:
+                self.client.close(handles)
+            except OSError:
+                pass
+
+    def forget(self, inode: "GoferInode") -> None:
+        """`inode` no longer has a name here: release its handle unless a file holds it open."""
+        inode.parent = None
+        if inode.open_count or inode.writers or inode._h is None:
+            return
+        self.lru.pop(inode, None)
+        h, inode._h = inode._h, None
+        try:
+            self.client.close([h])
+        except OSError:
+            pass
 
 
 class GoferInode(Inode):
@@ -41,13 +90,51 @@ class GoferInode(Inode):
     (`invalidate`), and read from an open writable host fd while one exists, so
     fstat/stat after write(2) show the new size without a Gofer round trip."""
 
-    def __init__(self, fs: GoferFS, handle: int, s) -> None:
+    def __init__(self, fs: GoferFS, handle: int, s, parent: "GoferInode | None" = None,
+                 name: bytes = b"") -> None:
         super().__init__(fs, s[0], s[2])
-        self.handle = handle
+        self._h: int | None = handle
+        self.parent = parent                # where to take a handle again after eviction
+        self.name = name
         self._stat = s
         self._stale = False
         self._target: bytes | None = None
         self.writers: list[int] = []        # host fds of open writable files of this inode
+        self.open_count = 0
+        fs.track(self)
+
+    @property
+    def handle(self) -> int:
+        h = self._h
+        if h is None:
+            return self._reacquire()
+        self.fs.lru.move_to_end(self)
+        return h
+
+    def _reacquire(self) -> int:
+        parent = self.parent
+        if parent is None:
+            raise SyscallError(errno.ESTALE)
+        try:
+            entries, _ = self.fs.client.walk_stat(parent.handle, [self.name])
+        except OSError as e:
+            raise _oserror(e) from None
+        if not entries:
+            raise SyscallError(errno.ESTALE)
+        h, s = entries[0]
+        if s[0] != self.ino or (s[2] ^ self.mode) & 0o170000:
+            self.fs.client.close([h])
+            raise SyscallError(errno.ESTALE)
+        self._h = h
+        self.fs.track(self)
+        return h
+
+    def moved(self, new_parent: "GoferInode", new_name: bytes) -> None:
+        """rename(2) gave this inode a new name (the dentry cache moved it too)."""
+        self.parent, self.name = new_parent, new_name
+
+    def unlinked(self) -> None:
+        self.fs.forget(self)
 
     def stat(self) -> Stat:
         if self.writers:
@@ -87,9 +174,15 @@ class GoferInode(Inode):
             entries, _status = self.fs.client.walk_stat(self.handle, list(names))
         except OSError as e:
             if e.errno == errno.ENOTDIR and len(names) > 1:
-                return [self.lookup(names[0])] if self.lookup(names[0]) else []
+                first = self.lookup(names[0])
+                return [first] if first is not None else []
             raise _oserror(e) from None
-        return [GoferInode(self.fs, h, s) for h, s in entries]
+        out = []
+        parent = self
+        for (h, s), name in zip(entries, names):
+            parent = GoferInode(self.fs, h, s, parent, name)
+            out.append(parent)
+        return out
 
     def readlink(self) -> bytes:
         if not self.is_symlink:
@@ -140,7 +233,7 @@ class GoferInode(Inode):
             h, s, fd = self.fs.client.open_create_at(self.handle, name, host_flags, mode, uid, gid)
         except OSError as e:
             raise _oserror(e) from None
-        inode = GoferInode(self.fs, h, s)
+        inode = GoferInode(self.fs, h, s, self, name)
         self._stale = True
         d = _add_child(parent, name, inode)
         return GoferFile(fd, flags, d, d.mount)
@@ -162,7 +255,7 @@ class GoferInode(Inode):
                 raise _oserror(e) from None
             os.close(fd)
             self._stale = True
-            return GoferInode(self.fs, h, s)
+            return GoferInode(self.fs, h, s, self, name)
         return self._made(self.fs.client.mknod_at, name, mode, *self._new_owner(t))
 
     def symlink(self, t, name: bytes, target: bytes) -> "GoferInode":
@@ -181,7 +274,7 @@ class GoferInode(Inode):
         except OSError as e:
             raise _oserror(e) from None
         self._stale = True
-        return GoferInode(self.fs, h, s)
+        return GoferInode(self.fs, h, s, self, name)
 
     def unlink(self, t, name: bytes, child: Inode, rmdir: bool) -> None:
         try:
@@ -191,6 +284,7 @@ class GoferInode(Inode):
         self._stale = True
         if isinstance(child, GoferInode):
             child._stale = True
+            child.unlinked()        # its dentry leaves the cache; open files keep the handle
 
     def rename(self, t, old_name: bytes, new_dir: Inode, new_name: bytes, flags: int) -> None:
         if not isinstance(new_dir, GoferInode) or new_dir.fs is not self.fs:
@@ -247,16 +341,21 @@ class GoferFile(HostFDFile):
     def __init__(self, host_fd: int, flags: int, dentry, mount) -> None:
         super().__init__(host_fd, flags, dentry, mount)
         inode = dentry.inode
+        inode.open_count += 1
         self._tracked = self.writable and self.seekable and isinstance(inode, GoferInode)
         if self._tracked:
             inode.writers.append(host_fd)
 
     def release(self) -> None:
+        inode = self.dentry.inode
         if self._tracked:
-            inode = self.dentry.inode
-            inode.stat()                 # keep what this fd last saw
+            try:
+                inode.stat()             # keep what this fd last saw
+            except SyscallError:
+                pass
             inode.writers.remove(self.host_fd)
             self._tracked = False
+        inode.open_count -= 1
         super().release()
 
     def fsync(self) -> None:
@@ -271,6 +370,10 @@ class GoferDirFile(File):
 
     def __init__(self, flags: int, dentry) -> None:
         super().__init__(flags, dentry, dentry.mount)
+        dentry.inode.open_count += 1
+
+    def release(self) -> None:
+        self.dentry.inode.open_count -= 1
 
     def read(self, t, dsts):
         raise SyscallError(errno.EISDIR)
