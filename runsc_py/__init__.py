@@ -9,7 +9,9 @@ Modules, one job each:
                  validated mapping of a bundle onto `sentry.config.SandboxConfig`.
 * `state`     -- the per-container state store under `--root`.
 * `procfs`    -- host process facts (liveness, start time, descendants).
-* `lifecycle` -- run/create/start/kill/delete/ps: the detached Sentry process and its gates.
+* `launch`    -- run (in this process) and create (a detached Sentry process, its gates).
+* `lifecycle` -- start/kill/delete/pause/resume/wait/ps on a launched container.
+* `freezer`   -- pause/resume through the cgroup freezer.
 * `sandbox`   -- the call into `sentry.boot.run_sandbox`, with the front end's error rules.
 * `events`    -- `events --stats`: host-side resource use of a container's process tree.
 * `install`   -- `install`/`uninstall`: the `runtimes` entry in Docker's daemon.json.

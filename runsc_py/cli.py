@@ -5,7 +5,7 @@ sandbox flags), because container engines drive it with runc's exact
 arguments: global flags first (`--root R --log F --log-format json`, plus
 Docker's `runtimeArgs`), then the subcommand.  This module only parses and
 dispatches; the work lives in `spec` (bundle -> SandboxConfig), `state`
-(the store under --root) and `lifecycle` (the Sentry process).
+(the store under --root), `launch` (the Sentry process) and `lifecycle`.
 
 Error contract: any failure a user can cause ends as a `UserError` caught in
 `main`, reported as one line on stderr (and to --log in runc's shape), exit
@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from runsc_py import lifecycle
+from runsc_py import launch, lifecycle
 from runsc_py import errors
 from runsc_py.errors import ErrorLog, UserError
 from runsc_py.ids import validate_id
@@ -172,8 +172,8 @@ def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: b
         raise UserError("run --detach is not supported; use create and start")
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "run")
-    opts = lifecycle.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd)
-    return lifecycle.run_container(g.store, container_id, b, opts)
+    opts = launch.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd)
+    return launch.run_container(g.store, container_id, b, opts)
 
 
 @cli.command(name="do", context_settings={**CONTEXT, "allow_interspersed_args": False})
@@ -226,9 +226,9 @@ def create(bundle: str, pid_file: str | None, console_socket: str | None, no_piv
     """Create a container: start its Sentry, loaded but parked until `start`."""
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "create")
-    opts = lifecycle.LaunchOptions(pid_file=pid_file, console_socket=console_socket,
+    opts = launch.LaunchOptions(pid_file=pid_file, console_socket=console_socket,
                                    debug_fd=b.config.log_fd)
-    pid = lifecycle.create_container(g.store, container_id, b, opts)
+    pid = launch.create_container(g.store, container_id, b, opts)
     errors.log().debug(f"created {container_id}: sandbox pid {pid}")
 
 

@@ -21,7 +21,9 @@ import json
 import subprocess
 from typing import Any
 
+from runsc_py import errors
 from runsc_py.errors import UserError
+from runsc_py.state import STOPPED, ContainerState, StateStore
 
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
@@ -85,3 +87,19 @@ def _env(entries: list[str]) -> dict[str, str] | None:
         if key:
             env[key] = value
     return env
+
+
+def hook_state(store: StateStore, state: ContainerState, status: str | None = None) -> dict[str, Any]:
+    """The OCI state document a hook reads on stdin (`status` overrides the live one)."""
+    doc = state.oci_state(store.owner(state.id))
+    if status is not None:
+        doc["status"] = status
+    return doc
+
+
+def poststop(store: StateStore, state: ContainerState, hooks: dict[str, list[dict[str, Any]]]) -> None:
+    """Run the poststop hooks; a failure is a warning, as the runtime spec says."""
+    try:
+        run_hooks(hooks, "poststop", hook_state(store, state, STOPPED))
+    except UserError as e:
+        errors.log().warning(e.message)

@@ -1,352 +1,26 @@
-"""The runc lifecycle: run, create, start, kill, delete, ps.
-
-`run` calls the Sentry in this very process (it is the container's pid as
-far as the state store is concerned) and removes its state afterwards.
-
-`create` forks the Sentry process that will *be* the container: a child of
-`runsc-py create` that calls `run_sandbox` with the create/start gates of
-`sentry.config.SandboxConfig` set, in its own session so that `create`'s
-terminal cannot signal it.  Its pid goes into the pid file: it exits with
-the container's exit status, and when `create` returns it is re-parented to
-the caller's subreaper (containerd's shim, conmon), which reaps it -- the
-same shape as runc's `runc init`.  The fds `create` was given are its stdio.
-
-* ready: a pipe.  The Sentry writes b"R" once the Gofer runs and the init
-  process is loaded; EOF before that means the sandbox died, and an error
-  pipe (close-on-exec, ours) carries the one-line reason back to `create`.
-* gate: ROOT/ID/start.fifo.  The Sentry holds it open read-write, so it
-  never sees EOF and `start` -- a different process, maybe much later --
-  only has to open it write-only (non-blocking: ENXIO means nobody holds
-  it any more, i.e. the Sentry is gone) and write one byte.
+"""The runc lifecycle after launch: start, kill, delete, pause, resume, wait, ps.
 
 `kill` signals the Sentry, which forwards to the application's PID 1.
 `delete` of anything but a stopped container SIGKILLs the Sentry first (its
-Gofer and stubs die with it) and waits for it to go.
+Gofer and stubs die with it) and waits for it to go.  `start` opens the
+gate that `launch.create_container` left the Sentry parked at.  Every
+command takes the container's lock (see state), so concurrent commands on
+one container are serialised.
 """
 from __future__ import annotations
 
 import errno
 import os
-import select
 import signal
-import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from runsc_py import errors, procfs
 from runsc_py.errors import UserError
-from runsc_py.hooks import run_hooks
-from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
-from runsc_py.spec import Bundle
-from runsc_py.state import (CREATED, CREATING, GATE_FIFO, PAUSED, RUNNING, STOPPED,
-                            ContainerNotExist, ContainerState, StateStore, StateUnreadable)
+from runsc_py.hooks import hook_state, poststop, run_hooks
+from runsc_py.state import (CREATED, EXIT_STATUS_FILE, GATE_FIFO, PAUSED, RUNNING, STOPPED,
+                            ContainerNotExist, StateStore, StateUnreadable)
 
-EXIT_STATUS_FILE = "exit_status"
-READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
 KILL_TIMEOUT = 10.0         # seconds for a SIGKILLed Sentry to go in `delete`
-
-
-@dataclass
-class LaunchOptions:
-    """Per-invocation knobs of run/create that are not part of the bundle."""
-    pid_file: str | None = None
-    console_socket: str | None = None
-    debug_fd: int | None = None
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """Write `pid` (no newline, as runc) to `path` atomically."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(str(pid))
-        os.rename(tmp, path)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise UserError(f"cannot write pid file {path}: {e.strerror}") from None
-
-
-def _new_state(container_id: str, bundle: Bundle, status: str, pid: int) -> ContainerState:
-    return ContainerState(id=container_id, bundle=bundle.path, rootfs=bundle.config.rootfs,
-                          status=status, pid=pid, pid_start=procfs.start_time(pid),
-                          annotations=bundle.annotations,
-                          config={"platform": bundle.config.platform,
-                                  "network": bundle.config.network,
-                                  "overlay": bundle.config.overlay,
-                                  "hooks": bundle.hooks})
-
-
-# ---------------------------------------------------------------- run
-
-def run_container(store: StateStore, container_id: str, bundle: Bundle, opts: LaunchOptions) -> int:
-    """`runsc-py run`: record the container, run it here, forget it; return the exit status."""
-    load_run_sandbox()     # fail before any state is written if the Sentry cannot load
-    me = os.getpid()
-    with store.create(_new_state(container_id, bundle, CREATING, me)):
-        if opts.pid_file:
-            write_pid_file(opts.pid_file, me)
-        state = store.load(container_id)
-        for kind in ("prestart", "createRuntime", "createContainer", "startContainer"):
-            run_hooks(bundle.hooks, kind, _hook_state(store, state))
-        join_namespaces(bundle)
-        state.status = RUNNING
-        store.save(state)
-    # The state dir now exists and is unlocked: `state`, `kill`, `list` see it.
-    try:
-        return run_sandbox_guarded(bundle.config, opts.debug_fd)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
-    finally:
-        if os.getpid() == me:
-            _poststop(store, state, bundle.hooks)
-            store.remove(container_id)
-
-
-def _hook_state(store: StateStore, state: ContainerState, status: str | None = None) -> dict[str, Any]:
-    doc = state.oci_state(store.owner(state.id))
-    if status is not None:
-        doc["status"] = status
-    return doc
-
-
-def _poststop(store: StateStore, state: ContainerState, hooks: dict[str, list[dict[str, Any]]]) -> None:
-    try:
-        run_hooks(hooks, "poststop", _hook_state(store, state, STOPPED))
-    except UserError as e:
-        errors.log().warning(e.message)
-
-
-def join_namespaces(bundle: Bundle) -> None:
-    """Join linux.namespaces' network `path` (the sandbox's host sockets live there), as runsc does."""
-    if not bundle.netns_path:
-        return
-    import ctypes
-    clone_newnet = 0x40000000
-    try:
-        fd = os.open(bundle.netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise UserError(f"cannot open network namespace {bundle.netns_path}: {e.strerror}") from None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, clone_newnet) != 0:
-            err = ctypes.get_errno()
-            raise UserError(f"cannot join network namespace {bundle.netns_path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-# ---------------------------------------------------------------- create
-
-def create_container(store: StateStore, container_id: str, bundle: Bundle, opts: LaunchOptions) -> int:
-    """`runsc-py create`: bring the Sentry up, parked at the start gate; return its pid."""
-    load_run_sandbox()
-    terminal_fds = _open_terminal(bundle, opts)
-    with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
-        fifo = store.path(container_id, GATE_FIFO)
-        os.mkfifo(fifo, 0o600)
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        pid = os.fork()
-        if pid == 0:   # the Sentry process: never returns
-            os.close(lock_fd)
-            os.close(ready_r)
-            os.close(err_r)
-            _sentry_child(bundle, fifo, ready_w, err_w, terminal_fds, opts)
-        os.close(ready_w)
-        os.close(err_w)
-        # A SIGTERM/SIGHUP to `create` while the sandbox boots must not orphan it.
-        previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            _await_ready(pid, ready_r, err_r)
-        except BaseException:
-            _kill_child(pid)
-            raise
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            os.close(ready_r)
-            os.close(err_r)
-            if terminal_fds is not None:    # the master went over the socket; the slave is the child's
-                os.close(terminal_fds[0])
-                os.close(terminal_fds[1])
-        state = store.load(container_id)
-        state.pid, state.pid_start = pid, procfs.start_time(pid)
-        try:
-            store.save(state)
-            for kind in ("prestart", "createRuntime", "createContainer"):
-                run_hooks(bundle.hooks, kind, _hook_state(store, state))
-            if opts.pid_file:
-                write_pid_file(opts.pid_file, pid)
-            state.status = CREATED
-            store.save(state)
-        except BaseException:
-            _kill_child(pid)
-            raise
-    return pid
-
-
-def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
-                  terminal_fds: tuple[int, int] | None, opts: LaunchOptions) -> None:
-    status = 1
-    try:
-        os.setsid()
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, signal.SIG_DFL)
-        _set_comm(b"runsc-sandbox")
-        cfg = bundle.config
-        if terminal_fds is not None:
-            os.close(terminal_fds[0])
-            slave = terminal_fds[1]
-            for target in (0, 1, 2):
-                os.dup2(slave, target)
-            os.close(slave)
-            try:    # our controlling terminal: ^C on it signals the Sentry, which forwards
-                import fcntl
-                import termios
-                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            except OSError:
-                pass
-        join_namespaces(bundle)
-        cfg.start_gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-        cfg.ready_fd = ready_w
-        os.set_inheritable(ready_w, False)
-        try:
-            status = run_sandbox_guarded(cfg, opts.debug_fd)
-        except BaseException as e:   # noqa: BLE001 -- the child must always reach os._exit
-            message = e.message if isinstance(e, UserError) else describe(e)
-            try:    # `create` is still waiting: it reports the error (one line)
-                os.write(err_w, message.encode()[:4000])
-            except OSError:
-                # EPIPE: `create` has returned; our stderr is the container's, say it there.
-                try:
-                    os.write(2, f"runsc-py: {message}\n".encode())
-                except OSError:
-                    pass
-            status = 1
-        _record_exit_status(os.path.dirname(fifo), status)
-    finally:
-        os._exit(status)
-
-
-def _record_exit_status(state_dir: str, status: int) -> None:
-    """Leave the container's exit status for `runsc-py wait` (the shim reaps us, not it)."""
-    try:
-        tmp = os.path.join(state_dir, f"{EXIT_STATUS_FILE}.tmp")
-        with open(tmp, "w") as f:
-            f.write(str(status))
-        os.rename(tmp, os.path.join(state_dir, EXIT_STATUS_FILE))
-    except OSError:
-        pass          # deleted meanwhile: nobody is left to ask
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise UserError(f"interrupted by {signal.Signals(signum).name} while the sandbox was starting")
-
-
-def _set_comm(name: bytes) -> None:
-    """Name the Sentry process (prctl PR_SET_NAME) so `ps` tells it from runsc-py."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _await_ready(pid: int, ready_r: int, err_r: int) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise UserError(f"sandbox did not become ready within {READY_TIMEOUT:.0f}s")
-        readable, _, _ = select.select([ready_r], [], [], left)
-        if not readable:
-            continue
-        data = os.read(ready_r, 1)
-        if data == b"R":
-            return
-        if data:
-            raise UserError(f"sandbox sent an unexpected ready byte {data!r}")
-        break
-    # EOF: the Sentry went away (or closed ready_fd) before it was ready.
-    message = _read_all(err_r).decode("utf-8", "replace").strip()
-    status = _reap(pid, 5.0)
-    if message:
-        raise UserError(f"container failed to start: {message}")
-    if status is None:
-        raise UserError("container failed to start: sandbox closed its ready pipe")
-    raise UserError(f"container failed to start: sandbox exited with status {status}")
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        readable, _, _ = select.select([fd], [], [], 5.0)
-        if not readable:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _reap(pid: int, timeout: float) -> int | None:
-    """Wait up to `timeout` for our child `pid`; its exit status (128+N for a signal) or None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got, wstatus = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if got:
-            return os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) \
-                else 128 + os.WTERMSIG(wstatus)
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.01)
-
-
-def _kill_child(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid, KILL_TIMEOUT)
-
-
-def _open_terminal(bundle: Bundle, opts: LaunchOptions) -> tuple[int, int] | None:
-    """For process.terminal with --console-socket: a host pty, master sent over the socket.
-
-    Interim: the Sentry does not have devpts yet, so the container's stdio
-    is the slave of a host pty and the engine gets the master, as runc sends
-    it (one SCM_RIGHTS fd, the pty name as payload).
-    """
-    if not bundle.terminal:
-        if opts.console_socket:
-            raise UserError("--console-socket given but process.terminal is false")
-        return None
-    if not opts.console_socket:
-        return None                  # runc would allocate its own pty; stdio passes through
-    import socket
-    master, slave = os.openpty()
-    try:
-        name = os.ttyname(slave)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(opts.console_socket)
-            socket.send_fds(s, [name.encode()], [master])
-    except OSError as e:
-        os.close(master)
-        os.close(slave)
-        raise UserError(f"console socket {opts.console_socket}: {e.strerror or e}") from None
-    return master, slave
 
 
 # ---------------------------------------------------------------- start / kill / delete
@@ -363,7 +37,7 @@ def start_container(store: StateStore, container_id: str) -> None:
             raise UserError(f"cannot start a container in the {status} state")
         hooks = state.config.get("hooks", {})
         try:
-            run_hooks(hooks, "startContainer", _hook_state(store, state))
+            run_hooks(hooks, "startContainer", hook_state(store, state))
         except UserError:
             _kill_quietly(state.pid)
             raise
@@ -382,7 +56,7 @@ def start_container(store: StateStore, container_id: str) -> None:
         state.status = RUNNING
         store.save(state)
         try:
-            run_hooks(hooks, "poststart", _hook_state(store, state))
+            run_hooks(hooks, "poststart", hook_state(store, state))
         except UserError as e:
             errors.log().warning(e.message)
 
@@ -469,7 +143,7 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
             if state.config.get("freezer"):
                 from runsc_py import freezer
                 freezer.remove(state.config["freezer"])
-            _poststop(store, state, state.config.get("hooks", {}))
+            poststop(store, state, state.config.get("hooks", {}))
             store.remove(container_id)
     except ContainerNotExist:
         if not force:        # runc: delete --force of an unknown id succeeds

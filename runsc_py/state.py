@@ -4,7 +4,8 @@ Layout (runc keeps the same shape under its root):
 
     ROOT/ID/state.json   the recorded state (written tmp + fsync + rename)
     ROOT/ID/lock         flock()ed: shared to read, exclusive to change
-    ROOT/ID/start.fifo   the create/start gate (see lifecycle)
+    ROOT/ID/start.fifo   the create/start gate (see launch)
+    ROOT/ID/exit_status  written by the Sentry process as it exits (see launch)
 
 Design choices:
 
@@ -40,6 +41,7 @@ OCI_VERSION = "1.0.2"
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 GATE_FIFO = "start.fifo"
+EXIT_STATUS_FILE = "exit_status"
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 
