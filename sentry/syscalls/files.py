@@ -122,8 +122,18 @@ def creat(t, path, mode):
 
 @syscall("close")
 def close(t, fd):
-    """close(2)."""
-    t.fds.close(s32(fd))
+    """close(2): also drops the process's POSIX record locks on the file (fcntl(2))."""
+    fd = s32(fd)
+    f = t.fds.get(fd)
+    t.fds.close(fd)
+    d = f.dentry
+    if d is not None:
+        from sentry.vfs.lock import existing_table
+        tab = existing_table(d.inode)
+        if tab is not None:
+            tab.release_owner(t.tg)
+            if f.refs == 0:
+                tab.release_owner(f)
     return 0
 
 
@@ -499,7 +509,7 @@ F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
 FD_CLOEXEC = 1
 
 
-@syscall("fcntl", Support.PARTIAL, "F_DUPFD F_DUPFD_CLOEXEC F_GETFD F_SETFD F_GETFL F_SETFL; locks and pipe sizes come later")
+@syscall("fcntl", Support.PARTIAL, "F_DUPFD F_DUPFD_CLOEXEC F_GETFD F_SETFD F_GETFL F_SETFL, POSIX and OFD record locks (no EDEADLK detection); pipe sizes come later")
 def fcntl(t, fd, cmd, arg):
     """fcntl(2)."""
     fd, cmd = s32(fd), s32(cmd)
@@ -529,7 +539,61 @@ def fcntl(t, fd, cmd, arg):
             raise SyscallError(errno.EBADF)
         f.flags = (f.flags & ~STATUS_FLAGS_SETTABLE) | (u32(arg) & STATUS_FLAGS_SETTABLE)
         return 0
+    if cmd in _LOCK_CMDS:
+        return _record_lock(t, f, cmd, arg)
     raise SyscallError(errno.EINVAL)
+
+
+F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 5, 6, 7, 36, 37, 38
+_LOCK_CMDS = frozenset({F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW})
+FLOCK = struct.Struct("<hhxxxxqqi4x")
+
+
+def _record_lock(t, f, cmd: int, arg: int) -> int:
+    """POSIX (process-owned) and OFD (open-file-owned) record locks; see sentry/vfs/lock.py."""
+    from sentry.vfs import lock
+    if f.flags & O_PATH:
+        raise SyscallError(errno.EBADF)
+    ltype, whence, start, length, pid = t.mm.read_struct(arg, FLOCK)
+    ofd = cmd >= F_OFD_GETLK
+    if ofd and pid != 0:
+        raise SyscallError(errno.EINVAL)
+    if ltype not in (lock.F_RDLCK, lock.F_WRLCK, lock.F_UNLCK) or whence not in (0, 1, 2):
+        raise SyscallError(errno.EINVAL)
+    if f.dentry is None:
+        raise SyscallError(errno.EINVAL)
+    if whence == 1:
+        start += f.offset
+    elif whence == 2:
+        start += f.stat().size
+    if length > 0:
+        end = start + length - 1
+    elif length < 0:
+        start, end = start + length, start - 1
+    else:
+        end = lock.OFFSET_MAX
+    if start < 0 or end < start - 1:
+        raise SyscallError(errno.EINVAL)
+    tab = lock.table_for(f.dentry.inode)
+    owner = f if ofd else t.tg
+    if cmd in (F_GETLK, F_OFD_GETLK):
+        if ltype == lock.F_UNLCK:
+            raise SyscallError(errno.EINVAL)
+        c = tab.conflict(owner, ltype, start, end)
+        if c is None:
+            t.mm.write_struct(arg, FLOCK, lock.F_UNLCK, whence, start, length, pid)
+        else:
+            clen = 0 if c.end == lock.OFFSET_MAX else c.end - c.start + 1
+            t.mm.write_struct(arg, FLOCK, c.type, 0, c.start, clen, c.pid)
+        return 0
+    if ltype == lock.F_RDLCK and not f.readable or ltype == lock.F_WRLCK and not f.writable:
+        raise SyscallError(errno.EBADF)
+    if ltype != lock.F_UNLCK and tab.conflict(owner, ltype, start, end) is not None:
+        if cmd in (F_SETLK, F_OFD_SETLK):
+            raise SyscallError(errno.EAGAIN)
+        tab.block(t)
+    tab.set_record(owner, ltype, start, end, -1 if ofd else t.tg.tgid)
+    return 0
 
 
 FIONCLEX, FIOCLEX, FIONBIO, FIOASYNC = 0x5450, 0x5451, 0x5421, 0x5452

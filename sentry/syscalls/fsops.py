@@ -958,3 +958,27 @@ def copy_file_range(t, fd_in, off_in, fd_out, off_out, length, flags):
     else:
         dst.offset += n
     return n
+
+
+# -- flock ----------------------------------------------------------------------
+
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
+
+
+@syscall("flock")
+def flock(t, fd, operation):
+    """flock(2): whole-file locks owned by the open file description (sentry/vfs/lock.py)."""
+    from sentry.vfs import lock
+    op = s32(operation)
+    f = t.fds.get_io(s32(fd))
+    kind = op & ~LOCK_NB
+    if kind not in (LOCK_SH, LOCK_EX, LOCK_UN):
+        raise SyscallError(errno.EINVAL)
+    if f.dentry is None:
+        raise SyscallError(errno.EINVAL)
+    tab = lock.table_for(f.dentry.inode)
+    if kind == LOCK_UN:
+        tab.unflock(f)
+    else:
+        tab.flock(t, f, kind == LOCK_EX, bool(op & LOCK_NB))
+    return 0
