@@ -107,6 +107,8 @@ class Bundle:
     terminal: bool = False
     hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     netns_path: str = ""            # linux.namespaces: a network namespace to join
+    memory_limit: int | None = None  # linux.resources.memory.limit, bytes
+    pids_limit: int | None = None    # linux.resources.pids.limit
 
 
 def _bad(field_name: str, what: str) -> UserError:
@@ -264,6 +266,25 @@ def _netns_path(spec: dict[str, Any]) -> str:
     return path
 
 
+def _limit(parent: dict[str, Any], key: str, name: str) -> int | None:
+    """A resource limit: a positive integer, or None for absent / 0 / -1 (unlimited)."""
+    v = parent.get(key)
+    if v is None:
+        return None
+    if not _is_int(v) or v < -1:
+        raise _bad(name, "must be an integer (-1 for unlimited)")
+    return v if v > 0 else None
+
+
+def _resources(spec: dict[str, Any]) -> tuple[int | None, int | None]:
+    linux = _obj(spec, "linux", "linux", required=False) or {}
+    res = _obj(linux, "resources", "linux.resources", required=False) or {}
+    memory = _obj(res, "memory", "linux.resources.memory", required=False) or {}
+    pids = _obj(res, "pids", "linux.resources.pids", required=False) or {}
+    return (_limit(memory, "limit", "linux.resources.memory.limit"),
+            _limit(pids, "limit", "linux.resources.pids.limit"))
+
+
 def load_bundle(bundle: str, container_id: str = "") -> Bundle:
     """Read and validate `bundle/config.json`; return the Bundle or raise one UserError."""
     bundle_abs, spec = read_spec(bundle)
@@ -314,6 +335,11 @@ def load_bundle(bundle: str, container_id: str = "") -> Bundle:
         rootfs=rootfs, args=list(args), env=list(env), cwd=cwd, uid=uid, gid=gid,
         additional_gids=list(extra), hostname=hostname, root_readonly=readonly,
         mounts=_mounts(spec, bundle_abs), rlimits=_rlimits(proc), container_id=container_id)
+    memory_limit, pids_limit = _resources(spec)
+    # Not yet in sentry.config.SandboxConfig: passed on as soon as the Sentry declares them.
+    for name, value in (("memory_limit", memory_limit), ("pids_limit", pids_limit)):
+        if value is not None and hasattr(cfg, name):
+            setattr(cfg, name, value)
     return Bundle(path=bundle_abs, spec=spec, config=cfg, annotations=_annotations(spec),
                   terminal=terminal, hooks=validate_hooks(spec.get("hooks")),
-                  netns_path=_netns_path(spec))
+                  netns_path=_netns_path(spec), memory_limit=memory_limit, pids_limit=pids_limit)

@@ -179,6 +179,10 @@ BAD_CONFIGS = {
     "hook_bad_timeout": (_set("hooks", {"poststart": [{"path": "/bin/true", "timeout": 0}]}),
                          "hooks.poststart[0].timeout"),
     "namespaces_not_list": (_set("linux", {"namespaces": {}}), "linux.namespaces"),
+    "memory_limit_not_int": (_set("linux", {"resources": {"memory": {"limit": "1g"}}}),
+                             "linux.resources.memory.limit"),
+    "pids_limit_negative": (_set("linux", {"resources": {"pids": {"limit": -5}}}), "linux.resources.pids.limit"),
+    "resources_not_object": (_set("linux", {"resources": []}), "linux.resources"),
     "netns_relative_path": (_set("linux", {"namespaces": [{"type": "network", "path": "ns"}]}),
                             "linux.namespaces[0].path"),
 }
