@@ -37,6 +37,9 @@ def _preimport() -> None:
     import sentry.vfs.goferfs  # noqa: F401
     import sentry.vfs.tty  # noqa: F401
     import platforms.ptrace.tracer  # noqa: F401
+    import sentry.confine  # noqa: F401
+    import sentry.monitor  # noqa: F401
+    import gofer.client  # noqa: F401
     import sentry.exec  # noqa: F401
     import sentry.futex  # noqa: F401
     import sentry.pipe  # noqa: F401
@@ -59,19 +62,49 @@ def _preimport() -> None:
 
 
 def run_sandbox(cfg: SandboxConfig) -> int:
+    """Run the sandbox; return the exit status for runsc-py (the app's, or 128+N for a signal).
+
+    With `cfg.confine` (the default) the Sentry is a forked child that confines
+    itself after start-up (sentry/confine.py); this process stays outside as a
+    small monitor: it relays host signals to the Sentry and returns its exit
+    status, so the front end can still do host-side bookkeeping afterwards.
+    """
     _preimport()
+    if not cfg.confine:
+        return _run_sentry(cfg, confine=False)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        os.close(err_r)
+        code = 1
+        try:
+            code = _run_sentry(cfg, confine=True)
+        except BootError as e:
+            os.write(err_w, f"{e.exit_code} {e}".encode()[:4000])
+            code = e.exit_code
+        except BaseException as e:          # reported by the monitor as one line
+            try:
+                os.write(err_w, f"1 {type(e).__name__}: {e}".encode()[:4000])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(err_w)
+    from sentry.monitor import monitor
+    return monitor(pid, err_r, BootError)
+
+
+def _run_sentry(cfg: SandboxConfig, confine: bool) -> int:
     log = SentryLog(cfg.log_fd, cfg.debug)
     sb = Sandbox(cfg, log)
     try:
-        sb.start()
+        sb.start(confine=confine)
         if cfg.start_gate_fd is not None:
             if cfg.ready_fd is not None:
                 os.write(cfg.ready_fd, b"R")
             if not _read_gate(cfg.start_gate_fd):
                 return 255
         return sb.kernel.run()
-    except BootError as e:
-        raise
     finally:
         sb.shutdown()
 
@@ -93,7 +126,7 @@ class Sandbox:
         self.kernel = None
         self.memfile = None
 
-    def start(self) -> None:
+    def start(self, confine: bool = False) -> None:
         from gofer.client import spawn_gofer
         from platforms import get_platform
         from sentry.kernel import Kernel
@@ -108,6 +141,9 @@ class Sandbox:
         vfs = VFS()
         self.kernel = Kernel(cfg, platform, self.memfile, vfs, self.log)
         self._mount_filesystems(vfs)
+        if confine:
+            from sentry.confine import confine as confine_sentry
+            confine_sentry(cfg.network)
         self._start_init()
 
     def _mount_filesystems(self, vfs) -> None:

@@ -46,4 +46,7 @@ class SandboxConfig:
     # gate without a byte means "abort": the Sentry tears down and exits 255.
     start_gate_fd: int | None = None
     ready_fd: int | None = None
+    # Fork the Sentry and confine it after start-up (namespaces, empty root, no capabilities,
+    # seccomp); the calling process stays outside as its monitor.  Off only for in-process tests.
+    confine: bool = True
 
