@@ -159,20 +159,24 @@ def spec(bundle: str, args: tuple[str, ...]) -> None:
 @click.option("-b", "--bundle", default=".", show_default=True, metavar="DIR",
               help="Bundle directory holding config.json and the rootfs.")
 @click.option("--pid-file", metavar="FILE", help="Write the container's host pid to FILE.")
-@click.option("--console-socket", metavar="SOCKET", hidden=True,
-              help="Accepted for runc compatibility; run keeps its own stdio.")
-@click.option("-d", "--detach", is_flag=True, help="Not supported: use create + start.")
+@click.option("--console-socket", metavar="SOCKET",
+              help="With --detach and process.terminal: socket that receives the terminal's master fd.")
+@click.option("-d", "--detach", is_flag=True,
+              help="Create and start the container, then return (as create + start); delete it yourself.")
 @click.option("--no-pivot", is_flag=True, hidden=True)
 @click.option("--no-new-keyring", is_flag=True, hidden=True)
 @click.argument("container_id", metavar="ID")
 def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: bool,
         no_pivot: bool, no_new_keyring: bool, container_id: str) -> int:
     """Run a container in the foreground and exit with its exit status (128+N if killed by signal N)."""
-    if detach:
-        raise UserError("run --detach is not supported; use create and start")
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "run")
-    opts = launch.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd)
+    opts = launch.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd,
+                                console_socket=console_socket if detach else None)
+    if detach:
+        launch.create_container(g.store, container_id, b, opts)
+        lifecycle.start_container(g.store, container_id)
+        return 0
     return launch.run_container(g.store, container_id, b, opts)
 
 

@@ -971,3 +971,17 @@ def test_pause_of_a_stopped_container(tmp_path: Path, root: Path, sleeper: subpr
     sleeper.wait()
     assert_one_line_error(cli("pause", "c1", root=root), "container not running")
     assert_one_line_error(cli("resume", "c1", root=root), "container not paused")
+
+
+def test_run_detach_is_create_plus_start(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sh", "-c", "echo detached; exit 4"])
+    with open(tmp_path / "out", "w") as out:
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "run", "--detach",
+                            "--bundle", str(bundle), "c1"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                           env=repo_env(), timeout=60)
+    assert p.returncode == 0, (tmp_path / "out").read_text()
+    p = cli("wait", "--timeout", "60", "c1", root=root)
+    assert p.returncode == 4, p.stderr
+    assert (tmp_path / "out").read_text() == "detached\n"
+    assert cli("delete", "c1", root=root).returncode == 0
+    assert_nothing_left(root, str(tmp_path))
