@@ -296,6 +296,13 @@ def resume(container_id: str) -> None:
     lifecycle.resume_container(_globals().store, validate_id(container_id))
 
 
+@cli.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[OPTIONS] ID [COMMAND]...")
+def exec_(args: tuple[str, ...]) -> None:
+    """Not supported yet: a new process in a running sandbox needs the Sentry's control channel."""
+    raise UserError("exec is not supported yet: the Sentry has no control channel to start a process in")
+
+
 @cli.command(name="list", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
