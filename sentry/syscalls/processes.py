@@ -541,3 +541,163 @@ def prctl(t, option, a2, a3, a4, a5):
     if option == PR_SET_VMA:
         return 0
     raise SyscallError(errno.EINVAL)
+
+
+# -- credentials (setuid(2) family, with Linux's rules for the unprivileged) ------------
+
+def _privileged(c) -> bool:
+    return c.euid == 0
+
+
+@syscall("setuid")
+def setuid(t, uid):
+    """setuid(2): root sets all ids; others may set euid to ruid or suid."""
+    uid = u32(uid)
+    if uid == 0xFFFFFFFF:
+        raise SyscallError(errno.EINVAL)
+    c = t.tg.creds
+    if _privileged(c):
+        c.ruid = c.euid = c.suid = c.fsuid = uid
+    elif uid in (c.ruid, c.suid):
+        c.euid = c.fsuid = uid
+    else:
+        raise SyscallError(errno.EPERM)
+    return 0
+
+
+@syscall("setgid")
+def setgid(t, gid):
+    """setgid(2)."""
+    gid = u32(gid)
+    if gid == 0xFFFFFFFF:
+        raise SyscallError(errno.EINVAL)
+    c = t.tg.creds
+    if _privileged(c):
+        c.rgid = c.egid = c.sgid = c.fsgid = gid
+    elif gid in (c.rgid, c.sgid):
+        c.egid = c.fsgid = gid
+    else:
+        raise SyscallError(errno.EPERM)
+    return 0
+
+
+def _setres(c, names: tuple[str, str, str], vals: tuple[int, int, int], fs: str) -> None:
+    cur = [getattr(c, n) for n in names]
+    if not _privileged(c):
+        for v in vals:
+            if v != 0xFFFFFFFF and v not in cur:
+                raise SyscallError(errno.EPERM)
+    for n, v in zip(names, vals):
+        if v != 0xFFFFFFFF:
+            setattr(c, n, v)
+    setattr(c, fs, getattr(c, names[1]))
+
+
+@syscall("setresuid")
+def setresuid(t, r, e, s):
+    _setres(t.tg.creds, ("ruid", "euid", "suid"), (u32(r), u32(e), u32(s)), "fsuid")
+    return 0
+
+
+@syscall("setresgid")
+def setresgid(t, r, e, s):
+    _setres(t.tg.creds, ("rgid", "egid", "sgid"), (u32(r), u32(e), u32(s)), "fsgid")
+    return 0
+
+
+@syscall("setreuid")
+def setreuid(t, r, e):
+    c = t.tg.creds
+    r, e = u32(r), u32(e)
+    old_ruid = c.ruid
+    _setres(c, ("ruid", "euid", "suid"), (r, e, 0xFFFFFFFF), "fsuid")
+    if r != 0xFFFFFFFF or (e != 0xFFFFFFFF and e != old_ruid):
+        c.suid = c.euid
+    return 0
+
+
+@syscall("setregid")
+def setregid(t, r, e):
+    c = t.tg.creds
+    r, e = u32(r), u32(e)
+    old_rgid = c.rgid
+    _setres(c, ("rgid", "egid", "sgid"), (r, e, 0xFFFFFFFF), "fsgid")
+    if r != 0xFFFFFFFF or (e != 0xFFFFFFFF and e != old_rgid):
+        c.sgid = c.egid
+    return 0
+
+
+@syscall("setfsuid")
+def setfsuid(t, uid):
+    """setfsuid(2): returns the previous fsuid whether or not it changed."""
+    c = t.tg.creds
+    old = c.fsuid
+    uid = u32(uid)
+    if _privileged(c) or uid in (c.ruid, c.euid, c.suid, c.fsuid):
+        c.fsuid = uid
+    return old
+
+
+@syscall("setfsgid")
+def setfsgid(t, gid):
+    c = t.tg.creds
+    old = c.fsgid
+    gid = u32(gid)
+    if _privileged(c) or gid in (c.rgid, c.egid, c.sgid, c.fsgid):
+        c.fsgid = gid
+    return old
+
+
+NGROUPS_MAX = 65536
+
+
+@syscall("setgroups")
+def setgroups(t, size, lst):
+    """setgroups(2)."""
+    size = s32(size)
+    if size < 0 or size > NGROUPS_MAX:
+        raise SyscallError(errno.EINVAL)
+    if not _privileged(t.tg.creds):
+        raise SyscallError(errno.EPERM)
+    groups = list(struct.unpack(f"<{size}I", t.mm.read(lst, 4 * size))) if size else []
+    t.tg.creds.groups = groups
+    return 0
+
+
+CAP_HEADER = struct.Struct("<Ii")
+ALL_CAPS = (1 << 41) - 1
+
+
+@syscall("capget", Support.PARTIAL, "root holds every capability, others none (no per-capability state)")
+def capget(t, header, data):
+    """capget(2)."""
+    version, pid = t.mm.read_struct(header, CAP_HEADER)
+    if version not in (0x19980330, 0x20071026, 0x20080522):
+        t.mm.write_struct(header, CAP_HEADER, 0x20080522, pid)
+        if data:
+            raise SyscallError(errno.EINVAL)
+        return 0
+    if pid < 0 or (pid and pid not in t.kernel.tasks):
+        raise SyscallError(errno.ESRCH if pid > 0 else errno.EINVAL)
+    caps = ALL_CAPS if t.tg.creds.euid == 0 else 0
+    if data:
+        words = 1 if version == 0x19980330 else 2
+        out = b""
+        for i in range(words):
+            w = (caps >> (32 * i)) & 0xFFFFFFFF
+            out += struct.pack("<III", w, w, 0)
+        t.mm.write(data, out)
+    return 0
+
+
+@syscall("capset", Support.PARTIAL, "accepted for the caller itself when it only lowers or keeps its set")
+def capset(t, header, data):
+    """capset(2)."""
+    version, pid = t.mm.read_struct(header, CAP_HEADER)
+    if version not in (0x19980330, 0x20071026, 0x20080522):
+        raise SyscallError(errno.EINVAL)
+    if pid not in (0, t.tid):
+        raise SyscallError(errno.EPERM)
+    if t.tg.creds.euid != 0:
+        raise SyscallError(errno.EPERM)
+    return 0
