@@ -20,6 +20,9 @@ same shape as runc's `runc init`.  The fds `create` was given are its stdio.
   it any more, i.e. the Sentry is gone) and write one byte.
 * exit status: the forked Sentry process writes it to ROOT/ID/exit_status
   as it leaves, for `wait` (only the shim can reap it).
+* the Sentry's own log (warnings, --strace) goes to --debug-log, else to
+  ROOT/ID/sentry.log: the container's stderr is the application's.  (`run`
+  and `do` are interactive and leave it on stderr.)
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from runsc_py.errors import UserError
 from runsc_py.hooks import hook_state, poststop, run_hooks
 from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
 from runsc_py.spec import Bundle
-from runsc_py.state import CREATED, CREATING, EXIT_STATUS_FILE, GATE_FIFO, RUNNING, ContainerState, StateStore
+from runsc_py.state import (CREATED, CREATING, EXIT_STATUS_FILE, GATE_FIFO, RUNNING, SENTRY_LOG_FILE,
+                            ContainerState, StateStore)
 
 READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
 KILL_TIMEOUT = 10.0         # seconds for a failed sandbox to go
@@ -194,6 +198,11 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
             except OSError:
                 pass
         join_namespaces(bundle)
+        if cfg.log_fd is None:
+            # The container's stderr belongs to the application (docker logs): without
+            # --debug-log the Sentry's own log goes to the state dir, not into it.
+            cfg.log_fd = os.open(os.path.join(os.path.dirname(fifo), SENTRY_LOG_FILE),
+                                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         cfg.start_gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         cfg.ready_fd = ready_w
         os.set_inheritable(ready_w, False)

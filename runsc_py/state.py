@@ -6,6 +6,7 @@ Layout (runc keeps the same shape under its root):
     ROOT/ID/lock         flock()ed: shared to read, exclusive to change
     ROOT/ID/start.fifo   the create/start gate (see launch)
     ROOT/ID/exit_status  written by the Sentry process as it exits (see launch)
+    ROOT/ID/sentry.log   the Sentry's log when no --debug-log was given (see launch)
 
 Design choices:
 
@@ -42,6 +43,7 @@ STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 GATE_FIFO = "start.fifo"
 EXIT_STATUS_FILE = "exit_status"
+SENTRY_LOG_FILE = "sentry.log"
 
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 

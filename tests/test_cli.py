@@ -985,3 +985,19 @@ def test_run_detach_is_create_plus_start(tmp_path: Path, rootfs: Path, root: Pat
     assert (tmp_path / "out").read_text() == "detached\n"
     assert cli("delete", "c1", root=root).returncode == 0
     assert_nothing_left(root, str(tmp_path))
+
+
+def test_created_containers_stdio_carries_only_the_application(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
+    mounts = [{"destination": "/proc", "type": "proc", "source": "proc"},
+              {"destination": "/etc/no-such-dir/hosts", "type": "bind", "source": str(tmp_path / "hosts"),
+               "options": ["rbind", "ro"]}]
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sh", "-c", "echo out; echo err >&2"], mounts=mounts)
+    with open(tmp_path / "out", "w") as out:
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "run", "--detach",
+                            "--bundle", str(bundle), "c1"], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                           env=repo_env(), timeout=60)
+    assert p.returncode == 0, (tmp_path / "out").read_text()
+    assert cli("wait", "--timeout", "60", "c1", root=root).returncode == 0
+    assert sorted((tmp_path / "out").read_text().splitlines()) == ["err", "out"]
+    assert cli("delete", "c1", root=root).returncode == 0
