@@ -39,6 +39,7 @@ def _preimport() -> None:
     import platforms.ptrace.tracer  # noqa: F401
     import sentry.confine  # noqa: F401
     import sentry.monitor  # noqa: F401
+    import sentry.control  # noqa: F401
     import gofer.client  # noqa: F401
     import sentry.exec  # noqa: F401
     import sentry.futex  # noqa: F401
@@ -125,6 +126,7 @@ class Sandbox:
         self.gofer = None
         self.kernel = None
         self.memfile = None
+        self.control = None
 
     def start(self, confine: bool = False) -> None:
         from gofer.client import spawn_gofer
@@ -141,6 +143,10 @@ class Sandbox:
         vfs = VFS()
         self.kernel = Kernel(cfg, platform, self.memfile, vfs, self.log)
         self._mount_filesystems(vfs)
+        if cfg.control_socket:
+            from sentry.control import ControlServer
+            self.control = ControlServer(cfg.control_socket)
+            self.control.attach(self.kernel)
         if confine:
             from sentry.confine import confine as confine_sentry
             confine_sentry(cfg.network)
@@ -152,62 +158,30 @@ class Sandbox:
         cfg = self.cfg
         rootfs = GoferFS(self.gofer, dev=0x801, readonly=cfg.root_readonly)
         flags = frozenset({"ro"} if cfg.root_readonly else {"rw"})
-        vfs.mount_root(rootfs, rootfs.root_inode(), flags=flags, source="none", fstype="9p",
-                       options="trans=fd,cache=remote_revalidating")
+        if cfg.overlay == "memory":
+            # Changes go to a tmpfs upper layer in the Sentry, never to the bundle (sentry/vfs/overlay.py).
+            from sentry.vfs.overlay import make_overlay
+            fs, root = make_overlay(rootfs, rootfs.root_inode(), dev=0x801)
+            vfs.mount_root(fs, root, flags=flags, source="overlay", fstype="overlay",
+                           options="lowerdir=/,upperdir=memory")
+        else:
+            vfs.mount_root(rootfs, rootfs.root_inode(), flags=flags, source="none", fstype="9p",
+                           options="trans=fd,cache=remote_revalidating")
         # Bind mounts' Gofers are kept here so they live (and are reaped) with the sandbox.
         self.mounts = mount_all(self, vfs)
 
     def _start_init(self) -> None:
-        from sentry.task import Credentials, FSContext, Task, ThreadGroup
-        from sentry.vfs.file import FDTable, HostFDFile, O_ACCMODE
-        from sentry.vfs.walk import AT_FDCWD
+        from sentry.process import ProcessSpawnError, create_process
         cfg, k = self.cfg, self.kernel
-        creds = Credentials(cfg.uid, cfg.gid, cfg.additional_gids)
-        root = k.vfs.root
-        fds = FDTable()
-        for app_fd, host_fd in enumerate(cfg.stdio):
-            try:
-                dup = fcntl.fcntl(host_fd, fcntl.F_DUPFD_CLOEXEC, 10)
-            except OSError:
-                continue
-            acc = fcntl.fcntl(dup, fcntl.F_GETFL) & (O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
-            fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, host_offset=True), False)
-        tgid = k.alloc_id()
-        tg = ThreadGroup(k, tgid, None, fds, FSContext(root, root), creds)
-        for name, (soft, hard) in cfg.rlimits.items():
-            from sentry.task import RLIMIT_NAMES
-            if name in RLIMIT_NAMES:
-                tg.rlimits[RLIMIT_NAMES.index(name)] = [soft, hard]
-        t = Task(k, tgid, tg, None)
-        tg.tasks.append(t)
-        tg.leader = t
-        k.tasks[tgid] = t
-        k.thread_groups[tgid] = tg
-        k.init = tg
-        # cwd: must exist and be a directory, as runc requires.
         try:
-            cwd = k.vfs.resolve(t, AT_FDCWD, cfg.cwd.encode())
-            if not cwd.inode.is_dir:
-                raise SyscallError(errno.ENOTDIR)
-            tg.fs.cwd = cwd
-        except SyscallError as e:
-            raise BootError(f"chdir to cwd ({cfg.cwd!r}) set in config.json failed: {os.strerror(e.errno)}")
-        argv = [a.encode() for a in cfg.args]
-        envp = [e.encode() for e in cfg.env]
-        from sentry.exec import exec_path, lookup_path
-        try:
-            path = lookup_path(t, argv[0], envp)
-        except SyscallError as e:
-            if e.errno == errno.ENOENT and b"/" not in argv[0]:
-                raise BootError(f'exec: "{cfg.args[0]}": executable file not found in $PATH', 127)
-            raise BootError(f'exec: "{cfg.args[0]}": {os.strerror(e.errno)}', 126 if e.errno == errno.EACCES else 127)
-        try:
-            exec_path(t, path, argv, envp)
-        except SyscallError as e:
-            raise BootError(f'exec: "{cfg.args[0]}": {os.strerror(e.errno)}', 126 if e.errno in (errno.EACCES, errno.ENOEXEC) else 127)
-        k.runq.append(t)
+            k.init = create_process(k, cfg.args, cfg.env, cfg.cwd, cfg.uid, cfg.gid, cfg.additional_gids,
+                                    list(cfg.stdio), cfg.rlimits)
+        except ProcessSpawnError as e:
+            raise BootError(str(e), e.exit_code) from None
 
     def shutdown(self) -> None:
+        if self.control is not None:
+            self.control.close()
         k = self.kernel
         if k is not None:
             for tg in list(k.thread_groups.values()):

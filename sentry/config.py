@@ -49,4 +49,6 @@ class SandboxConfig:
     # Fork the Sentry and confine it after start-up (namespaces, empty root, no capabilities,
     # seccomp); the calling process stays outside as its monitor.  Off only for in-process tests.
     confine: bool = True
+    # Path of the control socket (`runsc-py exec`/`ps`), bound by the Sentry before it confines itself.
+    control_socket: str | None = None
 

@@ -32,7 +32,7 @@ from sentry.task import Blocked, Task, ThreadGroup
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                     signal.SIGUSR2, signal.SIGWINCH]
+                     signal.SIGUSR2, signal.SIGWINCH, signal.SIGIO]     # SIGIO: the control channel
 CORE_SIGNALS = {signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS,
                 signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ}
 
@@ -62,6 +62,7 @@ class Kernel:
         self.exit_code: int | None = None
         self.strace = cfg.strace
         self._enosys_logged: set[int] = set()
+        self.watchers: dict[int, object] = {}     # host fd -> callback (the control channel)
 
     def alloc_id(self) -> int:
         i = self._next_id
@@ -122,7 +123,11 @@ class Kernel:
         while self.exit_code is None:
             forwarded = take_forwarded()
             if forwarded:
-                self.forward(forwarded)
+                if signal.SIGIO in forwarded:
+                    forwarded.remove(signal.SIGIO)
+                    self.poll_watchers()
+                if forwarded:
+                    self.forward(forwarded)
                 continue
             next_deadline = self._fire_timers() if self.timers else None
             if runq:
@@ -164,6 +169,15 @@ class Kernel:
             elif isinstance(ev, ExitEvent):
                 self.host_thread_died(task, ev.status)
         return self.exit_code
+
+    def poll_watchers(self) -> None:
+        import select as _select
+        for fd, cb in list(self.watchers.items()):
+            if fd in self.watchers:
+                p = _select.poll()
+                p.register(fd, _select.POLLIN)
+                if p.poll(0):
+                    cb()
 
     def _wait(self, next_deadline):
         if next_deadline is None and not self.host_waits:

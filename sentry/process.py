@@ -176,6 +176,9 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     _reparent_children(k, tg)
     parent = tg.parent
     tg.zombie = True
+    on_exit = getattr(tg, "on_exit", None)
+    if on_exit is not None:
+        on_exit(wait_status)
     if parent is None or parent.exiting:
         reap(k, tg)
         return
@@ -328,3 +331,72 @@ def continue_group(k, tg: ThreadGroup) -> None:
             send_to_group(k, parent, sg.SIGCHLD, sg.siginfo(sg.SIGCHLD, sg.CLD_CONTINUED, pid=tg.tgid,
                                                             uid=tg.creds.ruid, status=sg.SIGCONT))
         parent.child_waitq.wake_all()
+
+
+# -- new processes from outside (the container's init, runsc-py exec) -------------------
+
+class ProcessSpawnError(Exception):
+    """A process could not be started: one line for the user, and runc's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: int, groups: list[int],
+                   stdio: list[int], rlimits: dict, parent: ThreadGroup | None = None) -> ThreadGroup:
+    """A new thread group running `args`, its fds 0-2 dups of the host fds in `stdio`; queued to run."""
+    import fcntl
+    import os
+    from sentry.exec import exec_path, lookup_path
+    from sentry.task import RLIMIT_NAMES, Credentials
+    from sentry.vfs.file import O_ACCMODE, FDTable, HostFDFile
+    from sentry.vfs.walk import AT_FDCWD
+    fds = FDTable()
+    for app_fd, host_fd in enumerate(stdio):
+        try:
+            dup = fcntl.fcntl(host_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+        except OSError:
+            continue
+        acc = fcntl.fcntl(dup, fcntl.F_GETFL) & (O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
+        fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, host_offset=True), False)
+    root = k.vfs.root
+    tgid = k.alloc_id()
+    tg = ThreadGroup(k, tgid, None, fds, FSContext(root, root), Credentials(uid, gid, groups), parent)
+    for name, (soft, hard) in rlimits.items():
+        if name in RLIMIT_NAMES:
+            tg.rlimits[RLIMIT_NAMES.index(name)] = [soft, hard]
+    tg.start_monotonic = k.now()
+    t = Task(k, tgid, tg, None)
+    tg.tasks.append(t)
+    tg.leader = t
+
+    def fail(msg: str, code: int):
+        fds.close_all()
+        raise ProcessSpawnError(msg, code)
+
+    try:
+        d = k.vfs.resolve(t, AT_FDCWD, cwd.encode())
+        if not d.inode.is_dir:
+            raise SyscallError(errno.ENOTDIR)
+        tg.fs.cwd = d
+    except SyscallError as e:
+        fail(f"chdir to cwd ({cwd!r}) set in config.json failed: {os.strerror(e.errno)}", 1)
+    argv = [a.encode() for a in args]
+    envp = [e.encode() for e in env]
+    try:
+        path = lookup_path(t, argv[0], envp)
+    except SyscallError as e:
+        if e.errno == errno.ENOENT and b"/" not in argv[0]:
+            fail(f'exec: "{args[0]}": executable file not found in $PATH', 127)
+        fail(f'exec: "{args[0]}": {os.strerror(e.errno)}', 126 if e.errno == errno.EACCES else 127)
+    try:
+        exec_path(t, path, argv, envp)
+    except SyscallError as e:
+        fail(f'exec: "{args[0]}": {os.strerror(e.errno)}', 126 if e.errno in (errno.EACCES, errno.ENOEXEC) else 127)
+    k.tasks[tgid] = t
+    k.thread_groups[tgid] = tg
+    if parent is not None:
+        parent.children.append(tg)
+    k.runq.append(t)
+    return tg

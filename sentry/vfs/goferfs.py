@@ -214,7 +214,7 @@ class GoferInode(Inode):
             raise _oserror(e) from None
         if flags & O_TRUNC:
             self._stale = True
-        return GoferFile(fd, flags, dentry, dentry.mount)
+        return GoferFile(fd, flags, dentry, dentry.mount, self)
 
 
     # -- changes: each one Gofer request; the caller (fsops) keeps the dentry cache ----------
@@ -338,16 +338,17 @@ class GoferFile(HostFDFile):
 
     While open for writing its fd is the inode's source of truth for stat."""
 
-    def __init__(self, host_fd: int, flags: int, dentry, mount) -> None:
+    def __init__(self, host_fd: int, flags: int, dentry, mount, inode: "GoferInode | None" = None) -> None:
         super().__init__(host_fd, flags, dentry, mount)
-        inode = dentry.inode
+        # The inode is given where the dentry's is another filesystem's view of it (overlay).
+        self.inode = inode = inode if inode is not None else dentry.inode
         inode.open_count += 1
         self._tracked = self.writable and self.seekable and isinstance(inode, GoferInode)
         if self._tracked:
             inode.writers.append(host_fd)
 
     def release(self) -> None:
-        inode = self.dentry.inode
+        inode = self.inode
         if self._tracked:
             try:
                 inode.stat()             # keep what this fd last saw

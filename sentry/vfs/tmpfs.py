@@ -208,7 +208,7 @@ class TmpFile(TmpInode):
             return File(flags, dentry, dentry.mount)
         if flags & O_TRUNC and flags & 3:
             self.truncate(0)
-        return TmpFileDescription(flags, dentry)
+        return TmpFileDescription(flags, dentry, self)
 
     def release_data(self) -> None:
         self.fs.charge(len(self.data), 0)
@@ -216,9 +216,10 @@ class TmpFile(TmpInode):
 
 
 class TmpFileDescription(File):
-    def __init__(self, flags: int, dentry) -> None:
+    def __init__(self, flags: int, dentry, inode: "TmpFile | None" = None) -> None:
         super().__init__(flags, dentry, dentry.mount)
-        self.inode: TmpFile = dentry.inode
+        # The inode is given where the dentry's is another filesystem's view of it (overlay).
+        self.inode: TmpFile = inode if inode is not None else dentry.inode
         self.inode.open_count += 1
 
     def read(self, t, dsts) -> int:

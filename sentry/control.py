@@ -1,0 +1,226 @@
+"""The control channel: how `runsc-py exec` (and `ps`) reach a running Sentry.
+
+The Sentry binds a SOCK_SEQPACKET unix socket at `SandboxConfig.control_socket`
+(a path in the container's state directory) before it confines itself; the
+listening fd stays open afterwards, so no path is needed to serve it.  The
+socket is O_ASYNC: a connecting client raises SIGIO, which interrupts the
+Sentry's wait for the next application stop, and the task loop polls its
+watchers.
+
+Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
+  -> {"op": "exec", "args": [...], "env": [...], "cwd": "/", "uid": 0, "gid": 0,
+      "additional_gids": [], "rlimits": {}}            + fds [stdin, stdout, stderr]
+  <- {"pid": N} | {"error": "one line", "code": N}
+  <- {"exit": status}          when that process ends (status as runsc-py exits: code or 128+sig)
+  -> {"op": "ps"}
+  <- {"processes": [{"pid", "ppid", "uid", "comm", "args"}...]}
+A client that only wants to start the process (exec --detach) may close the
+connection after the pid; the Sentry then drops the exit report.
+"""
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import socket
+
+import msgpack
+
+MAX_MSG = 1 << 20
+
+
+def _recv(sock: socket.socket, maxfds: int = 3) -> tuple[dict | None, list[int]]:
+    data, anc, _flags, _addr = sock.recvmsg(MAX_MSG, socket.CMSG_SPACE(maxfds * 4))
+    fds: list[int] = []
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(payload[:len(payload) - len(payload) % 4])
+            fds += list(arr)
+    if not data:
+        return None, fds
+    try:
+        msg = msgpack.unpackb(data, raw=False)
+    except Exception:
+        return {}, fds
+    return (msg if isinstance(msg, dict) else {}), fds
+
+
+def _send(sock: socket.socket, msg: dict) -> None:
+    try:
+        sock.sendmsg([msgpack.packb(msg)], [], socket.MSG_NOSIGNAL)
+    except OSError:
+        pass
+
+
+class ControlServer:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self.sock.bind(path)
+        os.chmod(path, 0o600)
+        self.sock.listen(16)
+        self._async(self.sock.fileno())
+        self.conns: dict[int, socket.socket] = {}
+        self.kernel = None
+
+    @staticmethod
+    def _async(fd: int) -> None:
+        fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK | fcntl.FASYNC)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+
+    def attach(self, kernel) -> None:
+        self.kernel = kernel
+        kernel.watchers[self.sock.fileno()] = self.on_listen
+
+    def on_listen(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn.setblocking(False)
+            self._async(conn.fileno())
+            self.conns[conn.fileno()] = conn
+            self.kernel.watchers[conn.fileno()] = lambda c=conn: self.on_conn(c)
+            self.on_conn(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.kernel.watchers.pop(conn.fileno(), None)
+        self.conns.pop(conn.fileno(), None)
+        conn.close()
+
+    def on_conn(self, conn: socket.socket) -> None:
+        try:
+            msg, fds = _recv(conn)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        try:
+            if msg is None:
+                self._drop(conn)
+                return
+            # One request per connection: stop watching it (the exit report is written later).
+            self.kernel.watchers.pop(conn.fileno(), None)
+            op = msg.get("op")
+            if op == "exec":
+                self._exec(conn, msg, fds)
+            elif op == "ps":
+                _send(conn, {"processes": self._ps()})
+                self._drop(conn)
+            else:
+                _send(conn, {"error": f"unknown control request {op!r}", "code": 1})
+                self._drop(conn)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _exec(self, conn: socket.socket, msg: dict, fds: list[int]) -> None:
+        from sentry.process import ProcessSpawnError, create_process
+        k = self.kernel
+        try:
+            args = [str(a) for a in msg["args"]]
+            if not args:
+                raise ValueError("args is empty")
+            tg = create_process(k, args, [str(e) for e in msg.get("env", [])], str(msg.get("cwd", "/")),
+                                int(msg.get("uid", 0)), int(msg.get("gid", 0)),
+                                [int(g) for g in msg.get("additional_gids", [])], fds,
+                                {str(n): tuple(v) for n, v in dict(msg.get("rlimits", {})).items()})
+        except ProcessSpawnError as e:
+            _send(conn, {"error": str(e), "code": e.exit_code})
+            self._drop(conn)
+            return
+        except (KeyError, TypeError, ValueError) as e:
+            _send(conn, {"error": f"malformed exec request: {e}", "code": 1})
+            self._drop(conn)
+            return
+
+        def report(wait_status: int) -> None:
+            code = 128 + (wait_status & 0x7F) if wait_status & 0x7F else (wait_status >> 8) & 0xFF
+            _send(conn, {"exit": code})
+            self.conns.pop(conn.fileno(), None)
+            conn.close()
+
+        tg.on_exit = report
+        _send(conn, {"pid": tg.tgid})
+
+    def _ps(self) -> list[dict]:
+        out = []
+        for tg in sorted(self.kernel.thread_groups.values(), key=lambda g: g.tgid):
+            if tg.zombie:
+                continue
+            out.append({"pid": tg.tgid, "ppid": tg.parent.tgid if tg.parent else 0, "uid": tg.creds.ruid,
+                        "comm": tg.comm.decode("utf-8", "replace"),
+                        "args": [a.decode("utf-8", "replace") for a in tg.argv]})
+        return out
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        self.sock.close()
+
+
+# -- client side (runsc-py exec / ps) ---------------------------------------------------
+
+class ControlError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _connect(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise ControlError(f"cannot reach the sandbox ({path}): {e.strerror or e}") from None
+    return s
+
+
+def exec_start(path: str, spec: dict, stdio: list[int]) -> tuple[socket.socket, int]:
+    """Start a process in the sandbox; returns (connection, sandbox pid).  Keep the connection to wait."""
+    s = _connect(path)
+    msg = dict(spec)
+    msg["op"] = "exec"
+    s.sendmsg([msgpack.packb(msg)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", stdio))])
+    reply, _ = _recv(s, 0)
+    if not reply:
+        s.close()
+        raise ControlError("the sandbox closed the control connection")
+    if "error" in reply:
+        s.close()
+        raise ControlError(str(reply["error"]), int(reply.get("code", 1)))
+    return s, int(reply["pid"])
+
+
+def exec_wait(conn: socket.socket) -> int:
+    """Block until the exec'd process ends; its exit status (code or 128+signal)."""
+    try:
+        while True:
+            reply, _ = _recv(conn, 0)
+            if reply is None:
+                raise ControlError("the sandbox went away before the process exited", 255)
+            if "exit" in reply:
+                return int(reply["exit"])
+    finally:
+        conn.close()
+
+
+def ps(path: str) -> list[dict]:
+    s = _connect(path)
+    try:
+        s.sendmsg([msgpack.packb({"op": "ps"})])
+        reply, _ = _recv(s, 0)
+    finally:
+        s.close()
+    if not reply or "processes" not in reply:
+        raise ControlError("the sandbox gave no process list")
+    return list(reply["processes"])
