@@ -19,6 +19,9 @@ fi
 
 # The package itself (builds the cffi extension of the ptrace platform), with the test extra.
 python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+# Byte-compile our modules once: with PYTHONDONTWRITEBYTECODE set (common in CI images) every
+# runsc-py start would otherwise recompile the Sentry from source (~0.1 s).
+python3 -m compileall -q sentry gofer platforms runsc_py
 
 [ "${1:-}" = "--no-example" ] && exit 0
 
