@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
 import uuid
@@ -54,6 +56,29 @@ int main(int argc, char **argv)
 		}
 		r = 0;
 	}
+	else if (!strcmp(op, "many")) {
+		/* create, stat, rename and remove argv[3] files in directory argv[2] */
+		int n = atoi(argv[3]), i;
+		char p[512], q[512];
+		struct stat s;
+		mkdir(argv[2], 0755);
+		for (i = 0; i < n; i++) {
+			snprintf(p, sizeof p, "%s/f%d", argv[2], i);
+			int fd = open(p, O_CREAT | O_WRONLY, 0644);
+			if (fd < 0 || write(fd, "x", 1) != 1) { printf("create %d: %s\n", i, strerrorname_np(errno)); return 1; }
+			close(fd);
+		}
+		for (i = 0; i < n; i++) {
+			snprintf(p, sizeof p, "%s/f%d", argv[2], i);
+			snprintf(q, sizeof q, "%s/g%d", argv[2], i);
+			if (stat(p, &s) || s.st_size != 1 || rename(p, q)) { printf("stat/rename %d: %s\n", i, strerrorname_np(errno)); return 1; }
+		}
+		for (i = 0; i < n; i++) {
+			snprintf(q, sizeof q, "%s/g%d", argv[2], i);
+			if (unlink(q)) { printf("unlink %d: %s\n", i, strerrorname_np(errno)); return 1; }
+		}
+		r = rmdir(argv[2]);
+	}
 	if (r < 0) { printf("%s\n", strerrorname_np(errno)); return 1; }
 	printf("ok\n");
 	return 0;
@@ -81,7 +106,8 @@ def bundle(tmp_path, probe):
     make_busybox_rootfs(str(rootfs))
     shutil.copy(probe, rootfs / "bin" / "fsprobe")
 
-    def run(args: list[str], mounts: list[dict] | None = None, **over) -> tuple[int, str, str]:
+    def run(args: list[str], mounts: list[dict] | None = None, flags: tuple[str, ...] = (),
+            **over) -> tuple[int, str, str]:
         cfg = default_config(args, **over)
         if mounts is not None:
             cfg["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"}] + mounts
@@ -90,7 +116,7 @@ def bundle(tmp_path, probe):
         cid = f"fs-{uuid.uuid4().hex[:8]}"
         state = tmp_path / "state"
         env = dict(os.environ, PYTHONPATH=REPO)
-        proc = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(state), "run",
+        proc = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(state), *flags, "run",
                                "--bundle", str(path), cid], capture_output=True, text=True, env=env,
                               timeout=TIMEOUT, stdin=subprocess.DEVNULL, cwd=str(path))
         return proc.returncode, proc.stdout, proc.stderr
@@ -257,3 +283,57 @@ def test_rw_bind_mount_writes_reach_the_host(bundle, tmp_path):
     status, out, err = bundle(["sh", "-c", "echo written > /data/out"], mounts=mounts)
     assert status == 0, err
     assert (src / "out").read_text() == "written\n"
+
+
+def test_more_files_than_the_gofer_has_handles(bundle):
+    # The Gofer serves at most 10000 handles; the Sentry must evict, not fail.
+    status, out, err = bundle(["/bin/fsprobe", "many", "/many", "10500"])
+    assert out.strip() == "ok", err
+    assert not os.path.exists(os.path.join(bundle.rootfs, "many"))
+
+
+# -- whole scenarios, against the same commands run natively ---------------------------
+
+SCENARIO = ("cd /tmp; mkdir -p a/b/c; echo x > a/b/c/f; cp -a a b; mv b c; ln -s c/b l; chmod 600 a/b/c/f; "
+            "touch -d '2020-01-01' a/b/c/f; ls -lR; tar cf e.tar /etc 2>/dev/null; mkdir x; cd x; "
+            "tar xf ../e.tar; ls -lnR .; cd ..; rm -rf a x")
+RECENT = re.compile(r"[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d")
+
+
+def _tree(root: str) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            data = open(p, "rb").read() if os.path.isfile(p) and not os.path.islink(p) else None
+            link = os.readlink(p) if os.path.islink(p) else None
+            mtime = st.st_mtime_ns if n == "f" else None     # the only time the scenario fixes
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, st.st_gid, data, link, mtime)
+    return out
+
+
+def test_shell_scenario_matches_native(bundle, tmp_path):
+    native_root = str(tmp_path / "native")
+    shutil.copytree(bundle.rootfs, native_root, symlinks=True)
+    os.mknod(os.path.join(native_root, "dev/null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    status, out, err = bundle(["sh", "-c", SCENARIO])
+    assert status == 0, err
+    native = subprocess.run(["chroot", native_root, "/bin/sh", "-c", SCENARIO], capture_output=True, text=True)
+    assert RECENT.sub("T", out) == RECENT.sub("T", native.stdout)
+    native_tree = _tree(native_root)
+    del native_tree["dev/null"]
+    assert _tree(bundle.rootfs) == native_tree
+
+
+def test_overlay_memory_leaves_the_rootfs_untouched(bundle):
+    before = _tree(bundle.rootfs)
+    script = ("echo changed > /etc/hostname; cat /etc/hostname; rm /etc/passwd; mkdir -p /new/dir; "
+              "echo y > /new/dir/f; cat /new/dir/f; rm -rf /home; ls /; mount | head -1")
+    status, out, err = bundle(["sh", "-c", script], flags=("--overlay=memory",))
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[:2] == ["changed", "y"]
+    assert "home" not in lines and "new" in lines
+    assert lines[-1].startswith("overlay on / type overlay")
+    assert _tree(bundle.rootfs) == before
