@@ -254,7 +254,7 @@ class Kernel:
 
     def interrupt(self, t: Task) -> None:
         """A signal arrived for a task parked in a syscall: stop waiting."""
-        if not t.in_syscall or t.exited:
+        if not t.in_syscall or t.exited or t.uninterruptible:
             return
         t.interrupted = True
         self.wake(t)
@@ -267,7 +267,7 @@ class Kernel:
         nr = regs.orig_rax
         name = TABLE[nr].name if nr < MAX_NR else ""
         sig = self._next_signal(t)
-        restart = False
+        restart = sig is None          # nothing left to deliver: carry on as if never interrupted
         if sig is not None:
             act = t.tg.sigactions[sig]
             if act.handler in (sg.SIG_DFL, sg.SIG_IGN):

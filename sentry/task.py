@@ -136,6 +136,7 @@ class Task:
         self.pdeathsig = 0
         self.running = False
         self.interrupted = False
+        self.uninterruptible = False
         self.vfork_released = False
         if ctx is not None:
             ctx.task = self

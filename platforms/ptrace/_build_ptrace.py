@@ -79,13 +79,25 @@ int rp_spawn_stub(int stub_fd, int memfile_fd, int stub_memfd_number) {
 }
 
 static volatile unsigned long forwarded;
+static volatile int running_tid;          /* the tracee rp_run is waiting on, or 0 */
+static int wake_pipe[2] = {-1, -1};       /* self-pipe: makes a pending ppoll return */
 
-static void on_forwarded(int sig) { __atomic_or_fetch(&forwarded, 1UL << sig, __ATOMIC_SEQ_CST); }
+static void on_forwarded(int sig) {
+    int saved = errno;
+    __atomic_or_fetch(&forwarded, 1UL << sig, __ATOMIC_SEQ_CST);
+    if (wake_pipe[1] >= 0) { char c = 0; (void)!write(wake_pipe[1], &c, 1); }
+    /* If the signal lands between rp_run's check and its waitpid, the wait would
+       last until the tracee's next stop: make that stop happen now. */
+    int tid = running_tid;
+    if (tid > 0) syscall(SYS_tkill, tid, SIGURG);
+    errno = saved;
+}
 
 /* Host signals meant for the container (SIGTERM to `runsc-py run`...) are
    recorded here and interrupt the Sentry's waitpid (no SA_RESTART), so the
    task loop forwards them at once. */
 int rp_forward_signals(int *sigs, int n) {
+    if (wake_pipe[0] < 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -errno;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_forwarded;
@@ -130,10 +142,13 @@ int rp_run(int pid, struct user_regs_struct *regs, int request, int sig,
     int r = rp_resume(pid, regs, request, sig);
     if (r < 0) return r;
     int got;
+    running_tid = pid;
+    if (forwarded) { running_tid = 0; return -EINTR; }
     do {
         got = waitpid(-1, status, __WALL);
-        if (got < 0 && errno == EINTR && forwarded) return -EINTR;
+        if (got < 0 && errno == EINTR && forwarded) { running_tid = 0; return -EINTR; }
     } while (got < 0 && errno == EINTR);
+    running_tid = 0;
     if (got < 0) return -errno;
     int rr = fetch(got, *status, got == pid ? regs : other);
     return rr < 0 ? rr : got;
@@ -161,7 +176,8 @@ static void drain_sigchld(void) {
    (returns 0).  timeout_ns < 0 means no timeout. */
 int rp_wait_event(long timeout_ns, int *fds, short *events, short *revents, int nfds,
                   int *status, struct user_regs_struct *regs) {
-    if (nfds == 0 && timeout_ns < 0) {
+    if (forwarded) return 0;
+    if (nfds == 0 && timeout_ns < 0 && wake_pipe[0] < 0) {
         int got;
         do {
             got = waitpid(-1, status, __WALL);
@@ -170,7 +186,7 @@ int rp_wait_event(long timeout_ns, int *fds, short *events, short *revents, int 
         return got < 0 ? -errno : fetch(got, *status, regs);
     }
     if (rp_sigchld_fd() < 0) return -errno;
-    struct pollfd pfd[65];
+    struct pollfd pfd[66];
     if (nfds > 64) nfds = 64;
     struct timespec ts, *tsp = NULL;
     if (timeout_ns >= 0) {
@@ -187,7 +203,18 @@ int rp_wait_event(long timeout_ns, int *fds, short *events, short *revents, int 
         for (int i = 0; i < nfds; i++) {
             pfd[i + 1].fd = fds[i]; pfd[i + 1].events = events[i]; pfd[i + 1].revents = 0;
         }
-        int n = ppoll(pfd, nfds + 1, tsp, NULL);
+        int extra = 0;
+        if (wake_pipe[0] >= 0) {
+            pfd[nfds + 1].fd = wake_pipe[0]; pfd[nfds + 1].events = POLLIN; pfd[nfds + 1].revents = 0;
+            extra = 1;
+        }
+        if (forwarded) return 0;
+        int n = ppoll(pfd, nfds + 1 + extra, tsp, NULL);
+        if (extra && pfd[nfds + 1].revents) {
+            char buf[64];
+            while (read(wake_pipe[0], buf, sizeof buf) > 0) {}
+            return 0;
+        }
         if (n < 0 && errno == EINTR) {
             if (forwarded) return 0;
             continue;

@@ -198,11 +198,13 @@ def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
         # Woken: the vfork child has exec'd or exited.
         if t.vfork_released:
             t.vfork_released = False
+            t.uninterruptible = False
             return st[1]
         t.block()
     tid = process.do_clone(t.kernel, t, flags, stack, ptid, ctid, tls)
     if flags & process.CLONE_VFORK:
         t.vfork_released = False
+        t.uninterruptible = True      # like Linux's killable-only vfork wait: signals wait for the child
         t.block()
     return tid
 
