@@ -358,6 +358,9 @@ def _fd_target(f) -> bytes:
     kind = getattr(f, "proc_name", None)
     if kind is not None:
         return kind() if callable(kind) else kind
+    pipe = getattr(f, "pipe", None)
+    if pipe is not None:
+        return f"pipe:[{pipe.ino}]".encode()
     if hasattr(f, "host_fd"):
         try:
             import stat as st
@@ -547,7 +550,7 @@ def _pid_entries(fs: ProcFS, tg, task=None):
         b"exe": ln(b"exe", exe),
         b"cwd": ln(b"cwd", lambda: tg.fs.cwd.path(tg.fs.root)),
         b"root": ln(b"root", b"/"),
-        b"fd": lambda: ProcDir(fs, key + (b"fd",), lambda: _fd_entries(fs, tg, key), tg, 0o500),
+        b"fd": lambda: ProcFdDir(fs, key + (b"fd",), lambda: _fd_entries(fs, tg, key), tg, 0o500),
         b"fdinfo": lambda: ProcDir(fs, key + (b"fdinfo",), lambda: _fdinfo_entries(fs, tg, key), tg, 0o500),
     }
     if task is None:
@@ -558,6 +561,56 @@ def _pid_entries(fs: ProcFS, tg, task=None):
 def _fd_entries(fs, tg, key):
     return {str(fd).encode(): (lambda fd=fd, f=f: ProcSymlink(fs, key + (b"fd", fd), lambda: _fd_target(f), tg))
             for fd, f in sorted(tg.fds.files.items())}
+
+
+class ProcFdDir(ProcDir):
+    """/proc/PID/fd.  Its links are magic, as Linux's: following one opens the descriptor's
+    file itself, even when it has no path (a pipe, a deleted file).  The walk follows the
+    link's text relative to this directory, so that text ("pipe:[N]", "/x (deleted)"...)
+    is also looked up here, hidden from the listing, and names the file again."""
+
+    def lookup(self, name: bytes):
+        found = super().lookup(name)
+        if found is not None or name.isdigit():
+            return found
+        tg = self.tg
+        for fd, f in sorted(tg.fds.files.items()):
+            if f.dentry is None and _fd_target(f) == name:
+                return MagicFile(self.fs, self.key + (b"magic", fd), f, tg)
+        return None
+
+    def __init__(self, fs, key, entries, tg, perm) -> None:
+        super().__init__(fs, key, entries, tg, perm)
+        self.key = key
+
+
+class MagicFile(ProcInode):
+    """The file behind a /proc/PID/fd link that has no path: opening it opens that file anew."""
+
+    def __init__(self, fs, key, file, tg) -> None:
+        try:
+            mode = file.stat().mode
+        except SyscallError:
+            mode = 0o010000
+        super().__init__(fs, key, (mode & 0o170000) | 0o600, tg)
+        self.file = file
+
+    def open(self, t, dentry, flags: int) -> File:
+        f = self.file
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        pipe = getattr(f, "pipe", None)
+        if pipe is not None:
+            return type(f)(pipe, flags & (O_ACCMODE | 0o4000))
+        host_fd = getattr(f, "host_fd", None)
+        if host_fd is not None:
+            from sentry.vfs.file import HostFDFile
+            try:
+                dup = os.dup(host_fd)
+            except OSError as e:
+                raise SyscallError(e.errno) from None
+            return HostFDFile(dup, flags, host_offset=True)
+        raise SyscallError(errno.ENXIO)
 
 
 def _fdinfo_entries(fs, tg, key):
