@@ -16,7 +16,7 @@ from sentry.vfs.file import (MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_
                              O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
                              O_WRONLY, STATUS_FLAGS_SETTABLE)
 from sentry.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, may_access
-from sentry.vfs.walk import AT_FDCWD, PATH_MAX
+from sentry.vfs.walk import AT_FDCWD, MAXSYMLINKS, NAME_MAX, PATH_MAX, dotdot, follow_mounts
 
 AT_SYMLINK_NOFOLLOW, AT_EACCESS, AT_REMOVEDIR, AT_SYMLINK_FOLLOW = 0x100, 0x200, 0x200, 0x400
 AT_NO_AUTOMOUNT, AT_EMPTY_PATH = 0x800, 0x1000
@@ -41,8 +41,8 @@ def _rlimit_nofile(t) -> int:
 
 # -- open / close -----------------------------------------------------------
 
-def do_open(t, dirfd: int, path: bytes, flags: int, mode: int) -> int:
-    vfs = t.kernel.vfs
+def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None) -> int:
+    vfs = resolver if resolver is not None else t.kernel.vfs
     if flags & O_TMPFILE == O_TMPFILE:
         # O_TMPFILE needs an unnamed inode linkable later; the Gofer protocol has no such op yet.
         raise SyscallError(errno.EOPNOTSUPP)
@@ -112,6 +112,143 @@ def open_(t, path, flags, mode):
 def openat(t, dirfd, path, flags, mode):
     """openat(2)."""
     return do_open(t, s32(dirfd), _path(t, path), u32(flags), u32(mode))
+
+
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+VALID_OPEN_FLAGS = (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | 0o10000 | 0o20000
+                    | 0o40000 | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | 0o1000000 | O_CLOEXEC | 0o4010000
+                    | O_PATH | O_TMPFILE)
+OPEN_HOW = struct.Struct("<QQQ")
+
+
+@syscall("openat2", nr=437)
+def openat2(t, dirfd, path, how, size):
+    """openat2(2): open_how {flags, mode, resolve}, checked strictly; RESOLVE_* in `Resolver`."""
+    if size < OPEN_HOW.size:
+        raise SyscallError(errno.EINVAL)
+    if size > 4096:
+        raise SyscallError(errno.E2BIG)
+    raw = t.mm.read(how, size)
+    if any(raw[OPEN_HOW.size:]):
+        raise SyscallError(errno.E2BIG)
+    flags, mode, resolve = OPEN_HOW.unpack_from(raw)
+    if flags & ~VALID_OPEN_FLAGS:
+        raise SyscallError(errno.EINVAL)
+    if mode and not (flags & O_CREAT or flags & O_TMPFILE == O_TMPFILE):
+        raise SyscallError(errno.EINVAL)
+    if mode & ~0o7777 or resolve & ~0x3F:
+        raise SyscallError(errno.EINVAL)
+    if resolve & RESOLVE_BENEATH and resolve & RESOLVE_IN_ROOT:
+        raise SyscallError(errno.EINVAL)
+    if flags & O_PATH and flags & ~(O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC):
+        raise SyscallError(errno.EINVAL)
+    if resolve & RESOLVE_CACHED and flags & (O_CREAT | O_TRUNC | O_TMPFILE):
+        raise SyscallError(errno.EAGAIN)
+    dirfd = s32(dirfd)
+    p = _path(t, path)
+    resolver = Resolver(t, dirfd, p, resolve) if resolve & ~RESOLVE_CACHED else None
+    return do_open(t, dirfd, p, flags, mode, resolver)
+
+
+class Resolver:
+    """Path resolution under openat2(2)'s restrictions, as walk.py's but checking at each step:
+    RESOLVE_NO_XDEV (no mount crossing: EXDEV), RESOLVE_NO_SYMLINKS (ELOOP),
+    RESOLVE_NO_MAGICLINKS (no /proc/PID links: ELOOP), RESOLVE_BENEATH (nothing outside
+    dirfd: EXDEV), RESOLVE_IN_ROOT (dirfd is "/" for the walk: ".." and absolute paths stay in)."""
+
+    def __init__(self, t, dirfd: int, path: bytes, resolve: int) -> None:
+        vfs = t.kernel.vfs
+        procfs = getattr(vfs, "procfs", None)
+        if procfs is not None:
+            procfs.current = t
+        self.t = t
+        self.flags = resolve
+        self.base = vfs.start(t, dirfd, b"x")
+        self.root = self.base if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) else t.tg.fs.root
+        if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
+            self.flags |= RESOLVE_NO_MAGICLINKS
+
+    def resolve(self, t, dirfd: int, path: bytes, follow: bool = True, empty_ok: bool = False):
+        if not path:
+            raise SyscallError(errno.ENOENT)
+        if len(path) >= PATH_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
+        return self._walk(self.base, path, follow, [MAXSYMLINKS])
+
+    def resolve_parent(self, t, dirfd: int, path: bytes):
+        if not path:
+            raise SyscallError(errno.ENOENT)
+        if len(path) >= PATH_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
+        stripped = path.rstrip(b"/")
+        if not stripped:
+            return self._walk(self.base, b"/", True, [MAXSYMLINKS]), b"."
+        head, _, name = stripped.rpartition(b"/")
+        if head or stripped.startswith(b"/"):
+            parent = self._walk(self.base, head or b"/", True, [MAXSYMLINKS])
+        else:
+            parent = self.base
+        if not parent.inode.is_dir:
+            raise SyscallError(errno.ENOTDIR)
+        if len(name) > NAME_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
+        return parent, name
+
+    def _walk(self, d, path: bytes, follow_last: bool, budget: list[int]):
+        t, flags, root = self.t, self.flags, self.root
+        if path[:1] == b"/":
+            if flags & RESOLVE_BENEATH:
+                raise SyscallError(errno.EXDEV)
+            if flags & RESOLVE_NO_XDEV and root.mount is not d.mount:
+                raise SyscallError(errno.EXDEV)
+            d = root
+        comps = [c for c in path.split(b"/") if c]
+        trailing = path.endswith(b"/")
+        creds = t.tg.creds
+        n = len(comps)
+        for i, name in enumerate(comps):
+            if not d.inode.is_dir:
+                raise SyscallError(errno.ENOTDIR)
+            if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_EXEC):
+                raise SyscallError(errno.EACCES)
+            if name == b".":
+                continue
+            if name == b"..":
+                if d is root:
+                    if flags & RESOLVE_BENEATH:
+                        raise SyscallError(errno.EXDEV)
+                    continue
+                nd = dotdot(d, root)
+                if flags & RESOLVE_NO_XDEV and nd.mount is not d.mount:
+                    raise SyscallError(errno.EXDEV)
+                d = nd
+                continue
+            if len(name) > NAME_MAX:
+                raise SyscallError(errno.ENAMETOOLONG)
+            child = d.child(name)
+            if child is None:
+                raise SyscallError(errno.ENOENT)
+            nchild = follow_mounts(child)
+            if flags & RESOLVE_NO_XDEV and nchild.mount is not d.mount:
+                raise SyscallError(errno.EXDEV)
+            child = nchild
+            if child.inode.is_symlink and (i + 1 < n or follow_last or trailing):
+                if flags & RESOLVE_NO_SYMLINKS:
+                    raise SyscallError(errno.ELOOP)
+                if flags & RESOLVE_NO_MAGICLINKS and getattr(child.inode, "magic", False):
+                    raise SyscallError(errno.ELOOP)
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise SyscallError(errno.ELOOP)
+                target = child.inode.readlink()
+                if not target:
+                    raise SyscallError(errno.ENOENT)
+                child = self._walk(d, target, True, budget)
+            d = child
+        if trailing and not d.inode.is_dir:
+            raise SyscallError(errno.ENOTDIR)
+        return d
 
 
 @syscall("creat")

@@ -176,9 +176,10 @@ class SeqFile(File):
 
 
 class ProcSymlink(ProcInode):
-    def __init__(self, fs, key, target, tg=None) -> None:
+    def __init__(self, fs, key, target, tg=None, magic: bool = False) -> None:
         super().__init__(fs, key, S_IFLNK | 0o777, tg)
         self.target = target          # bytes, or a callable giving them
+        self.magic = magic            # a /proc/PID link to a file, not a path (openat2's RESOLVE_NO_MAGICLINKS)
 
     def readlink(self) -> bytes:
         target = self.target
@@ -526,7 +527,7 @@ def _pid_entries(fs: ProcFS, tg, task=None):
         return lambda: ProcFile(fs, key + (name,), gen, tg, perm)
 
     def ln(name, target):
-        return lambda: ProcSymlink(fs, key + (name,), target, tg)
+        return lambda: ProcSymlink(fs, key + (name,), target, tg, magic=True)
 
     def exe() -> bytes:
         if not tg.exe:
@@ -559,7 +560,7 @@ def _pid_entries(fs: ProcFS, tg, task=None):
 
 
 def _fd_entries(fs, tg, key):
-    return {str(fd).encode(): (lambda fd=fd, f=f: ProcSymlink(fs, key + (b"fd", fd), lambda: _fd_target(f), tg))
+    return {str(fd).encode(): (lambda fd=fd, f=f: ProcSymlink(fs, key + (b"fd", fd), lambda: _fd_target(f), tg, magic=True))
             for fd, f in sorted(tg.fds.files.items())}
 
 
@@ -764,3 +765,4 @@ def install_current_task_hook(vfs, procfs: ProcFS) -> None:
         return resolve_parent(t, *a, **kw)
     vfs.resolve = resolve_hooked
     vfs.resolve_parent = resolve_parent_hooked
+    vfs.procfs = procfs                 # for resolvers that walk by themselves (openat2)
