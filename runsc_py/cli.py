@@ -296,11 +296,38 @@ def resume(container_id: str) -> None:
     lifecycle.resume_container(_globals().store, validate_id(container_id))
 
 
-@cli.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[OPTIONS] ID [COMMAND]...")
-def exec_(args: tuple[str, ...]) -> None:
-    """Not supported yet: a new process in a running sandbox needs the Sentry's control channel."""
-    raise UserError("exec is not supported yet: the Sentry has no control channel to start a process in")
+@cli.command(name="exec", context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("-p", "--process", "process_json", metavar="FILE", help="OCI process JSON (args, env, cwd, user, terminal).")
+@click.option("-d", "--detach", is_flag=True, help="Start the process and return; --pid-file gets a waiter's pid.")
+@click.option("--pid-file", metavar="FILE", help="Write the pid standing for the process (with --detach).")
+@click.option("--console-socket", metavar="SOCKET", help="Unix socket that receives the terminal's master fd.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a terminal (needs --console-socket).")
+@click.option("--cwd", metavar="DIR", help="Working directory inside the container.")
+@click.option("-e", "--env", "envs", multiple=True, metavar="K=V", help="Extra environment variable.")
+@click.option("-u", "--user", metavar="UID[:GID]", help="User (numeric) to run as.")
+@click.option("-g", "--additional-gids", "gids", multiple=True, type=int, metavar="GID", help="Extra group.")
+@click.option("--cap", multiple=True, hidden=True)
+@click.option("--no-new-privs", is_flag=True, hidden=True)
+@click.option("--process-label", hidden=True)
+@click.option("--apparmor", hidden=True)
+@click.option("--preserve-fds", type=int, default=0, hidden=True)
+@click.argument("container_id", metavar="ID")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def exec_(process_json: str | None, detach: bool, pid_file: str | None, console_socket: str | None, tty: bool,
+          cwd: str | None, envs: tuple[str, ...], user: str | None, gids: tuple[int, ...], cap: tuple[str, ...],
+          no_new_privs: bool, process_label: str | None, apparmor: str | None, preserve_fds: int,
+          container_id: str, command: tuple[str, ...]) -> int:
+    """Run a new process inside a running container (its exit status, unless --detach)."""
+    from runsc_py.exec_cmd import build_request, exec_in_container
+    g = _globals()
+    cid = validate_id(container_id)
+    state = g.store.load(cid)
+    request, terminal = build_request(state.config, process_json, list(command), tty, cwd, list(envs), user,
+                                      list(gids))
+    code = exec_in_container(g.store, cid, request, terminal, console_socket, detach, pid_file)
+    if code:
+        sys.exit(code)
+    return code
 
 
 @cli.command(name="list", context_settings=CONTEXT)

@@ -32,7 +32,7 @@ def _proc_stat(pid: int) -> tuple[int, int, int] | None:
 def stats(container_id: str, pid: int) -> dict[str, Any]:
     """A runc-shaped `{"type": "stats", ...}` event for the process tree under `pid`."""
     user = kernel = rss = count = 0
-    for p in procfs.descendants(pid) if pid else []:
+    for p in procfs.descendants(pid, session=True) if pid else []:
         got = _proc_stat(p)
         if got is None:
             continue

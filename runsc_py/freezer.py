@@ -56,7 +56,7 @@ def freeze(state_root: str, container_id: str, pid: int) -> str:
         os.makedirs(path, exist_ok=True)
         moved: set[int] = set()
         for _ in range(20):
-            todo = [p for p in procfs.descendants(pid) if p not in moved and procfs.is_alive(p)]
+            todo = [p for p in procfs.descendants(pid, session=True) if p not in moved and procfs.is_alive(p)]
             if not todo:
                 break
             for p in todo:

@@ -41,6 +41,7 @@ from runsc_py.spec import Bundle
 from runsc_py.state import (CREATED, CREATING, EXIT_STATUS_FILE, GATE_FIFO, RUNNING, SENTRY_LOG_FILE,
                             ContainerState, StateStore)
 
+CONTROL_SOCKET = "control.sock"   # the Sentry's control channel (sentry/control.py): exec, ps
 READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
 KILL_TIMEOUT = 10.0         # seconds for a failed sandbox to go
 
@@ -95,6 +96,7 @@ def run_container(store: StateStore, container_id: str, bundle: Bundle, opts: La
         state.status = RUNNING
         store.save(state)
     # The state dir now exists and is unlocked: `state`, `kill`, `list` see it.
+    bundle.config.control_socket = store.path(container_id, CONTROL_SOCKET)
     try:
         return run_sandbox_guarded(bundle.config, opts.debug_fd)
     except KeyboardInterrupt:
@@ -205,6 +207,7 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
                                  os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         cfg.start_gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         cfg.ready_fd = ready_w
+        cfg.control_socket = os.path.join(os.path.dirname(fifo), CONTROL_SOCKET)
         os.set_inheritable(ready_w, False)
         try:
             status = run_sandbox_guarded(cfg, opts.debug_fd)
@@ -304,10 +307,8 @@ def _reap(pid: int, timeout: float) -> int | None:
 
 
 def _kill_child(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL our Sentry child and everything it started, then reap it."""
+    procfs.kill_tree(pid, procfs.start_time(pid), signal.SIGKILL, KILL_TIMEOUT)
     _reap(pid, KILL_TIMEOUT)
 
 

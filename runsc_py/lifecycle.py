@@ -137,9 +137,11 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
                 if state.config.get("freezer"):     # frozen processes cannot die (cgroup v1)
                     from runsc_py import freezer
                     freezer.thaw(state.config["freezer"])
-                if not procfs.wait_gone(state.pid, state.pid_start, KILL_TIMEOUT):
-                    raise UserError(f"cannot delete container {container_id}: "
-                                    f"sandbox pid {state.pid} did not exit")
+            # The Sentry's helpers (Gofer, stubs) must die with it; make sure, even if
+            # they outlived it (they stay in its session).
+            if not procfs.kill_tree(state.pid, state.pid_start, signal.SIGKILL, KILL_TIMEOUT):
+                raise UserError(f"cannot delete container {container_id}: "
+                                f"sandbox pid {state.pid} did not exit")
             if state.config.get("freezer"):
                 from runsc_py import freezer
                 freezer.remove(state.config["freezer"])
@@ -185,7 +187,7 @@ def container_pids(store: StateStore, container_id: str) -> list[int]:
     with store.locked(container_id, exclusive=False) as state:
         if state.live_status() == STOPPED:
             return []
-        return procfs.descendants(state.pid)
+        return procfs.descendants(state.pid, session=True)
 
 
 def ps_table(pids: list[int], ps_args: list[str]) -> str:

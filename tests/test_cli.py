@@ -1001,3 +1001,43 @@ def test_created_containers_stdio_carries_only_the_application(tmp_path: Path, r
     assert cli("wait", "--timeout", "60", "c1", root=root).returncode == 0
     assert sorted((tmp_path / "out").read_text().splitlines()) == ["err", "out"]
     assert cli("delete", "c1", root=root).returncode == 0
+
+
+LEADER_WITH_HELPER = """
+import os, subprocess, sys, time
+os.setsid()
+helper = subprocess.Popen(["sleep", "60"])
+print(helper.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_delete_kills_helpers_that_outlived_the_sentry(tmp_path: Path, root: Path) -> None:
+    """The Gofer and stubs stay in the Sentry's session: delete finds them even once orphaned."""
+    leader = subprocess.Popen([sys.executable, "-c", LEADER_WITH_HELPER], stdout=subprocess.PIPE, text=True)
+    assert leader.stdout is not None
+    helper = int(leader.stdout.readline())
+    try:
+        record_container(root, "c1", leader.pid, "running", tmp_path)
+        assert helper in json.loads(cli("ps", "--format", "json", "c1", root=root).stdout)
+        leader.kill()
+        leader.wait()
+        assert json.loads(cli("state", "c1", root=root).stdout)["status"] == "stopped"
+        assert cli("delete", "c1", root=root).returncode == 0
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{helper}") and time.monotonic() < deadline:
+            with open(f"/proc/{helper}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+        with open(f"/proc/{helper}/stat") if os.path.exists(f"/proc/{helper}") else open(os.devnull) as f:
+            text = f.read()
+        assert not text or text.rsplit(")", 1)[1].split()[0] == "Z", "helper survived delete"
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+        try:
+            os.kill(helper, signal.SIGKILL)
+        except OSError:
+            pass

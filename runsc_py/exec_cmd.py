@@ -1,0 +1,126 @@
+"""`runsc-py exec`: a new process in a running sandbox, as `runc exec`.
+
+The process is started by the Sentry (it is an application process, not a
+host process), through the control channel the Sentry bound in the
+container's state directory (sentry/control.py).  Our stdio fds -- or the
+slave of a fresh host pty whose master goes to --console-socket -- become
+its fds 0-2.
+
+Without --detach we wait and exit with its status.  With --detach a small
+waiter process, in its own session, holds the connection and exits with the
+process's status: its pid goes to --pid-file, so containerd's shim (which
+reaps what runc's exec leaves behind) sees the exit exactly as with runc.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+from runsc_py.errors import UserError
+from runsc_py.launch import CONTROL_SOCKET, write_pid_file
+from runsc_py.state import PAUSED, RUNNING, CREATED, StateStore
+
+
+def _process_from_json(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            proc = json.load(f)
+    except OSError as e:
+        raise UserError(f"--process {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise UserError(f"--process {path}: not valid JSON: {e}") from None
+    if not isinstance(proc, dict):
+        raise UserError(f"--process {path}: must be a JSON object")
+    return proc
+
+
+def _user(spec: str) -> tuple[int, int]:
+    uid_s, _, gid_s = spec.partition(":")
+    try:
+        return int(uid_s), int(gid_s or 0)
+    except ValueError:
+        raise UserError(f"--user {spec!r}: only numeric UID[:GID] is supported") from None
+
+
+def build_request(state_config: dict, process_json: str | None, args: list[str], tty: bool, cwd: str | None,
+                  env: list[str], user: str | None, additional_gids: list[int]) -> tuple[dict, bool]:
+    """The control request and whether a terminal is wanted."""
+    if process_json:
+        proc = _process_from_json(process_json)
+        pargs = proc.get("args")
+        if not isinstance(pargs, list) or not pargs or not all(isinstance(a, str) for a in pargs):
+            raise UserError("process.args must be a non-empty list of strings")
+        u = proc.get("user") or {}
+        req = {"args": pargs, "env": [str(e) for e in proc.get("env") or []], "cwd": str(proc.get("cwd") or "/"),
+               "uid": int(u.get("uid", 0)), "gid": int(u.get("gid", 0)),
+               "additional_gids": [int(g) for g in u.get("additionalGids") or []]}
+        terminal = bool(proc.get("terminal", False))
+    else:
+        if not args:
+            raise UserError("exec needs a command (or --process FILE)")
+        uid, gid = _user(user) if user else (0, 0)
+        base_env = state_config.get("env") or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        req = {"args": args, "env": list(base_env) + env, "cwd": cwd or state_config.get("cwd") or "/",
+               "uid": uid, "gid": gid, "additional_gids": additional_gids}
+        terminal = tty
+    return req, terminal
+
+
+def _terminal(console_socket: str | None) -> tuple[int, int] | None:
+    if not console_socket:
+        return None
+    master, slave = os.openpty()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(console_socket)
+            socket.send_fds(s, [os.ttyname(slave).encode()], [master])
+    except OSError as e:
+        os.close(slave)
+        raise UserError(f"console socket {console_socket}: {e.strerror or e}") from None
+    finally:
+        os.close(master)
+    return master, slave
+
+
+def exec_in_container(store: StateStore, container_id: str, request: dict, terminal: bool,
+                      console_socket: str | None, detach: bool, pid_file: str | None) -> int:
+    from sentry.control import ControlError, exec_start, exec_wait
+    state = store.load(container_id)
+    status = state.live_status()
+    if status not in (RUNNING, CREATED, PAUSED):
+        raise UserError(f"cannot exec in a stopped container (status {status})")
+    path = store.path(container_id, CONTROL_SOCKET)
+    pty = _terminal(console_socket) if terminal else None
+    stdio = [pty[1]] * 3 if pty else [0, 1, 2]
+    try:
+        conn, _pid = exec_start(path, request, stdio)
+    except ControlError as e:
+        raise UserError(str(e), e.code) from None
+    finally:
+        if pty:
+            os.close(pty[1])
+    if not detach:
+        try:
+            return exec_wait(conn)
+        except ControlError as e:
+            raise UserError(str(e), e.code) from None
+    waiter = os.fork()
+    if waiter == 0:
+        code = 255
+        try:
+            os.setsid()
+            for fd in (0, 1, 2):
+                try:
+                    os.dup2(os.open(os.devnull, os.O_RDWR), fd)
+                except OSError:
+                    pass
+            code = exec_wait(conn)
+        except BaseException:        # noqa: BLE001 -- the waiter must always reach os._exit
+            pass
+        finally:
+            os._exit(code)
+    conn.close()
+    if pid_file:
+        write_pid_file(pid_file, waiter)
+    return 0
