@@ -27,6 +27,20 @@ import socket
 import msgpack
 
 MAX_MSG = 1 << 20
+SUN_PATH_MAX = 107
+
+
+def _with_short_path(path: str, fn) -> None:
+    """bind/connect to `path` even past sun_path's 108 bytes (deep --root dirs, long ids),
+    through the directory's /proc/self/fd entry."""
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        fn(path)
+        return
+    dfd = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fn(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+    finally:
+        os.close(dfd)
 
 
 def _recv(sock: socket.socket, maxfds: int = 3) -> tuple[dict | None, list[int]]:
@@ -61,7 +75,7 @@ class ControlServer:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        self.sock.bind(path)
+        _with_short_path(path, self.sock.bind)
         os.chmod(path, 0o600)
         self.sock.listen(16)
         self._async(self.sock.fileno())
@@ -178,7 +192,7 @@ class ControlError(Exception):
 def _connect(path: str) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
-        s.connect(path)
+        _with_short_path(path, s.connect)
     except OSError as e:
         s.close()
         raise ControlError(f"cannot reach the sandbox ({path}): {e.strerror or e}") from None
