@@ -123,6 +123,12 @@ def kill_container(store: StateStore, container_id: str, sig: int, all_processes
             raise UserError("container not running") from None
         except PermissionError:
             raise UserError(f"cannot signal pid {state.pid}: permission denied") from None
+        if sig == signal.SIGKILL:
+            # As a PID namespace dies with its init, the whole sandbox dies with its Sentry.
+            if state.config.get("freezer"):
+                from runsc_py import freezer
+                freezer.thaw(state.config["freezer"])
+            procfs.kill_tree(state.pid, state.pid_start, signal.SIGKILL, KILL_TIMEOUT)
 
 
 def delete_container(store: StateStore, container_id: str, force: bool) -> None:
