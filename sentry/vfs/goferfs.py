@@ -40,6 +40,7 @@ class GoferFS:
         self.readonly = readonly
         self.lru: OrderedDict[GoferInode, None] = OrderedDict()
         self.evictions = 0
+        self.fd_cache: OrderedDict[tuple[GoferInode, int], int] = OrderedDict()
 
     def root_inode(self) -> "GoferInode":
         handle, s = self.client.mount()
@@ -63,6 +64,8 @@ class GoferFS:
         handles = []
         for inode in victims:
             del self.lru[inode]
+            if inode.kept:
+                self.drop_fds(inode)
             handles.append(inode._h)
             inode._h = None
         self.evictions += len(handles)
@@ -72,9 +75,40 @@ class GoferFS:
             except OSError:
                 pass
 
+    # Donated host fds of closed files, kept per (inode, access mode) for the next open.
+    FD_CACHE_MAX = 512
+
+    def take_fd(self, inode: "GoferInode", key: int) -> int | None:
+        if not inode.kept:
+            return None
+        fd = self.fd_cache.pop((inode, key), None)
+        if fd is not None:
+            inode.kept -= 1
+        return fd
+
+    def keep_fd(self, inode: "GoferInode", key: int, fd: int) -> bool:
+        cache = self.fd_cache
+        if (inode, key) in cache:
+            return False
+        cache[(inode, key)] = fd
+        inode.kept += 1
+        while len(cache) > self.FD_CACHE_MAX:
+            (old_inode, _), old = cache.popitem(last=False)
+            old_inode.kept -= 1
+            os.close(old)
+        return True
+
+    def drop_fds(self, inode: "GoferInode") -> None:
+        if not inode.kept:
+            return
+        for key in [k for k in self.fd_cache if k[0] is inode]:
+            os.close(self.fd_cache.pop(key))
+        inode.kept = 0
+
     def forget(self, inode: "GoferInode") -> None:
         """`inode` no longer has a name here: release its handle unless a file holds it open."""
         inode.parent = None
+        self.drop_fds(inode)
         if inode.open_count or inode.writers or inode._h is None:
             return
         self.lru.pop(inode, None)
@@ -101,6 +135,7 @@ class GoferInode(Inode):
         self._target: bytes | None = None
         self.writers: list[int] = []        # host fds of open writable files of this inode
         self.open_count = 0
+        self.kept = 0                       # host fds of closed files kept in fs.fd_cache
         fs.track(self)
 
     @property
@@ -208,10 +243,19 @@ class GoferInode(Inode):
         if st.S_ISDIR(mode):
             return GoferDirFile(flags, dentry)
         host_flags = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_TRUNC)
-        try:
-            fd = self.fs.client.open_at(self.handle, host_flags)
-        except OSError as e:
-            raise _oserror(e) from None
+        fd = self.fs.take_fd(self, host_flags & (O_ACCMODE | O_APPEND)) if st.S_ISREG(mode) else None
+        if fd is not None:
+            if flags & O_TRUNC and flags & O_ACCMODE:
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError as e:
+                    os.close(fd)
+                    raise _oserror(e) from None
+        else:
+            try:
+                fd = self.fs.client.open_at(self.handle, host_flags)
+            except OSError as e:
+                raise _oserror(e) from None
         if flags & O_TRUNC:
             self._stale = True
         return GoferFile(fd, flags, dentry, dentry.mount, self)
@@ -357,6 +401,10 @@ class GoferFile(HostFDFile):
             inode.writers.remove(self.host_fd)
             self._tracked = False
         inode.open_count -= 1
+        if self.owns_fd and self.seekable and inode.parent is not None:
+            # Kept for the next open of this file in the same mode: no Gofer round trip then.
+            if inode.fs.keep_fd(inode, self.flags & (O_ACCMODE | O_APPEND), self.host_fd):
+                return
         super().release()
 
     def fsync(self) -> None:
