@@ -359,7 +359,12 @@ def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: 
         except OSError:
             continue
         acc = fcntl.fcntl(dup, fcntl.F_GETFL) & (O_ACCMODE | os.O_APPEND | os.O_NONBLOCK)
-        fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, host_offset=True), False)
+        dentry = None
+        if os.isatty(dup):
+            from sentry.vfs.devfs import attach_host_tty
+            dentry = attach_host_tty(k.vfs, dup)
+        fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, dentry, dentry.mount if dentry else None,
+                                          host_offset=True), False)
     root = k.vfs.root
     tgid = k.alloc_id()
     tg = ThreadGroup(k, tgid, None, fds, FSContext(root, root), Credentials(uid, gid, groups), parent)

@@ -182,4 +182,49 @@ class TtyDevice(SynthInode):
     def open(self, t, dentry, flags: int) -> File:
         if flags & O_PATH:
             return File(flags, dentry, dentry.mount)
+        console = getattr(t.kernel.vfs, "console", None)
+        if console is not None:                  # the container's terminal is its controlling tty
+            return console.inode.open(t, console, flags)
         raise SyscallError(errno.ENXIO)
+
+
+class HostTtyInode(SynthInode):
+    """/dev/pts/N standing for a host terminal the container was given as stdio.
+
+    runc gives the container the slave of a pty as its console; ours is a host
+    pty slave too, named here so ttyname(3), /proc/self/fd and `tty` agree:
+    the open files on it carry this dentry, so fstat() and stat() match."""
+
+    def __init__(self, fs: SynthFS, host_fd: int, index: int) -> None:
+        s = os.fstat(host_fd)
+        super().__init__(fs, s.st_mode, uid=s.st_uid, gid=s.st_gid, rdev=makedev(136, index))
+        self.host_fd = host_fd
+
+    def open(self, t, dentry, flags: int) -> File:
+        from sentry.vfs.file import HostFDFile
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        return HostFDFile(os.dup(self.host_fd), flags, dentry, dentry.mount, host_offset=True)
+
+
+def attach_host_tty(vfs, host_fd: int):
+    """Name the host tty `host_fd` as /dev/pts/0 (once); returns its dentry, or None without a devfs."""
+    from sentry.vfs.inode import Dentry
+    root = vfs.root
+    dev = root.child(b"dev")
+    if dev is None:
+        return None
+    while dev.mounted is not None:
+        dev = dev.mounted.root
+    pts = dev.child(b"pts")
+    if pts is None or not isinstance(pts.inode, SynthDir):
+        return None
+    existing = pts.child(b"0")
+    if existing is not None:
+        return existing
+    inode = HostTtyInode(pts.inode.fs, os.dup(host_fd), 0)
+    pts.inode.entries[b"0"] = inode
+    pts.children.pop(b"0", None)
+    d = pts.child(b"0")
+    vfs.console = d
+    return d

@@ -14,6 +14,7 @@ from sentry.errors import SyscallError
 
 TCGETS, TCSETS, TCSETSW, TCSETSF = 0x5401, 0x5402, 0x5403, 0x5404
 TIOCGPGRP, TIOCSPGRP, TIOCGWINSZ, TIOCSWINSZ = 0x540F, 0x5410, 0x5413, 0x5414
+TIOCSCTTY, TIOCNOTTY, TIOCGSID = 0x540E, 0x5422, 0x5429
 TERMIOS_SIZE = 36      # the kernel's struct termios (not glibc's)
 WINSIZE_SIZE = 8
 
@@ -30,9 +31,24 @@ def host_tty_ioctl(t, host_fd: int, request: int, arg: int) -> int:
         if request in _SET:
             fcntl.ioctl(host_fd, request, t.mm.read(arg, _SET[request]))
             return 0
+        # Job control names the sandbox's process groups, which the host tty cannot know:
+        # the foreground group and the session are kept here (gVisor does the same for host ttys).
+        k = t.kernel
         if request == TIOCGPGRP:
-            # The sandbox's process groups are its own: report the caller's.
-            t.mm.write_u32(arg, t.tg.pgid)
+            t.mm.write_u32(arg, getattr(k, "tty_fg_pgrp", None) or (k.init.pgid if k.init else t.tg.pgid))
+            return 0
+        if request == TIOCSPGRP:
+            pgrp = int.from_bytes(t.mm.read(arg, 4), "little", signed=True)
+            if pgrp < 0:
+                raise SyscallError(errno.EINVAL)
+            if not any(g.pgid == pgrp and g.sid == t.tg.sid for g in k.thread_groups.values()):
+                raise SyscallError(errno.EPERM)
+            k.tty_fg_pgrp = pgrp
+            return 0
+        if request == TIOCGSID:
+            t.mm.write_u32(arg, t.tg.sid)
+            return 0
+        if request in (TIOCSCTTY, TIOCNOTTY):
             return 0
     except OSError as e:
         raise SyscallError(e.errno) from None
