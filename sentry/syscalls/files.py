@@ -44,8 +44,7 @@ def _rlimit_nofile(t) -> int:
 def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None) -> int:
     vfs = resolver if resolver is not None else t.kernel.vfs
     if flags & O_TMPFILE == O_TMPFILE:
-        # O_TMPFILE needs an unnamed inode linkable later; the Gofer protocol has no such op yet.
-        raise SyscallError(errno.EOPNOTSUPP)
+        return _open_tmpfile(t, vfs, dirfd, path, flags, mode)
     if flags & O_PATH:
         flags &= O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
     acc = flags & O_ACCMODE
@@ -99,6 +98,28 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None) ->
     stored = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE
     file = inode.open(t, d, flags)
     file.flags = stored
+    return t.fds.install(file, bool(flags & O_CLOEXEC), limit=_rlimit_nofile(t))
+
+
+def _open_tmpfile(t, vfs, dirfd: int, path: bytes, flags: int, mode: int) -> int:
+    """O_TMPFILE: an unnamed file in a directory, linkable later with linkat(AT_EMPTY_PATH) unless
+    O_EXCL.  tmpfs has it; the Gofer protocol has no such op, so the rootfs says EOPNOTSUPP (as a
+    filesystem without ->tmpfile does)."""
+    if flags & O_ACCMODE not in (O_WRONLY, O_RDWR):
+        raise SyscallError(errno.EINVAL)
+    d = vfs.resolve(t, dirfd, path, follow=True)
+    if not d.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR)
+    if d.mount.readonly:
+        raise SyscallError(errno.EROFS)
+    creds = t.tg.creds
+    if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_WRITE | MAY_EXEC):
+        raise SyscallError(errno.EACCES)
+    make = getattr(d.inode, "tmpfile", None)
+    if make is None:
+        raise SyscallError(errno.EOPNOTSUPP)
+    file = make(t, d, flags, mode & 0o7777 & ~t.tg.fs.umask)
+    file.flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC | O_DIRECTORY)) | O_LARGEFILE
     return t.fds.install(file, bool(flags & O_CLOEXEC), limit=_rlimit_nofile(t))
 
 

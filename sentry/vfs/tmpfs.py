@@ -322,6 +322,15 @@ class TmpDir(TmpInode):
         parent.children[name] = d
         return TmpFileDescription(flags, d)
 
+    def tmpfile(self, t, dentry, flags: int, mode: int) -> File:
+        """O_TMPFILE: a file with no name (nlink 0), freed when closed unless linked first."""
+        from sentry.vfs.inode import Dentry
+        inode = TmpFile(self.fs, mode, *self._owner(t))
+        inode.nlink = 0
+        inode.linkable = not flags & 0o200               # O_EXCL: never to be linked
+        d = Dentry(b"#%d" % inode.ino, dentry, inode, dentry.mount)
+        return TmpFileDescription(flags, d, inode)
+
     def mkdir(self, t, name: bytes, mode: int) -> TmpInode:
         if self.mode & st.S_ISGID:
             mode |= st.S_ISGID
@@ -339,8 +348,9 @@ class TmpDir(TmpInode):
     def link(self, t, name: bytes, target: Inode) -> TmpInode:
         if not isinstance(target, TmpInode) or target.fs is not self.fs:
             raise SyscallError(errno.EXDEV)
-        if target.nlink == 0:
+        if target.nlink == 0 and not getattr(target, "linkable", False):
             raise SyscallError(errno.ENOENT)
+        target.linkable = False
         self._insert(name, target)
         target.nlink += 1
         target.touch(ctime_only=True)
