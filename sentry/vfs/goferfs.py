@@ -41,6 +41,19 @@ class GoferFS:
         self.lru: OrderedDict[GoferInode, None] = OrderedDict()
         self.evictions = 0
         self.fd_cache: OrderedDict[tuple[GoferInode, int], int] = OrderedDict()
+        # Inodes of hard-linked regular files by inode number: a change made through one
+        # name makes the others' cached stat stale.
+        self.links: dict[int, list[GoferInode]] = {}
+
+    def note_link(self, inode: "GoferInode") -> None:
+        same = self.links.setdefault(inode.ino, [])
+        if inode not in same:
+            same.append(inode)
+
+    def changed(self, inode: "GoferInode") -> None:
+        for other in self.links.get(inode.ino, ()):
+            if other is not inode:
+                other._stale = True
 
     def root_inode(self) -> "GoferInode":
         handle, s = self.client.mount()
@@ -137,6 +150,8 @@ class GoferInode(Inode):
         self.open_count = 0
         self.kept = 0                       # host fds of closed files kept in fs.fd_cache
         fs.track(self)
+        if s[3] > 1 and st.S_ISREG(s[2]):
+            fs.note_link(self)
 
     @property
     def handle(self) -> int:
@@ -310,6 +325,9 @@ class GoferInode(Inode):
             raise SyscallError(errno.EXDEV)
         inode = self._made(self.fs.client.link_at, name, target.handle)
         target._stale = True
+        self.fs.note_link(target)
+        self.fs.note_link(inode)
+        self.fs.changed(inode)
         return inode
 
     def _made(self, op, name: bytes, *args) -> "GoferInode":
@@ -328,6 +346,8 @@ class GoferInode(Inode):
         self._stale = True
         if isinstance(child, GoferInode):
             child._stale = True
+            if child.ino in self.fs.links:
+                self.fs.changed(child)          # the other names' nlink
             child.unlinked()        # its dentry leaves the cache; open files keep the handle
 
     def rename(self, t, old_name: bytes, new_dir: Inode, new_name: bytes, flags: int) -> None:
@@ -356,6 +376,8 @@ class GoferInode(Inode):
             raise _oserror(e) from None
         self._stale = False
         self.mode = self._stat[2]
+        if self.ino in self.fs.links:
+            self.fs.changed(self)
 
     def statfs(self) -> dict[str, int]:
         try:
@@ -400,6 +422,8 @@ class GoferFile(HostFDFile):
                 pass
             inode.writers.remove(self.host_fd)
             self._tracked = False
+            if inode.ino in inode.fs.links:
+                inode.fs.changed(inode)
         inode.open_count -= 1
         if self.owns_fd and self.seekable and inode.parent is not None:
             # Kept for the next open of this file in the same mode: no Gofer round trip then.
