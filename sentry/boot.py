@@ -48,8 +48,21 @@ def _preimport() -> None:
     import sentry.signals  # noqa: F401
     import sentry.vfs.walk  # noqa: F401
     import sentry.mm.manager  # noqa: F401
+    import sentry.mm.filemap  # noqa: F401
+    import sentry.epoll  # noqa: F401
+    import traceback  # noqa: F401
+    import pkgutil
+    import sentry
+    import sentry.vfs
+    import sentry.syscalls
+    # Every module of the Sentry: after confinement no import can find a file.
+    for pkg in (sentry, sentry.vfs, sentry.syscalls, sentry.mm):
+        for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+            if info.name not in ("sentry.boot",):
+                __import__(info.name)
     import heapq, select, struct, signal  # noqa: F401,E401
     import importlib
+    import sentry.mm  # noqa: F401
     for name in ("sentry.vfs.procfs", "sentry.vfs.tmpfs", "sentry.vfs.sysfs", "sentry.vfs.overlay",
                  "sentry.vfs.mounts"):
         try:

@@ -239,6 +239,9 @@ class Kernel:
             if self.strace:
                 self.strace_line(t, entry, None)
             return
+        except Exception as e:            # a Sentry bug: this process dies, the sandbox lives on
+            self.internal_error(t, entry, nr, e)
+            return
         if t.in_syscall or t.syscall_state is not None:
             t.syscall_state = None
             t.timed_out = False
@@ -379,6 +382,14 @@ class Kernel:
             t.sigmask &= ~sg.bit(sig)
         t.pending.setdefault(sig, []).append(sg.siginfo(sig, ev.code, addr=ev.addr))
         self.runq.append(t)
+
+    def internal_error(self, t: Task, entry, nr: int, e: Exception) -> None:
+        import traceback
+        name = entry.name if entry is not None else f"syscall_{nr}"
+        self.warn(f"internal error in {name} for task {t.tid}: killing its process with SIGSYS\n"
+                  + "".join(traceback.format_exception(e)))
+        t.in_syscall = False
+        self.exit_thread_group(t.tg, signal.SIGSYS | 0x80)
 
     def host_thread_died(self, t: Task, status: int) -> None:
         self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")

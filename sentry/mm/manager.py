@@ -44,12 +44,13 @@ def page_down(x: int) -> int:
 class Backing:
     """A MemoryFile range shared by the VMAs cut from it; freed when the last piece goes."""
 
-    __slots__ = ("offset", "length", "live")
+    __slots__ = ("offset", "length", "live", "on_release")
 
     def __init__(self, offset: int, length: int) -> None:
         self.offset = offset
         self.length = length
         self.live = length        # bytes still mapped by some VMA of some address space
+        self.on_release = None    # who frees it instead (a FileMapping writes back first)
 
 
 class Vma:
@@ -146,7 +147,10 @@ class MemoryManager:
             self.memfile.free(v.offset, v.end - v.start)
             b.length -= v.end - v.start
         elif b.live <= 0:
-            self.memfile.free(b.offset, b.length)
+            if b.on_release is not None:
+                b.on_release()
+            else:
+                self.memfile.free(b.offset, b.length)
 
     def _map_new(self, start: int, length: int, prot: int, shared: bool, name: str = "",
                  backing: Backing | None = None, offset: int | None = None, growsdown: bool = False) -> Vma:
@@ -183,6 +187,25 @@ class MemoryManager:
             i -= 1
 
     # -- the syscalls' operations -----------------------------------------
+
+    def mmap_backing(self, addr: int, length: int, prot: int, flags: int, backing: Backing, offset: int,
+                     name: str = "") -> int:
+        """Map `length` bytes of an existing shared backing (a FileMapping's pages) at `offset` in it."""
+        start = self._place(addr, page_up(length), flags)
+        backing.live += page_up(length)
+        self._map_new(start, page_up(length), prot, True, name, backing=backing, offset=backing.offset + offset)
+        return start
+
+    def _place(self, addr: int, length: int, flags: int) -> int:
+        if flags & MAP_FIXED_NOREPLACE:
+            if self._overlapping(addr, addr + length):
+                raise SyscallError(errno.EEXIST)
+            return addr
+        if flags & MAP_FIXED:
+            if self._overlapping(addr, addr + length):
+                self._remove_range(addr, addr + length, unmap_host=False)
+            return addr
+        return self._free_gap(length, addr)
 
     def mmap_anon(self, addr: int, length: int, prot: int, flags: int, name: str = "") -> int:
         """Anonymous mmap (private or shared); MAP_FIXED replaces what was there."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 from sentry.errors import SyscallError
 from sentry.mm.manager import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE, MAP_SHARED,
@@ -67,6 +68,19 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
     if shared and prot & PROT_WRITE and not f.writable:
         raise SyscallError(errno.EACCES)
     name = f.dentry.path().decode("utf-8", "replace") if f.dentry is not None else ""
+    if shared and f.seekable and f.dentry is not None:
+        from sentry.mm.filemap import FileMapping
+        inode = f.dentry.inode
+        fm = getattr(inode, "shared_map", None)
+        if fm is None:
+            fm = FileMapping(mm.memfile, inode, f.host_fd, f.writable, offset + plen)
+        elif f.writable and not fm.writable:
+            fm.writable = True
+            os.close(fm.host_fd)
+            fm.host_fd = os.dup(f.host_fd)
+        if offset + plen > fm.capacity:
+            raise SyscallError(errno.ENOMEM)
+        return mm.mmap_backing(addr, plen, prot, flags, fm.backing, offset, name)
     start = mm.mmap_anon(addr, plen, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE, name=name)
     v = mm.find(start)
     moff = v.offset
@@ -151,13 +165,21 @@ def _check_mapped(mm, addr: int, end: int) -> None:
         raise SyscallError(errno.ENOMEM)
 
 
-@syscall("msync", Support.PARTIAL, "checks arguments and mappings; file mappings are private copies, so nothing to write back")
+@syscall("msync", Support.PARTIAL, "writes shared file mappings back to the host file (whole mapped span)")
 def msync(t, addr, length, flags):
     """msync(2)."""
     flags = u32(flags)
     if addr % PAGE or flags & ~7 or (flags & 1 and flags & 4):
         raise SyscallError(errno.EINVAL)
-    _check_mapped(t.mm, addr, page_up(addr + length))
+    end = page_up(addr + length)
+    _check_mapped(t.mm, addr, end)
+    done = set()
+    for v in t.mm._overlapping(addr, end):
+        cb = v.backing.on_release
+        fm = getattr(cb, "__self__", None)
+        if fm is not None and id(fm) not in done:
+            done.add(id(fm))
+            fm.writeback()
     return 0
 
 

@@ -144,7 +144,8 @@ class HostFDFile(File):
             raise SyscallError(errno.EBADF)
         try:
             if self.seekable:
-                n = os.preadv(self.host_fd, dsts, self.offset)
+                fm = self._shared_map()
+                n = fm.read(dsts, self.offset) if fm is not None else os.preadv(self.host_fd, dsts, self.offset)
                 self.offset += n
                 return n
             self._wait(t, select.POLLIN | select.POLLHUP)
@@ -160,6 +161,9 @@ class HostFDFile(File):
                 if self.flags & O_APPEND:
                     self.offset = os.fstat(self.host_fd).st_size
                 n = os.pwritev(self.host_fd, srcs, self.offset)
+                fm = self._shared_map()
+                if fm is not None:
+                    fm.wrote(srcs, self.offset, n)
                 self.offset += n
                 return n
             self._wait(t, select.POLLOUT)
@@ -175,7 +179,8 @@ class HostFDFile(File):
         if not self.readable:
             raise SyscallError(errno.EBADF)
         try:
-            return os.preadv(self.host_fd, dsts, offset)
+            fm = self._shared_map()
+            return fm.read(dsts, offset) if fm is not None else os.preadv(self.host_fd, dsts, offset)
         except OSError as e:
             raise SyscallError(e.errno) from None
 
@@ -185,9 +190,18 @@ class HostFDFile(File):
         if not self.writable:
             raise SyscallError(errno.EBADF)
         try:
-            return os.pwritev(self.host_fd, srcs, offset)
+            n = os.pwritev(self.host_fd, srcs, offset)
         except OSError as e:
             raise SyscallError(e.errno) from None
+        fm = self._shared_map()
+        if fm is not None:
+            fm.wrote(srcs, offset, n)
+        return n
+
+    def _shared_map(self):
+        """The inode's shared file mapping, if it is mapped MAP_SHARED somewhere (sentry/mm/filemap.py)."""
+        d = self.dentry
+        return getattr(d.inode, "shared_map", None) if d is not None else None
 
     def seek(self, offset: int, whence: int) -> int:
         if not self.seekable:

@@ -1,0 +1,120 @@
+"""Shared file mappings: one set of MemoryFile pages per mapped file.
+
+A `MAP_SHARED` mapping of a regular file must stay coherent with read(2) and
+write(2) on the same file and with every other shared mapping of it.  The
+Sentry keeps the file's bytes in one MemoryFile range (`FileMapping`), loaded
+from the host file when first mapped, and mapped into every address space
+that shares it.  While it exists, reads and writes through any open file of
+that inode go through those pages (write(2) also writes through to the host
+file), so all views agree.  Dirty pages reach the host file on msync(2) and
+when the last mapping goes (munmap, exit, exec) -- until then a process
+*outside* the sandbox reading the file may see older bytes (as with a host
+page cache that has not been flushed to a network filesystem).
+
+Trade-offs: loaded eagerly (the file is read once at the first mmap), the
+whole mapped span written back (no dirty tracking), and the range is sized
+at the first mmap with room to grow to twice that; a later mapping beyond it
+is ENOMEM.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from sentry.errors import SyscallError
+
+PAGE = 4096
+
+
+def _page_up(x: int) -> int:
+    return (x + PAGE - 1) & ~(PAGE - 1)
+
+
+class FileMapping:
+    def __init__(self, memfile, inode, host_fd: int, writable: bool, need: int) -> None:
+        from sentry.mm.manager import Backing
+        self.memfile = memfile
+        self.inode = inode
+        self.host_fd = os.dup(host_fd)          # kept for load and writeback
+        self.writable = writable
+        size = os.fstat(self.host_fd).st_size
+        cap = max(_page_up(size), _page_up(need), PAGE) * 2
+        self.backing = Backing(memfile.allocate(cap), cap)
+        self.backing.live = 0
+        self.backing.on_release = self.release
+        view = memfile.view
+        if size:
+            os.preadv(self.host_fd, [view[self.backing.offset:self.backing.offset + size]], 0)
+        inode.shared_map = self
+
+    @property
+    def capacity(self) -> int:
+        return self.backing.length
+
+    def _size(self) -> int:
+        return os.fstat(self.host_fd).st_size
+
+    # -- the file's read/write paths while mapped ------------------------------------
+
+    def read(self, dsts, pos: int) -> int:
+        size = self._size()
+        view = self.memfile.view
+        base = self.backing.offset
+        n = 0
+        for mv in dsts:
+            if pos >= size:
+                break
+            take = min(len(mv), size - pos)
+            if pos + take > self.capacity:
+                # Past the cached span: the host file holds it.
+                got = os.preadv(self.host_fd, [mv[:take]], pos)
+            else:
+                mv[:take] = view[base + pos:base + pos + take]
+                got = take
+            n += got
+            pos += got
+            if got < len(mv):
+                break
+        return n
+
+    def wrote(self, srcs, pos: int, n: int) -> None:
+        """write(2) put `n` bytes of `srcs` at `pos` in the host file: mirror them into the pages."""
+        view = self.memfile.view
+        base = self.backing.offset
+        done = 0
+        for sv in srcs:
+            if done >= n:
+                break
+            take = min(len(sv), n - done)
+            lo, hi = pos + done, min(pos + done + take, self.capacity)
+            if lo < hi:
+                view[base + lo:base + hi] = sv[:hi - lo]
+            done += take
+
+    def truncated(self, size: int) -> None:
+        if size < self.capacity:
+            off = self.backing.offset + size
+            end = self.backing.offset + self.capacity
+            self.memfile.view[off:end] = bytes(end - off)
+
+    def writeback(self) -> None:
+        if not self.writable:
+            return
+        size = min(self._size(), self.capacity)
+        if size:
+            base = self.backing.offset
+            try:
+                os.pwritev(self.host_fd, [self.memfile.view[base:base + size]], 0)
+            except OSError as e:
+                raise SyscallError(e.errno or errno.EIO) from None
+
+    def release(self) -> None:
+        """The last mapping went: write back, drop the pages, forget."""
+        try:
+            self.writeback()
+        except SyscallError:
+            pass
+        self.memfile.free(self.backing.offset, self.backing.length)
+        if getattr(self.inode, "shared_map", None) is self:
+            self.inode.shared_map = None
+        os.close(self.host_fd)
