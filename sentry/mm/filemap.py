@@ -30,21 +30,68 @@ def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
+class HostSource:
+    """A Gofer file: its bytes on the host, reached through a donated fd."""
+
+    def __init__(self, host_fd: int) -> None:
+        self.host_fd = os.dup(host_fd)
+
+    def size(self) -> int:
+        return os.fstat(self.host_fd).st_size
+
+    def load(self, view, pos: int) -> int:
+        return os.preadv(self.host_fd, [view], pos)
+
+    def store(self, view, pos: int) -> None:
+        os.pwritev(self.host_fd, [view], pos)
+
+    def set_writable_fd(self, host_fd: int) -> None:
+        os.close(self.host_fd)
+        self.host_fd = os.dup(host_fd)
+
+    def close(self) -> None:
+        os.close(self.host_fd)
+
+
+class TmpSource:
+    """A tmpfs file (or memfd): its bytes in the Sentry (TmpFile.data)."""
+
+    def __init__(self, inode) -> None:
+        self.inode = inode
+
+    def size(self) -> int:
+        return len(self.inode.data)
+
+    def load(self, view, pos: int) -> int:
+        chunk = self.inode.data[pos:pos + len(view)]
+        view[:len(chunk)] = chunk
+        return len(chunk)
+
+    def store(self, view, pos: int) -> None:
+        self.inode.data[pos:pos + len(view)] = view
+
+    def set_writable_fd(self, host_fd: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class FileMapping:
-    def __init__(self, memfile, inode, host_fd: int, writable: bool, need: int) -> None:
+    def __init__(self, memfile, inode, source, writable: bool, need: int) -> None:
         from sentry.mm.manager import Backing
         self.memfile = memfile
         self.inode = inode
-        self.host_fd = os.dup(host_fd)          # kept for load and writeback
+        self.source = source
         self.writable = writable
-        size = os.fstat(self.host_fd).st_size
+        size = source.size()
         cap = max(_page_up(size), _page_up(need), PAGE) * 2
         self.backing = Backing(memfile.allocate(cap), cap)
         self.backing.live = 0
         self.backing.on_release = self.release
         view = memfile.view
         if size:
-            os.preadv(self.host_fd, [view[self.backing.offset:self.backing.offset + size]], 0)
+            source.load(view[self.backing.offset:self.backing.offset + min(size, cap)], 0)
         inode.shared_map = self
 
     @property
@@ -52,7 +99,7 @@ class FileMapping:
         return self.backing.length
 
     def _size(self) -> int:
-        return os.fstat(self.host_fd).st_size
+        return self.source.size()
 
     # -- the file's read/write paths while mapped ------------------------------------
 
@@ -66,8 +113,8 @@ class FileMapping:
                 break
             take = min(len(mv), size - pos)
             if pos + take > self.capacity:
-                # Past the cached span: the host file holds it.
-                got = os.preadv(self.host_fd, [mv[:take]], pos)
+                # Past the cached span: the file itself holds it.
+                got = self.source.load(mv[:take], pos)
             else:
                 mv[:take] = view[base + pos:base + pos + take]
                 got = take
@@ -104,7 +151,7 @@ class FileMapping:
         if size:
             base = self.backing.offset
             try:
-                os.pwritev(self.host_fd, [self.memfile.view[base:base + size]], 0)
+                self.source.store(self.memfile.view[base:base + size], 0)
             except OSError as e:
                 raise SyscallError(e.errno or errno.EIO) from None
 
@@ -117,4 +164,28 @@ class FileMapping:
         self.memfile.free(self.backing.offset, self.backing.length)
         if getattr(self.inode, "shared_map", None) is self:
             self.inode.shared_map = None
-        os.close(self.host_fd)
+        self.source.close()
+
+
+def mapping_for(memfile, f, need: int):
+    """The shared mapping of open file `f`'s inode (made on first use), or None if it cannot be mapped."""
+    from sentry.vfs.file import HostFDFile
+    inode = getattr(f, "inode", None) or (f.dentry.inode if f.dentry is not None else None)
+    if inode is None:
+        return None
+    fm = getattr(inode, "shared_map", None)
+    if fm is None:
+        if isinstance(f, HostFDFile):
+            if not f.seekable:
+                return None
+            source = HostSource(f.host_fd)
+        elif hasattr(inode, "data") and isinstance(inode.data, bytearray):
+            source = TmpSource(inode)
+        else:
+            return None
+        fm = FileMapping(memfile, inode, source, f.writable, need)
+    elif f.writable and not fm.writable:
+        fm.writable = True
+        if isinstance(f, HostFDFile):
+            fm.source.set_writable_fd(f.host_fd)
+    return fm

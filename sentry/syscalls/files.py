@@ -664,6 +664,7 @@ def dup3(t, oldfd, newfd, flags):
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_DUPFD_CLOEXEC = 1030
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
+F_ADD_SEALS, F_GET_SEALS = 1033, 1034
 FD_CLOEXEC = 1
 
 
@@ -687,6 +688,23 @@ def fcntl(t, fd, cmd, arg):
         return 0
     if cmd == F_GETFL:
         return f.flags
+    if cmd in (F_ADD_SEALS, F_GET_SEALS):
+        inode = getattr(f, "inode", None)
+        if inode is None or not getattr(inode, "memfd", False):
+            raise SyscallError(errno.EINVAL)
+        if cmd == F_GET_SEALS:
+            return inode.seals
+        seals = u32(arg)
+        if seals & ~0x3F:
+            raise SyscallError(errno.EINVAL)
+        if not f.writable:
+            raise SyscallError(errno.EPERM)
+        if inode.seals & 0x1:
+            raise SyscallError(errno.EPERM)               # F_SEAL_SEAL
+        if seals & 0x8 and inode.shared_map is not None and inode.shared_map.writable:
+            raise SyscallError(errno.EBUSY)               # writable shared mappings exist
+        inode.seals |= seals
+        return 0
     if cmd in (F_SETPIPE_SZ, F_GETPIPE_SZ):
         from sentry.pipe import PipeFile
         if not isinstance(f, PipeFile):

@@ -54,30 +54,29 @@ def mmap(t, addr, length, prot, flags, fd, offset):
 
 
 def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, offset: int) -> int:
-    """A file mapping: the file's bytes copied into fresh memory (MAP_PRIVATE semantics)."""
+    """A file mapping.  MAP_PRIVATE: the file's bytes copied into fresh memory (later writes by
+    anyone are not seen, a documented approximation of copy-on-write); MAP_SHARED: the file's
+    shared pages (sentry/mm/filemap.py), coherent with read/write."""
+    from sentry.mm.filemap import mapping_for
     from sentry.vfs.devfs import MemDeviceFile
-    from sentry.vfs.file import HostFDFile
     mm = t.mm
     if isinstance(f, MemDeviceFile) and f.kind == b"zero":
         return mm.mmap_anon(addr, plen, prot, flags)
-    if not isinstance(f, HostFDFile) or not f.seekable:
-        raise SyscallError(errno.ENODEV)
+    d = f.dentry
+    if d is None or d.inode.is_dir or (d.inode.mode & 0o170000) != 0o100000 or not hasattr(f, "pread"):
+        raise SyscallError(errno.ENODEV if d is None or not d.inode.is_dir else errno.ENODEV)
     if not f.readable:
         raise SyscallError(errno.EACCES)
+    if d.mount is not None and "noexec" in d.mount.flags and prot & PROT_EXEC:
+        raise SyscallError(errno.EPERM)
     shared = (flags & MAP_TYPE) != MAP_PRIVATE
     if shared and prot & PROT_WRITE and not f.writable:
         raise SyscallError(errno.EACCES)
-    name = f.dentry.path().decode("utf-8", "replace") if f.dentry is not None else ""
-    if shared and f.seekable and f.dentry is not None:
-        from sentry.mm.filemap import FileMapping
-        inode = f.dentry.inode
-        fm = getattr(inode, "shared_map", None)
+    name = d.path().decode("utf-8", "replace")
+    if shared:
+        fm = mapping_for(mm.memfile, f, offset + plen)
         if fm is None:
-            fm = FileMapping(mm.memfile, inode, f.host_fd, f.writable, offset + plen)
-        elif f.writable and not fm.writable:
-            fm.writable = True
-            os.close(fm.host_fd)
-            fm.host_fd = os.dup(f.host_fd)
+            raise SyscallError(errno.ENODEV)
         if offset + plen > fm.capacity:
             raise SyscallError(errno.ENOMEM)
         return mm.mmap_backing(addr, plen, prot, flags, fm.backing, offset, name)
@@ -204,3 +203,40 @@ def fadvise64(t, fd, offset, length, advice):
     if s32(advice) not in range(0, 6) or s64(length) < 0:
         raise SyscallError(errno.EINVAL)
     return 0
+
+
+MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB, MFD_NOEXEC_SEAL, MFD_EXEC = 1, 2, 4, 8, 0x10
+F_SEAL_SEAL = 0x1
+
+
+@syscall("memfd_create")
+def memfd_create(t, name_addr, flags):
+    """memfd_create(2): an unlinked tmpfs file of the sandbox (never a host memfd)."""
+    from sentry.vfs import tmpfs
+    from sentry.vfs.inode import Dentry
+    flags = u32(flags)
+    if flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC) or flags & 0xFC000000:
+        raise SyscallError(errno.EINVAL)
+    if flags & MFD_HUGETLB:
+        raise SyscallError(errno.EINVAL)
+    if flags & MFD_NOEXEC_SEAL and flags & MFD_EXEC:
+        raise SyscallError(errno.EINVAL)
+    name = t.mm.cstring(name_addr, 255)      # longer than 249 + "memfd:" is EINVAL on Linux
+    if len(name) > 249:
+        raise SyscallError(errno.EINVAL)
+    k = t.kernel
+    fs = getattr(k, "memfd_fs", None)
+    if fs is None:
+        fs, _root = tmpfs.make_tmpfs(0x30, {})
+        k.memfd_fs = fs
+    c = t.tg.creds
+    mode = 0o666 if flags & MFD_NOEXEC_SEAL else 0o777
+    inode = tmpfs.TmpFile(fs, mode, c.fsuid, c.fsgid)
+    inode.memfd = True
+    if not flags & MFD_ALLOW_SEALING:
+        inode.seals = F_SEAL_SEAL
+    elif flags & MFD_NOEXEC_SEAL:
+        inode.seals = 0x20                     # F_SEAL_EXEC
+    d = Dentry(b"memfd:" + name + b" (deleted)", None, inode, None)
+    f = tmpfs.TmpFileDescription(2 | 0o100000, d, inode)
+    return t.fds.install(f, bool(flags & MFD_CLOEXEC), limit=t.tg.rlimits[7][0])

@@ -134,6 +134,8 @@ class Dentry:
 
     def path(self, root: "Dentry | None" = None) -> bytes:
         """The absolute path of this dentry as seen from `root` (mount crossings followed)."""
+        if self.parent is None and self.mount is None:
+            return b"/" + self.name           # an unlinked file with no mount (memfd)
         parts = []
         d = self
         while True:

@@ -150,6 +150,8 @@ class TmpFile(TmpInode):
         super().__init__(fs, st.S_IFREG | (mode & 0o7777), uid, gid)
         self.data = bytearray()
         self.open_count = 0
+        self.shared_map = None     # pages of MAP_SHARED mappings while any exist (sentry/mm/filemap.py)
+        self.seals = 0             # memfd seals (F_ADD_SEALS)
 
     def size(self) -> int:
         return len(self.data)
@@ -158,6 +160,10 @@ class TmpFile(TmpInode):
         old = len(self.data)
         if size == old:
             return
+        if (size < old and self.seals & 0x2) or (size > old and self.seals & 0x4):
+            raise SyscallError(errno.EPERM)             # F_SEAL_SHRINK / F_SEAL_GROW
+        if self.shared_map is not None:
+            self.shared_map.truncated(size)
         self.fs.charge(old, size)
         if size < old:
             del self.data[size:]
@@ -171,6 +177,8 @@ class TmpFile(TmpInode):
         if total == 0:
             return 0
         end = offset + total
+        if self.seals & 0x8 or (end > len(data) and self.seals & 0x4):
+            raise SyscallError(errno.EPERM)             # F_SEAL_WRITE / F_SEAL_GROW
         if end > len(data):
             room = self.fs.room()
             if room is not None:
@@ -189,10 +197,14 @@ class TmpFile(TmpInode):
                 break
             data[offset + n:offset + n + take] = s[:take]
             n += take
+        if self.shared_map is not None:
+            self.shared_map.wrote(srcs, offset, n)
         self.touch()
         return n
 
     def read_at(self, dsts, offset: int) -> int:
+        if self.shared_map is not None:
+            return self.shared_map.read(dsts, offset)
         data = self.data
         n = 0
         for mv in dsts:
