@@ -374,6 +374,9 @@ class Kernel:
         self.debug(f"task {t.tid}: fault {signal.Signals(ev.signo).name} code {ev.code} addr {ev.addr:#x} "
                    f"at rip {t.ctx.regs.rip:#x}")
         sig = ev.signo
+        if sig == signal.SIGSEGV and ev.code == 1 and t.mm.grow_stack(ev.addr, t.tg.rlimits[3][0]):
+            self.runq.append(t)           # the stack grew under the fault: run the instruction again
+            return
         act = t.tg.sigactions[sig]
         # force_sig_info: a blocked or ignored synchronous signal is unblocked and reset to default.
         if t.sigmask & sg.bit(sig) or act.handler == sg.SIG_IGN:

@@ -408,6 +408,30 @@ class MemoryManager:
             out.append((base, ln))
         return out
 
+    def total_mapped(self) -> int:
+        return sum(v.end - v.start for v in self.vmas)
+
+    def grow_stack(self, addr: int, limit: int) -> bool:
+        """A fault at `addr` just below a MAP_GROWSDOWN VMA: extend it down (to the page) if the
+        stack stays within `limit` bytes and the guard gap to the next mapping holds."""
+        i = bisect.bisect_right(self._starts, addr)
+        if i >= len(self.vmas):
+            return False
+        v = self.vmas[i]
+        if not v.growsdown or addr >= v.start:
+            return False
+        new_start = page_down(addr)
+        if self.top - new_start > limit and v.end - new_start > limit:
+            return False
+        prev_end = self.vmas[i - 1].end if i > 0 else self.bottom
+        if new_start < prev_end + PAGE * 256 and i > 0:
+            return False                        # stack_guard_gap
+        grow = v.start - new_start
+        nv = self._map_new(new_start, grow, v.prot, False, v.name, growsdown=True)
+        nv.growsdown = True
+        v.growsdown = False                       # the lowest piece is the one that grows
+        return True
+
     # -- fork -----------------------------------------------------------------
 
     def fork(self) -> "MemoryManager":

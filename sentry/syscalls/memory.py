@@ -18,8 +18,15 @@ _KNOWN_FLAGS = 0x3 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000 | 0x
 
 @syscall("brk")
 def brk(t, addr):
-    """brk(2): returns the new break, or the old one on failure."""
-    return t.mm.brk(addr)
+    """brk(2): returns the new break, or the old one on failure (RLIMIT_DATA and RLIMIT_AS too)."""
+    mm = t.mm
+    grow = page_up(addr) - page_up(mm.brk_cur) if addr > mm.brk_cur else 0
+    if grow:
+        data_limit, as_limit = t.tg.rlimits[2][0], t.tg.rlimits[9][0]
+        if (as_limit != 0xFFFFFFFFFFFFFFFF and mm.total_mapped() + grow > as_limit) or \
+                (data_limit != 0xFFFFFFFFFFFFFFFF and addr - mm.brk_start > data_limit):
+            return mm.brk_cur
+    return mm.brk(addr)
 
 
 @syscall("mmap", Support.PARTIAL, "anonymous private/shared; MAP_PRIVATE files are copied in; MAP_SHARED files are not yet coherent")
@@ -47,6 +54,9 @@ def mmap(t, addr, length, prot, flags, fd, offset):
     elif addr + plen > mm.top:
         addr = 0
     prot &= PROT_READ | PROT_WRITE | PROT_EXEC
+    as_limit = t.tg.rlimits[9][0]
+    if as_limit != 0xFFFFFFFFFFFFFFFF and mm.total_mapped() + plen > as_limit:
+        raise SyscallError(errno.ENOMEM)          # RLIMIT_AS
     if flags & MAP_ANONYMOUS:
         return mm.mmap_anon(addr, plen, prot, flags)
     f = t.fds.get(fd)
@@ -146,6 +156,10 @@ def mremap(t, addr, old_size, new_size, flags, new_addr):
         raise SyscallError(errno.EINVAL)
     if new_size == 0 or old_size == 0:
         raise SyscallError(errno.EINVAL)
+    as_limit = t.tg.rlimits[9][0]
+    if as_limit != 0xFFFFFFFFFFFFFFFF and new_size > old_size and \
+            t.mm.total_mapped() + page_up(new_size) - page_up(old_size) > as_limit:
+        raise SyscallError(errno.ENOMEM)
     fixed = None
     if flags & MREMAP_FIXED:
         if new_addr % PAGE:
