@@ -295,7 +295,7 @@ def test_more_files_than_the_gofer_has_handles(bundle):
 # -- whole scenarios, against the same commands run natively ---------------------------
 
 SCENARIO = ("cd /tmp; mkdir -p a/b/c; echo x > a/b/c/f; cp -a a b; mv b c; ln -s c/b l; chmod 600 a/b/c/f; "
-            "touch -d '2020-01-01' a/b/c/f; ls -lR; tar cf e.tar /etc 2>/dev/null; mkdir x; cd x; "
+            "touch -d '2020-01-01 00:00:00' a/b/c/f; ls -lR; tar cf e.tar /etc 2>/dev/null; mkdir x; cd x; "
             "tar xf ../e.tar; ls -lnR .; cd ..; rm -rf x c")
 RECENT = re.compile(r"[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d")
 
@@ -338,3 +338,15 @@ def test_overlay_memory_leaves_the_rootfs_untouched(bundle):
     assert "home" not in lines and "new" in lines
     assert lines[-1].startswith("overlay on / type overlay")
     assert _tree(bundle.rootfs) == before
+
+
+def test_file_bind_mount(bundle, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 sandboxed\n")
+    (tmp_path / "sibling").write_text("not for the sandbox\n")
+    mounts = [{"destination": "/etc/hosts", "type": "bind", "source": str(hosts), "options": ["rbind", "ro"]},
+              {"destination": "/etc/newfile", "type": "bind", "source": str(hosts), "options": ["rbind", "rw"]}]
+    status, out, err = bundle(["sh", "-c", "cat /etc/hosts; echo more >> /etc/newfile; ls /etc | grep -c sibling; "
+                                           "/bin/fsprobe creat /etc/hosts"], mounts=mounts)
+    assert out.splitlines() == ["127.0.0.1 sandboxed", "0", "EROFS"], err
+    assert hosts.read_text() == "127.0.0.1 sandboxed\nmore\n"

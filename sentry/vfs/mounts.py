@@ -146,21 +146,65 @@ class MountBuilder:
             self.mount_tmpfs(shm, frozenset({"rw", "nosuid", "nodev"}), {"mode": "1777"}, "mode=1777", "shm")
         return m
 
-    def mount_bind(self, at, source: str, flags):
+    def _gofer(self, tree: str, ro: bool):
         from gofer.client import spawn_gofer
         from sentry.vfs.goferfs import GoferFS
-        if not os.path.isdir(source):
-            self.log.warning(f"bind mount of {source!r}: only directories can be served (skipped)")
-            return None
-        ro = "ro" in flags
         try:
-            pid, client = spawn_gofer(source, readonly=ro)
+            pid, client = spawn_gofer(tree, readonly=ro)
         except OSError as e:
-            self.log.warning(f"bind mount of {source!r}: gofer failed: {e}")
+            self.log.warning(f"bind mount of {tree!r}: gofer failed: {e}")
             return None
         self.extra_gofers.append((pid, client))
-        fs = GoferFS(client, dev=self.dev(), readonly=ro)
-        return self.vfs.mount_at(at, fs, fs.root_inode(), flags=flags, source=source, fstype="9p",
+        return GoferFS(client, dev=self.dev(), readonly=ro)
+
+    def mount_bind(self, at, source: str, flags):
+        """A directory bind mount: a Gofer of its own serves the source tree (ro enforced there too).
+        The mount table says "none", not the host path, as gVisor's does."""
+        fs = self._gofer(source, "ro" in flags)
+        if fs is None:
+            return None
+        return self.vfs.mount_at(at, fs, fs.root_inode(), flags=flags, source="none", fstype="9p",
+                                 options="trans=fd,cache=remote_revalidating")
+
+    def mount_bind_file(self, dest: str, source: str, flags):
+        """A file bind mount (Docker's /etc/hosts, /etc/resolv.conf, /etc/hostname).
+
+        The Gofer serves trees, not single files, so one is started on the file's
+        directory and only the file is grafted into the sandbox.  Trade-off: that
+        Gofer could serve the file's siblings to a compromised Sentry; a Gofer mode
+        serving exactly one file would close this (noted for the Gofer's owners)."""
+        from sentry.vfs.inode import Dentry
+        real = os.path.realpath(source)
+        parent_dir, fname = os.path.split(real)
+        at_parent = self.mountpoint(os.path.dirname(dest))
+        name = os.path.basename(dest).encode()
+        if at_parent is None or not name:
+            return None
+        at = at_parent.child(name)
+        if at is None:
+            mknod = getattr(at_parent.inode, "mknod", None)
+            if mknod is None or at_parent.mount.readonly:
+                return None
+            try:
+                inode = mknod(_BootTask(), name, 0o100644, 0)
+            except SyscallError:
+                return None
+            at = Dentry(name, at_parent, inode, at_parent.mount)
+            at_parent.children[name] = at
+        at = follow_mounts(at)
+        if at.inode.is_dir or at.inode.is_symlink:
+            return None
+        fs = self._gofer(parent_dir, "ro" in flags)
+        if fs is None:
+            return None
+        try:
+            inode = fs.root_inode().lookup(fname.encode())
+        except SyscallError:
+            inode = None
+        if inode is None or inode.is_dir or inode.is_symlink:
+            self.log.warning(f"bind mount of {source!r}: not a regular file (skipped)")
+            return None
+        return self.vfs.mount_at(at, fs, inode, flags=flags, source="none", fstype="9p",
                                  options="trans=fd,cache=remote_revalidating")
 
     def empty_dir(self, at, fstype: str, source: str, flags, shown: str):
@@ -191,6 +235,10 @@ class MountBuilder:
                 if at is not None:
                     self.mount_devfs(at, flags, shown)
                     dev_done = True
+                continue
+            if kind == "bind" and os.path.exists(spec.source) and not os.path.isdir(spec.source):
+                if self.mount_bind_file(dest, spec.source, flags) is None:
+                    self.log.warning(f"bind mount of file {spec.source!r} at {dest}: skipped")
                 continue
             if dest == "/dev/shm" and kind == "tmpfs" and dev_done:
                 at = self.mountpoint(dest)
