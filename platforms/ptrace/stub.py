@@ -7,6 +7,7 @@ into it).  It is linked at `STUB_BASE`, above every address an
 application may use, and does only this:
 
     munmap everything below and above its own page   (host stack, vDSO, vvar)
+    prctl(PR_SET_NAME, "runsc-py-stub")
     prctl(PR_SET_NO_NEW_PRIVS); seccomp(SET_MODE_FILTER, filter)
     int3                                   <- ready; rax = seccomp's result
   site:
@@ -44,6 +45,8 @@ AUDIT_ARCH_X86_64 = 0xC000003E
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ALLOW = 0x7FFF0000
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
+STUB_NAME = b"runsc-py-stub"       # what `ps` on the host shows for an address space
 SECCOMP_SET_MODE_FILTER = 1
 
 _BPF_LD_W_ABS = 0x20
@@ -107,8 +110,10 @@ class StubImage:
         # The data (sock_fprog + filter) follows the code; assemble twice so
         # addresses that depend on code length are right.
         fprog_addr = 0
+        name_addr = 0
         for _ in range(2):
             code = b""
+            code += _syscall(SYS_prctl, PR_SET_NAME, name_addr, 0, 0, 0)
             code += _syscall(SYS_munmap, 0, STUB_BASE)
             code += _syscall(SYS_munmap, STUB_BASE + STUB_SIZE, TASK_TOP - (STUB_BASE + STUB_SIZE))
             code += _syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
@@ -120,10 +125,11 @@ class StubImage:
             filt = seccomp_filter(STUB_BASE + site_off + len(SYSCALL))
             fprog_addr = STUB_BASE + data_off
             filter_addr = fprog_addr + 16
+            name_addr = filter_addr + len(filt)
         self.site = STUB_BASE + site_off
         self.entry = STUB_BASE + code_off
         body = code.ljust(data_off - code_off, b"\x90")
-        data = struct.pack("<HxxxxxxQ", len(filt) // 8, filter_addr) + filt
+        data = struct.pack("<HxxxxxxQ", len(filt) // 8, filter_addr) + filt + STUB_NAME + b"\0"
         image_len = code_off + len(body) + len(data)
         assert image_len <= STUB_SIZE
         ehdr = struct.pack("<4sBBBB8xHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0,
