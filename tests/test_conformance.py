@@ -16,6 +16,14 @@ plan, `ok` lines and `#` comments, with as many `ok` lines as the plan says:
 * `test_conformance[NAME-sandbox]`: `runsc-py run` on a bundle whose `root.path`
   is that rootfs, so every syscall is answered by the Sentry.  On failure the
   message shows the sandbox's `not ok` lines next to the native run's result.
+
+Every program is ALSO built dynamically (`gcc -O1 -Wall -Werror`, no
+`-static`) as `/conformance/NAME.dynamic`, and run the same two ways as
+`test_conformance[NAME-dynamic-native]` and `test_conformance[NAME-dynamic-sandbox]`.
+The dynamic binaries use the host's glibc: every library `ldd` lists for them
+(and the loader, /lib64/ld-linux-x86-64.so.2) is copied into the rootfs at
+the same path, so the sandbox runs the PT_INTERP loader, mmaps the shared
+objects from the Gofer-backed rootfs and relocates them, as real images do.
 """
 from __future__ import annotations
 
@@ -39,6 +47,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC_DIR = os.path.join(REPO, "tests", "syscall-conformance")
 BUILD_DIR = os.path.join(REPO, ".build", "conformance")
 CFLAGS = ["-O1", "-static", "-Wall", "-Werror"]
+DYNAMIC_CFLAGS = ["-O1", "-Wall", "-Werror"]
+DYNAMIC_SUFFIX = ".dynamic"  # /conformance/NAME.dynamic and .build/conformance/NAME.dynamic
 HEADERS = ["tap.h", "fixtures.h"]
 TIMEOUT = 120  # seconds per run; the Sentry is Python, give it room
 
@@ -106,6 +116,24 @@ def make_fixtures(root: str) -> None:
     os.utime(os.path.join(root, "fixtures/file.txt"), ns=(FIXED_MTIME_NS, FIXED_MTIME_NS))
 
 
+def copy_libraries(root: str, binaries: list[str]) -> list[str]:
+    """Copy every shared library `ldd` lists for `binaries` (and the loader) into `root`, at the same paths."""
+    paths: set[str] = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            for word in line.split():
+                if word.startswith("/"):
+                    paths.add(word)
+    for path in sorted(paths):
+        dest = os.path.join(root, path.lstrip("/"))
+        if not os.path.exists(dest):
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy2(path, dest)  # the file itself, not a symlink out of the rootfs
+    return sorted(paths)
+
+
 def make_rootfs(root: str, binaries: dict[str, str]) -> str:
     for d in ("conformance", "etc", "tmp", "dev"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -121,27 +149,33 @@ def make_rootfs(root: str, binaries: dict[str, str]) -> str:
     make_fixtures(root)
     for name, binary in binaries.items():
         shutil.copy2(binary, os.path.join(root, "conformance", name))
+    dynamic = [b for n, b in binaries.items() if n.endswith(DYNAMIC_SUFFIX)]
+    if dynamic:
+        copy_libraries(root, dynamic)
     return root
 
 
 # ---------------------------------------------------------------------------
 # Building
 # ---------------------------------------------------------------------------
-def _source_digest(name: str) -> str:
+def _source_digest(name: str, cflags: list[str] = CFLAGS) -> str:
     h = hashlib.sha256()
-    h.update(" ".join(["gcc", *CFLAGS]).encode() + b"\0")
+    h.update(" ".join(["gcc", *cflags]).encode() + b"\0")
     for fname in [f"{name}.c", *HEADERS]:
         with open(os.path.join(SRC_DIR, fname), "rb") as f:
             h.update(fname.encode() + b"\0" + f.read() + b"\0")
     return h.hexdigest()
 
 
-def build(name: str) -> tuple[str | None, str]:
-    """Compile NAME.c unless the cached binary is current; return (binary path or None, gcc output)."""
+def build(name: str, dynamic: bool = False) -> tuple[str | None, str]:
+    """Compile NAME.c unless the cached binary is current; return (binary path or None, gcc output).
+
+    dynamic=True builds NAME.dynamic without -static."""
+    cflags = DYNAMIC_CFLAGS if dynamic else CFLAGS
     os.makedirs(BUILD_DIR, exist_ok=True)
-    binary = os.path.join(BUILD_DIR, name)
+    binary = os.path.join(BUILD_DIR, name + (DYNAMIC_SUFFIX if dynamic else ""))
     stamp = binary + ".sha256"
-    digest = _source_digest(name)
+    digest = _source_digest(name, cflags)
     try:
         with open(stamp) as f:
             if f.read().strip() == digest and os.path.exists(binary):
@@ -149,7 +183,7 @@ def build(name: str) -> tuple[str | None, str]:
     except FileNotFoundError:
         pass
     tmp = f"{binary}.tmp.{os.getpid()}"
-    proc = subprocess.run(["gcc", *CFLAGS, "-o", tmp, os.path.join(SRC_DIR, f"{name}.c")],
+    proc = subprocess.run(["gcc", *cflags, "-o", tmp, os.path.join(SRC_DIR, f"{name}.c")],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         if os.path.exists(tmp):
@@ -164,7 +198,9 @@ def build(name: str) -> tuple[str | None, str]:
 
 @pytest.fixture(scope="session")
 def builds() -> dict[str, tuple[str | None, str]]:
-    return {name: build(name) for name in PROGRAMS}
+    out = {name: build(name) for name in PROGRAMS}
+    out.update({name + DYNAMIC_SUFFIX: build(name, dynamic=True) for name in PROGRAMS})
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -301,11 +337,16 @@ def run_sandbox(name: str, root: str, tmp_path) -> Run:
         force_delete()
 
 
-@pytest.mark.parametrize("side", ["native", "sandbox"])
+@pytest.mark.parametrize("side", ["native", "sandbox", "dynamic-native", "dynamic-sandbox"])
 @pytest.mark.parametrize("name", PROGRAMS)
 def test_conformance(name: str, side: str, builds, rootfs, tmp_path) -> None:
+    cflags = CFLAGS
+    if side.startswith("dynamic-"):
+        side = side[len("dynamic-"):]
+        name += DYNAMIC_SUFFIX
+        cflags = DYNAMIC_CFLAGS
     binary, gcc_output = builds[name]
-    assert binary, f"{name}.c does not build with gcc {' '.join(CFLAGS)}:\n{gcc_output}"
+    assert binary, f"{name.split('.')[0]}.c does not build with gcc {' '.join(cflags)}:\n{gcc_output}"
     native = run_native(name, rootfs)
     if side == "native":
         passed = not native.problems()
