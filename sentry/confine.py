@@ -92,12 +92,23 @@ def build_filter() -> pyseccomp.SyscallFilter:
     return f
 
 
+def _loopback_up() -> None:
+    """A fresh network namespace has `lo` down: bring it up (runc's --network=none has it up)."""
+    import fcntl
+    import socket
+    import struct
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40))   # SIOCSIFFLAGS: UP|LOOPBACK|RUNNING
+
+
 def confine(network: str) -> None:
     """Give up the host (see the module docstring).  Irreversible for this process."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as fh:
         last_cap = int(fh.read())
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWNET if network == "none" else 0)
     _check(_libc.unshare(flags), "unshare")
+    if network == "none":
+        _loopback_up()
     _mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
     _mount(b"none", b"/proc", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=555")
     _mount(None, b"/proc", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)

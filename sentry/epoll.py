@@ -74,8 +74,14 @@ class EpollFile(File):
 
     def host_fds(self) -> list[tuple[int, int]]:
         from sentry.vfs.file import HostFDFile
-        return [(r.file.host_fd, (r.events & 0xFFFF) | EPOLLERR | EPOLLHUP) for r in self.interest.values()
-                if isinstance(r.file, HostFDFile) and not r.file.seekable]
+        out = []
+        for r in self.interest.values():
+            hf = getattr(r.file, "host_fds", None)
+            if hf is not None:
+                out += [(fd, (r.events & 0xFFFF) | EPOLLERR | EPOLLHUP) for fd, _ in hf()]
+            elif isinstance(r.file, HostFDFile) and not r.file.seekable:
+                out.append((r.file.host_fd, (r.events & 0xFFFF) | EPOLLERR | EPOLLHUP))
+        return out
 
     def ctl(self, op: int, fd: int, target, events: int, data: int) -> None:
         if target is self:

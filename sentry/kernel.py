@@ -62,7 +62,8 @@ class Kernel:
         self.exit_code: int | None = None
         self.strace = cfg.strace
         self._enosys_logged: set[int] = set()
-        self.watchers: dict[int, object] = {}     # host fd -> callback (the control channel)
+        self.watchers: dict[int, object] = {}
+        self.unix_names: dict = {}                 # bound AF_UNIX names -> listening/dgram socket     # host fd -> callback (the control channel)
 
     def alloc_id(self) -> int:
         i = self._next_id

@@ -4,7 +4,7 @@ Importing this package imports every family module (each registers its
 handlers) and builds `TABLE`, indexed by syscall number.
 """
 from sentry.syscalls import registry
-from sentry.syscalls import files, fsops, memory, processes, signals, time, misc, futex, poll, timers  # noqa: F401  (registration)
+from sentry.syscalls import files, fsops, memory, processes, signals, time, misc, futex, poll, timers, sockets  # noqa: F401  (registration)
 
 TABLE = registry.build_table()
 

@@ -79,8 +79,11 @@ def _park(t, files, deadline) -> None:
     queues, host = [], []
     for f in files:
         qs = getattr(f, "wait_queues", None)
+        hf = getattr(f, "host_fds", None)
         if qs is not None:
             queues += qs()
+        elif hf is not None:
+            host += hf()
         elif isinstance(f, HostFDFile) and not f.seekable:
             host.append((f.host_fd, POLLIN | POLLOUT | POLLPRI))
     t.block(queues, deadline=deadline, host_fd=host or None)
