@@ -257,6 +257,9 @@ class GoferInode(Inode):
         mode = self.mode
         if st.S_ISDIR(mode):
             return GoferDirFile(flags, dentry)
+        if st.S_ISFIFO(mode):
+            from sentry.vfs.fifo import open_fifo
+            return open_fifo(t, self, dentry, flags)
         host_flags = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_TRUNC)
         fd = self.fs.take_fd(self, host_flags & (O_ACCMODE | O_APPEND)) if st.S_ISREG(mode) else None
         if fd is not None:

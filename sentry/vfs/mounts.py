@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from sentry.errors import SyscallError
-from sentry.vfs import devfs, lock, procfs, sysfs, tmpfs  # noqa: F401  (loaded before confinement)
+from sentry.vfs import devfs, fifo, lock, overlay, procfs, sysfs, tmpfs  # noqa: F401  (loaded before confinement)
 from sentry.vfs.walk import follow_mounts
 
 # Mount flags that are per-mount (shown before the fs options in /proc/mounts); others are fs data.

@@ -142,6 +142,9 @@ class TmpInode(Inode):
     def open(self, t, dentry, flags: int) -> File:
         if flags & O_PATH:
             return File(flags, dentry, dentry.mount)
+        if st.S_ISFIFO(self.mode):
+            from sentry.vfs.fifo import open_fifo
+            return open_fifo(t, self, dentry, flags)
         raise SyscallError(errno.ENXIO)
 
 
