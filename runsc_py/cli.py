@@ -196,6 +196,8 @@ def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None
     from runsc_py.do import do_config
     cfg = do_config(list(command), rootfs, cwd, list(envs), hostname)
     _globals().apply(cfg, cfg.container_id, "do")
+    cfg.overlay = "memory"      # `do` always overlays the host root in memory (the global default is none)
+    cfg.host_readonly = True
     from runsc_py.sandbox import run_sandbox_guarded
     try:
         return run_sandbox_guarded(cfg, cfg.log_fd)

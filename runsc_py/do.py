@@ -53,7 +53,9 @@ def do_config(command: list[str], rootfs: str = "/", cwd: str | None = None,
     gid = os.getgid()
     return SandboxConfig(rootfs=rootfs, args=args, env=env_list, cwd=workdir, uid=os.getuid(), gid=gid,
                          additional_gids=[g for g in os.getgroups() if g != gid],
-                         hostname=hostname or socket.gethostname(), root_readonly=True,
+                         hostname=hostname or socket.gethostname(), root_readonly=False,
+                         host_readonly=True,   # the Gofer never writes to the host, whatever the flags
+                         overlay="memory",     # writes land in the Sentry's memory (as runsc do)
                          container_id=f"do-{os.getpid()}",
                          # The sandbox's own /proc, /sys and /dev hide the host's (never served by the Gofer).
                          mounts=[Mount("/proc", "proc", "proc"), Mount("/sys", "sysfs", "sysfs"),

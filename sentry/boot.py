@@ -123,6 +123,12 @@ def _run_sentry(cfg: SandboxConfig, confine: bool) -> int:
         sb.shutdown()
 
 
+def _gofer_readonly(cfg: SandboxConfig) -> bool:
+    """The Gofer serves read-only when the container's root is, when the host's own tree is served
+    (`do`), and under an in-memory overlay (the lower layer is never written then)."""
+    return cfg.root_readonly or cfg.host_readonly or cfg.overlay == "memory"
+
+
 def _read_gate(fd: int) -> bool:
     while True:
         try:
@@ -150,7 +156,8 @@ class Sandbox:
         cfg = self.cfg
         if not os.path.isdir(cfg.rootfs):
             raise BootError(f"rootfs {cfg.rootfs!r} is not a directory")
-        self.gofer_pid, self.gofer = spawn_gofer(cfg.rootfs, readonly=cfg.root_readonly)
+        # With an in-memory overlay the lower layer is never written: the Gofer serves it read-only.
+        self.gofer_pid, self.gofer = spawn_gofer(cfg.rootfs, readonly=_gofer_readonly(cfg))
         self.memfile = MemoryFile()
         platform = get_platform(cfg.platform, self.memfile)
         vfs = VFS()
@@ -169,8 +176,9 @@ class Sandbox:
         from sentry.vfs.goferfs import GoferFS
         from sentry.vfs.mounts import mount_all
         cfg = self.cfg
-        rootfs = GoferFS(self.gofer, dev=0x801, readonly=cfg.root_readonly)
-        flags = frozenset({"ro"} if cfg.root_readonly else {"rw"})
+        rootfs = GoferFS(self.gofer, dev=0x801, readonly=_gofer_readonly(cfg))
+        view_ro = cfg.root_readonly or (cfg.host_readonly and cfg.overlay != "memory")
+        flags = frozenset({"ro"} if view_ro else {"rw"})
         if cfg.overlay == "memory":
             # Changes go to a tmpfs upper layer in the Sentry, never to the bundle (sentry/vfs/overlay.py).
             from sentry.vfs.overlay import make_overlay

@@ -29,6 +29,9 @@ class SandboxConfig:
     additional_gids: list[int] = field(default_factory=list)
     hostname: str = "runsc-py"
     root_readonly: bool = False
+    # The served tree is the host's own (runsc-py do): the Gofer serves it read-only whatever the
+    # overlay and root.readonly say, so no flag combination can ever write to the host.
+    host_readonly: bool = False
     mounts: list[Mount] = field(default_factory=list)
     rlimits: dict[str, tuple[int, int]] = field(default_factory=dict)   # "RLIMIT_NOFILE" -> (soft, hard)
     stdio: tuple[int, int, int] = (0, 1, 2)  # host fds that become the application's fds 0, 1, 2
