@@ -159,7 +159,10 @@ class Sandbox:
         # With an in-memory overlay the lower layer is never written: the Gofer serves it read-only.
         self.gofer_pid, self.gofer = spawn_gofer(cfg.rootfs, readonly=_gofer_readonly(cfg))
         self.memfile = MemoryFile()
-        platform = get_platform(cfg.platform, self.memfile)
+        try:
+            platform = get_platform(cfg.platform, self.memfile)
+        except Exception as e:              # an unknown or unavailable platform: one line for the user
+            raise BootError(str(e)) from None
         vfs = VFS()
         self.kernel = Kernel(cfg, platform, self.memfile, vfs, self.log)
         self._mount_filesystems(vfs)
