@@ -192,11 +192,15 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
         pass
 
 
-def clean_up_under(directory: str | os.PathLike) -> list[str]:
+def clean_up_under(directory: str | os.PathLike, grace: float = 0.0) -> list[str]:
     """Kill what still mentions `directory`, unmount what is mounted under it, remove it.
 
-    Returns a description of what had to be cleaned (for the test to report)."""
+    Processes get `grace` seconds to finish on their own first.  Returns a
+    description of what had to be killed (for the test to report)."""
     left = []
+    deadline = time.monotonic() + grace
+    while processes_mentioning(str(directory)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for pid, cmd in processes_mentioning(str(directory)).items():
         left.append(f"process {pid}: {cmd[:200]}")
         try:
@@ -257,6 +261,7 @@ class Dockerd:
     def __init__(self, directory: Path, runtimes: dict[str, str] | None = None,
                  config_file: Path | None = None) -> None:
         self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.sock = directory / "docker.sock"
         self.log = directory / "dockerd.log"
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}")
@@ -365,8 +370,8 @@ class Podman:
         return ref
 
     def stop(self) -> list[str]:
-        # podman leaves no daemon; an interrupted run may leave conmon and the storage mounts
-        return clean_up_under(self.dir)
+        # podman leaves no daemon; conmon finishes a --rm run's cleanup after podman returns
+        return clean_up_under(self.dir, grace=15)
 
 
 # ------------------------------------------------------------------ terminals

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -388,15 +389,20 @@ def test_podman_run_exit_status(podman: Podman) -> None:
 # ------------------------------------------------------------------ the CLI, as runc
 
 def run_cli(binary: list[str], *args: str) -> tuple[int, str, str]:
-    p = subprocess.run([*binary, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    return p.returncode, p.stdout, p.stderr
+    """Run a runtime command; stdout/stderr through files, since `create` hands its stdio to the
+    container (a pipe would stay open as long as the container lives)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.run([*binary, *args], stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=60)
+        out.seek(0)
+        err.seek(0)
+        return p.returncode, out.read(), err.read()
 
 
 def error_message(stderr: str) -> str:
     """runc's `time=... level=error msg="M"` or our `runsc-py: M` -> M."""
     m = re.search(r'level=error msg="((?:[^"\\]|\\.)*)"', stderr)
-    if m:
-        return m.group(1).replace('\\"', '"')
+    if m:     # runc 1.1 prefixes create/run failures with "runc create failed: "
+        return re.sub(r"^runc \w+ failed: ", "", m.group(1).replace('\\"', '"'))
     lines = stderr.strip().splitlines()
     return lines[-1].split(": ", 1)[1] if lines and ": " in lines[-1] else stderr.strip()
 
@@ -439,7 +445,7 @@ def test_lifecycle_errors_match_runc(tmp_path: Path, images: Path) -> None:
             ("kill of an unknown id", 1, "container does not exist"),
             ("delete of an unknown id", 1, "container does not exist"),
             ("create", 0, ""),
-            ("create of an existing id", 1, "container with id exists: c1"),
+            ("create of an existing id", 1, "container with given ID already exists"),
             ("start", 0, ""),
             ("start twice", 1, "cannot start an already running container"),
             ("delete of a running container", 1, "cannot delete container c1 that is not stopped: running"),
