@@ -49,7 +49,7 @@ BUILD_DIR = os.path.join(REPO, ".build", "conformance")
 CFLAGS = ["-O1", "-static", "-Wall", "-Werror"]
 DYNAMIC_CFLAGS = ["-O1", "-Wall", "-Werror"]
 DYNAMIC_SUFFIX = ".dynamic"  # /conformance/NAME.dynamic and .build/conformance/NAME.dynamic
-HEADERS = ["tap.h", "fixtures.h"]
+HEADERS = ["tap.h", "fixtures.h", "mm.h"]
 TIMEOUT = 120  # seconds per run; the Sentry is Python, give it room
 
 PROGRAMS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(SRC_DIR, "*.c")))
@@ -135,7 +135,7 @@ def copy_libraries(root: str, binaries: list[str]) -> list[str]:
 
 
 def make_rootfs(root: str, binaries: dict[str, str]) -> str:
-    for d in ("conformance", "etc", "tmp", "dev"):
+    for d in ("conformance", "etc", "tmp", "dev", "proc"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     os.chmod(os.path.join(root, "tmp"), 0o1777)
     with open(os.path.join(root, "etc/passwd"), "w") as f:
@@ -299,10 +299,20 @@ def _snapshot(root: str) -> dict[str, tuple]:
 _native_runs: dict[str, Run] = {}
 
 
+def _reads_proc(name: str) -> bool:
+    """Does NAME.c (the static or the dynamic build) read /proc?  Natively it then gets a proc mount."""
+    with open(os.path.join(SRC_DIR, name.split(".")[0] + ".c")) as f:
+        return '"/proc/' in f.read()
+
+
 def run_native(name: str, root: str) -> Run:
     if name not in _native_runs:
         before = _snapshot(root)
-        run = _run("native", ["chroot", root, f"/conformance/{name}"], env=dict(PROGRAM_ENV))
+        cmd = ["chroot", root, f"/conformance/{name}"]
+        if _reads_proc(name):
+            # A private mount namespace with proc at ROOT/proc, as the sandbox has.
+            cmd = ["unshare", f"--mount-proc={root}/proc", *cmd]
+        run = _run("native", cmd, env=dict(PROGRAM_ENV))
         after = _snapshot(root)
         if before != after:
             changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
