@@ -21,6 +21,7 @@ fi
 python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
 # Byte-compile our modules once: with PYTHONDONTWRITEBYTECODE set (common in CI images) every
 # runsc-py start would otherwise recompile the Sentry from source (~0.1 s).
+python3 tools/snapshot_syscall_tables.py
 python3 -m compileall -q sentry gofer platforms runsc_py
 
 [ "${1:-}" = "--no-example" ] && exit 0

@@ -15,8 +15,16 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES
-from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
+try:
+    # A snapshot of python-ptrace's tables written by install.sh (tools/snapshot_syscall_tables.py):
+    # importing python-ptrace's syscall package costs more than the rest of start-up.
+    import os as _os
+    from sentry.syscalls._ptrace_tables import SOURCES, SYSCALL_NAMES, SYSCALL_PROTOTYPES
+    if any(not _os.path.exists(path) or _os.stat(path).st_mtime_ns != mtime for path, mtime in SOURCES):
+        raise ImportError("stale snapshot")
+except ImportError:
+    from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES
+    from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
 
 MAX_NR = 512
 # python-ptrace's table also lists the x32 numbers (512 and up) under the same names.
