@@ -359,7 +359,18 @@ class Kernel:
         from sentry import signals as sg
         if self.init is None or self.init.exiting:
             return
+        console = getattr(self.vfs, "console", None)
         for sig in sigs:
+            if console is not None and sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGWINCH):
+                # From the terminal (^C, ^\, ^Z, a resize): to its foreground process group,
+                # as the line discipline would send them.
+                pgrp = getattr(self, "tty_fg_pgrp", None) or self.init.pgid
+                targets = [g for g in self.thread_groups.values() if g.pgid == pgrp and not g.exiting]
+                if targets:
+                    self.debug(f"forwarding host {signal.Signals(sig).name} to process group {pgrp}")
+                    for g in targets:
+                        process.send_to_group(self, g, sig, sg.siginfo(sig, sg.SI_KERNEL))
+                    continue
             self.debug(f"forwarding host {signal.Signals(sig).name} to PID 1")
             process.send_to_group(self, self.init, sig, sg.siginfo(sig, sg.SI_USER))
 
