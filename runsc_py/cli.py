@@ -189,7 +189,7 @@ def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: b
 @click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
 def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None,
        command: tuple[str, ...]) -> int:
-    """Run CMD in a sandbox over the host's root filesystem, served read-only (as `runsc do`).
+    """Run CMD in a sandbox over the host's root filesystem (read-only; writes stay in memory), as `runsc do`.
 
     The command gets the caller's environment, working directory, uid and gid.
     """

@@ -2,7 +2,8 @@
 
 The quickest way to try the Sentry on an existing program: no bundle, no
 state.  The root filesystem ("/" unless --root says otherwise) is served
-read-only by the Gofer; the command sees the caller's environment, working
+read-only by the Gofer under an in-memory overlay, so the command may write
+but the host never changes; the command sees the caller's environment, working
 directory, uid, gid and the host's hostname.  As `runsc do` does, a command
 without '/' is resolved in the caller's PATH on the host side first, so the
 error for a missing program is ours and immediate.
