@@ -75,6 +75,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
             from sentry.task import SignalAction
             tg.sigactions = [SignalAction(a.handler, a.flags, a.restorer, a.mask) for a in parent_tg.sigactions]
         tg.pgid, tg.sid = parent_tg.pgid, parent_tg.sid
+        tg.ctty = getattr(parent_tg, "ctty", None)
         tg.comm, tg.argv, tg.envp, tg.exe = parent_tg.comm, parent_tg.argv, parent_tg.envp, parent_tg.exe
         tg.exit_signal = csig
         tg.start_monotonic = k.now()

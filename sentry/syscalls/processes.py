@@ -404,6 +404,7 @@ def setsid(t):
     if any(g.pgid == tg.tgid for g in t.kernel.thread_groups.values()):
         raise SyscallError(errno.EPERM)
     tg.sid = tg.pgid = tg.tgid
+    tg.ctty = None                 # a new session has no controlling terminal
     return tg.sid
 
 

@@ -170,6 +170,7 @@ def make_devfs(dev: int) -> tuple[SynthFS, SynthDir]:
     root.entries[b"tty"] = TtyDevice(fs)
     for name in (b"shm", b"pts", b"mqueue"):
         root.entries[name] = SynthDir(fs, 0o1777 if name == b"shm" else 0o755)
+    fs.devpts = DevPts(fs, root.entries[b"pts"])
     return fs, root
 
 
@@ -182,6 +183,12 @@ class TtyDevice(SynthInode):
     def open(self, t, dentry, flags: int) -> File:
         if flags & O_PATH:
             return File(flags, dentry, dentry.mount)
+        ctty = getattr(t.tg, "ctty", None)
+        if ctty is not None:                     # a pty of the sandbox's devpts
+            from sentry.vfs.pty import PtySlave
+            if not ctty.master_open:
+                raise SyscallError(errno.EIO)
+            return PtySlave(flags, ctty.devpts.slave_dentry(ctty), ctty)
         console = getattr(t.kernel.vfs, "console", None)
         if console is not None:                  # the container's terminal is its controlling tty
             return console.inode.open(t, console, flags)
@@ -228,3 +235,84 @@ def attach_host_tty(vfs, host_fd: int):
     d = pts.child(b"0")
     vfs.console = d
     return d
+
+
+class DevPts:
+    """The sandbox's devpts: allocates pty pairs and names their slaves /dev/pts/N."""
+
+    def __init__(self, fs: SynthFS, pts_dir: SynthDir) -> None:
+        self.fs = fs
+        self.dir = pts_dir
+        self.ptys: dict[int, object] = {}
+        self.ptmx_inode = PtmxInode(fs, self)
+        pts_dir.entries[b"ptmx"] = self.ptmx_inode
+        self.dentry = None
+
+    def allocate(self, kernel):
+        from sentry.vfs.pty import Pty
+        i = 0
+        while i in self.ptys or str(i).encode() in self.dir.entries:
+            i += 1
+        p = Pty(i, self)
+        p.kernel = kernel
+        self.ptys[i] = p
+        self.dir.entries[str(i).encode()] = PtySlaveInode(self.fs, p)
+        self._uncache(str(i).encode())
+        return p
+
+    def forget(self, p) -> None:
+        if self.ptys.pop(p.index, None) is not None:
+            name = str(p.index).encode()
+            self.dir.entries.pop(name, None)
+            self._uncache(name)
+
+    def _uncache(self, name: bytes) -> None:
+        if self.dentry is not None:
+            self.dentry.children.pop(name, None)
+
+    def slave_dentry(self, p):
+        from sentry.vfs.inode import Dentry
+        name = str(p.index).encode()
+        if self.dentry is not None:
+            d = self.dentry.child(name)
+            if d is not None:
+                return d
+        return Dentry(name, self.dentry, self.dir.entries[name], self.dentry.mount if self.dentry else None)
+
+
+class PtmxInode(SynthInode):
+    """/dev/pts/ptmx (and /dev/ptmx): each open makes a new pty pair."""
+
+    def __init__(self, fs: SynthFS, devpts: DevPts) -> None:
+        super().__init__(fs, S_IFCHR | 0o666, rdev=makedev(5, 2))
+        self.devpts = devpts
+
+    def open(self, t, dentry, flags: int) -> File:
+        from sentry.vfs.pty import PtyMaster
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        if self.devpts.dentry is None and dentry.parent is not None:
+            self.devpts.dentry = dentry.parent
+        return PtyMaster(flags, dentry, self.devpts.allocate(t.kernel))
+
+
+class PtySlaveInode(SynthInode):
+    def __init__(self, fs: SynthFS, pty) -> None:
+        super().__init__(fs, S_IFCHR | 0o620, rdev=makedev(136, pty.index))
+        self.pty = pty
+
+    def open(self, t, dentry, flags: int) -> File:
+        from sentry.vfs.file import O_NOCTTY
+        from sentry.vfs.pty import PtySlave, _make_ctty
+        if flags & O_PATH:
+            return File(flags, dentry, dentry.mount)
+        p = self.pty
+        if p.locked:
+            raise SyscallError(errno.EIO)
+        if not p.master_open:
+            raise SyscallError(errno.EIO)
+        f = PtySlave(flags, dentry, p)
+        tg = t.tg
+        if not flags & O_NOCTTY and tg.sid == tg.tgid and getattr(tg, "ctty", None) is None and not p.sid:
+            _make_ctty(t.kernel, tg, p)
+        return f
