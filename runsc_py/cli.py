@@ -332,6 +332,27 @@ def exec_(process_json: str | None, detach: bool, pid_file: str | None, console_
     return code
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("-r", "--resources", metavar="FILE", help="OCI LinuxResources JSON ('-' for stdin).")
+@click.option("--memory", type=int, metavar="BYTES", help="Memory limit in bytes (-1: none).")
+@click.option("--pids-limit", type=int, metavar="N", help="Maximum number of tasks (-1: none).")
+@click.option("--cpu-shares", hidden=True)
+@click.option("--cpu-quota", hidden=True)
+@click.option("--cpu-period", hidden=True)
+@click.option("--cpuset-cpus", hidden=True)
+@click.option("--cpuset-mems", hidden=True)
+@click.option("--memory-swap", hidden=True)
+@click.option("--memory-reservation", hidden=True)
+@click.option("--kernel-memory", hidden=True)
+@click.option("--blkio-weight", hidden=True)
+@click.argument("container_id", metavar="ID")
+def update(resources: str | None, memory: int | None, pids_limit: int | None, container_id: str,
+           **ignored: object) -> None:
+    """Change a running container's memory and pids limits (enforced by the Sentry)."""
+    from runsc_py.update_cmd import update_container
+    update_container(_globals().store, validate_id(container_id), resources, memory, pids_limit)
+
+
 @cli.command(name="list", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
@@ -359,14 +380,28 @@ def list_(fmt: str, quiet: bool) -> None:
             click.echo("".join(c.ljust(w) for c, w in zip(r, widths)) + r[-1])
 
 
-@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format: `ps` output, or a JSON list of pids.")
 @click.argument("container_id", metavar="ID")
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 def ps(fmt: str, container_id: str, ps_args: tuple[str, ...]) -> None:
-    """Show the host processes of a container (its Sentry, Gofer and stubs)."""
-    pids = lifecycle.container_pids(_globals().store, validate_id(container_id))
+    """Show a container's processes: the application's (table), or host pids (json, for engines).
+
+    The table lists the processes inside the sandbox, as the Sentry numbers
+    them (`runsc ps`); with PS_ARGS, or when the Sentry cannot be reached, it
+    is host `ps` output for the sandbox's host processes (Sentry, Gofer,
+    stubs), as runc prints.  `--format json` is always the host pids, which
+    is what containerd's shim and `docker top` expect.
+    """
+    store = _globals().store
+    validate_id(container_id)
+    if fmt == "table" and not ps_args:
+        table = lifecycle.sandbox_ps_table(store, container_id)
+        if table is not None:
+            click.echo(table, nl=False)
+            return
+    pids = lifecycle.container_pids(store, container_id)
     if fmt == "json":
         click.echo(json.dumps(pids))
     else:

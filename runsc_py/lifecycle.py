@@ -196,6 +196,29 @@ def container_pids(store: StateStore, container_id: str) -> list[int]:
         return procfs.descendants(state.pid, session=True)
 
 
+def sandbox_ps_table(store: StateStore, container_id: str) -> str | None:
+    """The application's processes as the Sentry sees them (sandbox pids), or None if unreachable."""
+    with store.locked(container_id, exclusive=False) as state:
+        if state.live_status() == STOPPED:
+            return None
+    path = store.path(container_id, "control.sock")
+    if not os.path.exists(path):
+        return None
+    try:
+        from sentry.control import ControlError, ps
+    except Exception:      # an older or broken Sentry: the host view still works
+        return None
+    try:
+        procs = ps(path)
+    except (ControlError, OSError):
+        return None
+    rows = [["UID", "PID", "PPID", "CMD"]]
+    rows += [[str(p.get("uid", "")), str(p.get("pid", "")), str(p.get("ppid", "")),
+              " ".join(p.get("args") or []) or f"[{p.get('comm', '')}]"] for p in procs]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}\n" for r in rows)
+
+
 def ps_table(pids: list[int], ps_args: list[str]) -> str:
     """`ps ARGS` (default -ef) filtered to `pids`, header kept, as runc does."""
     import subprocess

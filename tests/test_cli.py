@@ -1043,3 +1043,26 @@ def test_delete_kills_helpers_that_outlived_the_sentry(tmp_path: Path, root: Pat
             os.kill(helper, signal.SIGKILL)
         except OSError:
             pass
+
+
+def test_ps_shows_the_sandbox_processes_and_json_the_host_pids(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sh", "-c", "sleep 30 & sleep 30"])
+    with open(tmp_path / "out", "w") as out:
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "run", "--detach",
+                            "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"), "c1"],
+                           stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=repo_env(), timeout=60)
+    assert p.returncode == 0, (tmp_path / "out").read_text()
+    deadline = time.monotonic() + 30
+    while True:
+        table = cli("ps", "c1", root=root).stdout.splitlines()
+        if len(table) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert table[0].split() == ["UID", "PID", "PPID", "CMD"]
+    assert [row.split()[1:3] for row in table[1:]] == [["1", "0"], ["2", "1"]]
+    host = json.loads(cli("ps", "--format", "json", "c1", root=root).stdout)
+    assert host[0] == int((tmp_path / "pid").read_text())
+    custom = cli("ps", "c1", "-o", "pid", root=root).stdout.split()
+    assert custom[0] == "PID" and [int(x) for x in custom[1:]] == host
+    assert cli("delete", "--force", "c1", root=root).returncode == 0
+    assert_nothing_left(root, str(tmp_path))
