@@ -52,6 +52,10 @@ class SandboxConfig:
     # Fork the Sentry and confine it after start-up (namespaces, empty root, no capabilities,
     # seccomp); the calling process stays outside as its monitor.  Off only for in-process tests.
     confine: bool = True
+    # linux.resources, enforced by the Sentry: threads (clone fails with EAGAIN) and memory in use
+    # (mmap/brk/mremap fail with ENOMEM).  `runsc-py update` changes them at run time.
+    memory_limit: int | None = None
+    pids_limit: int | None = None
     # Path of the control socket (`runsc-py exec`/`ps`), bound by the Sentry before it confines itself.
     control_socket: str | None = None
 

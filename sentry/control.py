@@ -12,6 +12,8 @@ Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
       "additional_gids": [], "rlimits": {}}            + fds [stdin, stdout, stderr]
   <- {"pid": N} | {"error": "one line", "code": N}
   <- {"exit": status}          when that process ends (status as runsc-py exits: code or 128+sig)
+  -> {"op": "update", "memory_limit": N, "pids_limit": N}   (-1/0: no limit)
+  <- {"ok": true}
   -> {"op": "ps"}
   <- {"processes": [{"pid", "ppid", "uid", "comm", "args"}...]}
 A client that only wants to start the process (exec --detach) may close the
@@ -126,6 +128,10 @@ class ControlServer:
             op = msg.get("op")
             if op == "exec":
                 self._exec(conn, msg, fds)
+            elif op == "update":
+                self._update(msg)
+                _send(conn, {"ok": True})
+                self._drop(conn)
             elif op == "ps":
                 _send(conn, {"processes": self._ps()})
                 self._drop(conn)
@@ -164,6 +170,19 @@ class ControlServer:
 
         tg.on_exit = report
         _send(conn, {"pid": tg.tgid})
+
+    def _update(self, msg: dict) -> None:
+        """linux.resources changed (`runsc-py update`): a limit of -1 or 0 means none."""
+        k = self.kernel
+        for key in ("memory_limit", "pids_limit"):
+            if key in msg:
+                value = msg[key]
+                setattr(k, key, None if value is None or int(value) <= 0 else int(value))
+
+    def stats(self) -> dict:
+        k = self.kernel
+        return {"memory_usage": k.memfile.used(), "pids": len(k.tasks),
+                "memory_limit": k.memory_limit or 0, "pids_limit": k.pids_limit or 0}
 
     def _ps(self) -> list[dict]:
         out = []
@@ -226,6 +245,22 @@ def exec_wait(conn: socket.socket) -> int:
                 return int(reply["exit"])
     finally:
         conn.close()
+
+
+def update(path: str, memory_limit: int | None, pids_limit: int | None) -> None:
+    s = _connect(path)
+    msg: dict = {"op": "update"}
+    if memory_limit is not None:
+        msg["memory_limit"] = memory_limit
+    if pids_limit is not None:
+        msg["pids_limit"] = pids_limit
+    try:
+        s.sendmsg([msgpack.packb(msg)])
+        reply, _ = _recv(s, 0)
+    finally:
+        s.close()
+    if not reply or not reply.get("ok"):
+        raise ControlError(str((reply or {}).get("error", "the sandbox did not accept the update")))
 
 
 def ps(path: str) -> list[dict]:

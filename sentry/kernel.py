@@ -63,7 +63,15 @@ class Kernel:
         self.strace = cfg.strace
         self._enosys_logged: set[int] = set()
         self.watchers: dict[int, object] = {}
-        self.unix_names: dict = {}                 # bound AF_UNIX names -> listening/dgram socket     # host fd -> callback (the control channel)
+        self.unix_names: dict = {}
+        self.pids_limit: int | None = cfg.pids_limit
+        self.memory_limit: int | None = cfg.memory_limit                 # bound AF_UNIX names -> listening/dgram socket     # host fd -> callback (the control channel)
+
+    def charge_memory(self, nbytes: int) -> None:
+        """linux.resources.memory.limit: ENOMEM when what is in use plus `nbytes` would pass it."""
+        limit = self.memory_limit
+        if limit is not None and limit > 0 and self.memfile.used() + nbytes > limit:
+            raise SyscallError(errno.ENOMEM)
 
     def alloc_id(self) -> int:
         i = self._next_id

@@ -42,8 +42,8 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         raise SyscallError(errno.EINVAL)
     if len(k.tasks) >= t.tg.rlimits[6][0] and t.tg.creds.ruid != 0:
         raise SyscallError(errno.EAGAIN)
-    limit = getattr(k, "pids_limit", None)
-    if limit is not None and len(k.tasks) >= limit:
+    limit = k.pids_limit
+    if limit is not None and limit > 0 and len(k.tasks) >= limit:
         raise SyscallError(errno.EAGAIN)
     parent_tg = t.tg
     regs = t.ctx.regs

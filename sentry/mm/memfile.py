@@ -72,6 +72,10 @@ class MemoryFile:
         self._free_starts.insert(i, offset)
         self._free_len[offset] = length
 
+    def used(self) -> int:
+        """Bytes of memory really in use (pages touched and not freed), as the host counts them."""
+        return os.fstat(self.fd).st_blocks * 512
+
     def zero(self, offset: int, length: int) -> None:
         """Zero a page-aligned range by punching it out."""
         self.map.madvise(mmap.MADV_REMOVE, offset, length)

@@ -22,6 +22,10 @@ def brk(t, addr):
     mm = t.mm
     grow = page_up(addr) - page_up(mm.brk_cur) if addr > mm.brk_cur else 0
     if grow:
+        try:
+            t.kernel.charge_memory(grow)
+        except SyscallError:
+            return mm.brk_cur
         data_limit, as_limit = t.tg.rlimits[2][0], t.tg.rlimits[9][0]
         if (as_limit != 0xFFFFFFFFFFFFFFFF and mm.total_mapped() + grow > as_limit) or \
                 (data_limit != 0xFFFFFFFFFFFFFFFF and addr - mm.brk_start > data_limit):
@@ -57,6 +61,7 @@ def mmap(t, addr, length, prot, flags, fd, offset):
     as_limit = t.tg.rlimits[9][0]
     if as_limit != 0xFFFFFFFFFFFFFFFF and mm.total_mapped() + plen > as_limit:
         raise SyscallError(errno.ENOMEM)          # RLIMIT_AS
+    t.kernel.charge_memory(plen)
     if flags & MAP_ANONYMOUS:
         return mm.mmap_anon(addr, plen, prot, flags)
     f = t.fds.get(fd)
@@ -160,6 +165,8 @@ def mremap(t, addr, old_size, new_size, flags, new_addr):
     if as_limit != 0xFFFFFFFFFFFFFFFF and new_size > old_size and \
             t.mm.total_mapped() + page_up(new_size) - page_up(old_size) > as_limit:
         raise SyscallError(errno.ENOMEM)
+    if new_size > old_size:
+        t.kernel.charge_memory(page_up(new_size) - page_up(old_size))
     fixed = None
     if flags & MREMAP_FIXED:
         if new_addr % PAGE:
