@@ -15,7 +15,7 @@ import select
 import struct
 
 from sentry.errors import SyscallError
-from sentry.vfs.file import O_NONBLOCK, O_RDONLY, O_WRONLY, File
+from sentry.vfs.file import O_NONBLOCK, O_RDONLY, O_WRONLY, File, gather, scatter as _scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
 
@@ -61,13 +61,7 @@ class PipeFile(File):
             if self.flags & O_NONBLOCK:
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
-        n = 0
-        for mv in dsts:
-            take = min(len(mv), len(p.buf) - n)
-            if take <= 0:
-                break
-            mv[:take] = p.buf[n:n + take]
-            n += take
+        n = _scatter(dsts, p.buf)
         del p.buf[:n]
         p.waitq.wake_all()
         return n
@@ -94,7 +88,7 @@ class PipeFile(File):
             t.on_eintr = None
             t.block([p.waitq])
         take = min(room, need)
-        data = b"".join(bytes(s) for s in srcs) if len(srcs) > 1 else bytes(srcs[0])
+        data = gather(srcs)
         p.buf += data[done:done + take]
         done += take
         p.waitq.wake_all()
@@ -185,7 +179,7 @@ class EventFile(File):
         return 8
 
     def write(self, t, srcs) -> int:
-        data = b"".join(bytes(s) for s in srcs)
+        data = gather(srcs)
         if len(data) < 8:
             raise SyscallError(errno.EINVAL)
         v = struct.unpack_from("<Q", data)[0]
@@ -209,16 +203,6 @@ class EventFile(File):
 
     def wait_queues(self) -> list:
         return [self.waitq]
-
-
-def _scatter(dsts, data: bytes) -> None:
-    pos = 0
-    for mv in dsts:
-        take = min(len(mv), len(data) - pos)
-        mv[:take] = data[pos:pos + take]
-        pos += take
-        if pos >= len(data):
-            break
 
 
 def host_readiness(host_fd: int, events: int) -> int:

@@ -24,7 +24,7 @@ from collections import deque
 
 from sentry.errors import SyscallError
 from sentry.pipe import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
-from sentry.vfs.file import O_NONBLOCK, File
+from sentry.vfs.file import O_NONBLOCK, File, gather, scatter as _scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
 
@@ -110,7 +110,7 @@ class UnixSocket(File):
         return n
 
     def write(self, t, srcs) -> int:
-        return self.send(t, b"".join(bytes(s) for s in srcs), [], None, 0)
+        return self.send(t, gather(srcs), [], None, 0)
 
     def release(self) -> None:
         for m in self.rq:
@@ -322,17 +322,6 @@ class UnixSocket(File):
         self.last_truncated = False
         self.last_full_len = n
         return n, files, creds, b""
-
-
-def _scatter(dsts, data: bytes) -> int:
-    pos = 0
-    for mv in dsts:
-        if pos >= len(data):
-            break
-        take = min(len(mv), len(data) - pos)
-        mv[:take] = data[pos:pos + take]
-        pos += take
-    return pos
 
 
 def _drop_files(files: list) -> None:

@@ -34,19 +34,7 @@ def pipe2(t, fds, flags):
     if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
         raise SyscallError(errno.EINVAL)
     r, w = make_pipe(flags)
-    limit = t.tg.rlimits[7][0]
-    rfd = t.fds.install(r, bool(flags & O_CLOEXEC), limit=limit)
-    try:
-        wfd = t.fds.install(w, bool(flags & O_CLOEXEC), limit=limit)
-    except SyscallError:
-        t.fds.close(rfd)
-        raise
-    try:
-        t.mm.write(fds, struct.pack("<ii", rfd, wfd))
-    except SyscallError:
-        t.fds.close(rfd)
-        t.fds.close(wfd)
-        raise
+    t.fds.install_pair(t, r, w, bool(flags & O_CLOEXEC), fds)
     return 0
 
 

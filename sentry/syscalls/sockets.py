@@ -89,19 +89,7 @@ def socketpair(t, domain, stype, protocol, sv):
     if protocol not in (0, AF_UNIX):
         raise SyscallError(errno.EPROTONOSUPPORT)
     a, b = ux.socketpair(t.kernel, t, base, flags)
-    limit = t.tg.rlimits[7][0]
-    fa = t.fds.install(a, bool(flags & SOCK_CLOEXEC), limit=limit)
-    try:
-        fb = t.fds.install(b, bool(flags & SOCK_CLOEXEC), limit=limit)
-    except SyscallError:
-        t.fds.close(fa)
-        raise
-    try:
-        t.mm.write(sv, struct.pack("<ii", fa, fb))
-    except SyscallError:
-        t.fds.close(fa)
-        t.fds.close(fb)
-        raise
+    t.fds.install_pair(t, a, b, bool(flags & SOCK_CLOEXEC), sv)
     return 0
 
 

@@ -229,6 +229,23 @@ class HostFDFile(File):
             os.close(self.host_fd)
 
 
+def scatter(dsts, data) -> int:
+    """Copy `data` into the memoryviews `dsts` in order; return the bytes copied."""
+    pos = 0
+    for mv in dsts:
+        if pos >= len(data):
+            break
+        take = min(len(mv), len(data) - pos)
+        mv[:take] = data[pos:pos + take]
+        pos += take
+    return pos
+
+
+def gather(srcs) -> bytes:
+    """The bytes of the memoryviews `srcs`, concatenated."""
+    return bytes(srcs[0]) if len(srcs) == 1 else b"".join(bytes(s) for s in srcs)
+
+
 class FDTable:
     """fd -> (File, close-on-exec)."""
 
@@ -281,6 +298,23 @@ class FDTable:
         f.refs -= 1
         if f.refs == 0:
             f.release()
+
+    def install_pair(self, t, a: File, b: File, cloexec: bool, out_addr: int) -> None:
+        """pipe2/socketpair: install both, write the two fds to `out_addr`; undo all on failure."""
+        import struct
+        limit = t.tg.rlimits[7][0]
+        fa = self.install(a, cloexec, limit=limit)
+        try:
+            fb = self.install(b, cloexec, limit=limit)
+        except SyscallError:
+            self.close(fa)
+            raise
+        try:
+            t.mm.write(out_addr, struct.pack("<ii", fa, fb))
+        except SyscallError:
+            self.close(fa)
+            self.close(fb)
+            raise
 
     def fork(self) -> "FDTable":
         n = FDTable()

@@ -19,7 +19,7 @@ from collections import deque
 
 from sentry.errors import SyscallError
 from sentry.pipe import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
-from sentry.vfs.file import O_NOCTTY, O_NONBLOCK, O_PATH, File
+from sentry.vfs.file import O_NOCTTY, O_NONBLOCK, O_PATH, File, gather, scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
 
@@ -227,20 +227,14 @@ class PtyMaster(PtyEnd):
             if self.flags & O_NONBLOCK:
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
-        n = 0
-        for mv in dsts:
-            take = min(len(mv), len(p.outq) - n)
-            if take <= 0:
-                break
-            mv[:take] = p.outq[n:n + take]
-            n += take
+        n = scatter(dsts, p.outq)
         del p.outq[:n]
         p.waitq.wake_all()
         return n
 
     def write(self, t, srcs) -> int:
         p = self.pty
-        data = b"".join(bytes(s) for s in srcs)
+        data = gather(srcs)
         if p.in_bytes() + len(p.line) >= BUF_MAX:
             if self.flags & O_NONBLOCK:
                 raise SyscallError(errno.EAGAIN)
@@ -346,13 +340,7 @@ class PtySlave(PtyEnd):
                     chunk = chunk[:space - len(out)]
                 out += chunk
             data = bytes(out)
-        pos = 0
-        for mv in dsts:
-            take = min(len(mv), len(data) - pos)
-            if take <= 0:
-                break
-            mv[:take] = data[pos:pos + take]
-            pos += take
+        pos = scatter(dsts, data)
         p.waitq.wake_all()
         return pos
 
@@ -364,7 +352,7 @@ class PtySlave(PtyEnd):
             if self.flags & O_NONBLOCK:
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
-        data = b"".join(bytes(s) for s in srcs)
+        data = gather(srcs)
         p._out(data)
         p.waitq.wake_all()
         return len(data)
