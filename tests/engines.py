@@ -377,9 +377,11 @@ class Podman:
 # ------------------------------------------------------------------ terminals
 
 def run_in_pty(argv: Sequence[str], rows: int, cols: int, env: dict[str, str] | None = None,
-               timeout: float = ENGINE_TIMEOUT) -> tuple[int, str]:
+               timeout: float = ENGINE_TIMEOUT,
+               dialogue: Sequence[tuple[str, bytes]] = ()) -> tuple[int, str]:
     """Run `argv` with a fresh pty of size rows x cols as its controlling terminal and stdio.
 
+    `dialogue`: (text to wait for in the output, bytes to type then), in order.
     Returns (exit status, everything written to the terminal)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -392,6 +394,7 @@ def run_in_pty(argv: Sequence[str], rows: int, cols: int, env: dict[str, str] | 
                             preexec_fn=become_terminal_owner, close_fds=True)
     os.close(slave)
     out = b""
+    step = typed_at = 0
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -404,6 +407,10 @@ def run_in_pty(argv: Sequence[str], rows: int, cols: int, env: dict[str, str] | 
                 if not chunk:
                     break
                 out += chunk
+                while step < len(dialogue) and dialogue[step][0].encode() in out[typed_at:]:
+                    typed_at = out.index(dialogue[step][0].encode(), typed_at) + len(dialogue[step][0])
+                    os.write(master, dialogue[step][1])
+                    step += 1
             elif proc.poll() is not None:
                 break
         status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))

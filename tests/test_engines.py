@@ -42,8 +42,8 @@ IMAGE = "runsc-py-test/busybox:latest"
 # Known gaps in the sandbox (reported to the Sentry owners with a reproducer).
 DEVPTS_SHADOWS_PTS = (
     "Sentry: a `devpts` mount at /dev/pts (every engine's config.json has one) becomes an empty "
-    "directory (sentry/vfs/mounts.py) that hides devfs's pts/0, so ttyname() of the host-terminal "
-    "stdio fails: `tty` prints 'not a tty'")
+    "directory (sentry/vfs/mounts.py) that hides devfs's pts (pts/0 for the host-terminal stdio, "
+    "pts/ptmx): `tty` prints 'not a tty' and /dev/ptmx dangles")
 INIT_IGNORES_DEFAULT_SIGNALS = (
     "Sentry: the container's init (PID 1) is killed by a signal it has no handler for (SIGTERM); "
     "Linux (and runc) ignore such signals for a PID namespace's init, so only SIGKILL stops it")
@@ -251,6 +251,30 @@ def test_docker_run_t_has_the_engines_terminal_size(dockerd: Dockerd) -> None:
 def test_docker_run_t_tty_is_a_dev_pts_name(dockerd: Dockerd) -> None:
     out = docker_run_t(dockerd)
     assert re.search(r"^tty=/dev/pts/\d+$", out, re.M), out
+
+
+def test_docker_run_it_ctrl_c_interrupts_the_foreground(dockerd: Dockerd) -> None:
+    """^C typed into the engine's terminal becomes SIGINT for the container's foreground process."""
+    script = "trap 'echo got-int; exit 9' INT; echo ready; while true; do sleep 0.1; done"
+    status, out = run_in_pty([DOCKER, "run", "--rm", "-i", "-t", f"--runtime={RUNTIME}", "--network=none",
+                              IMAGE, "sh", "-c", script], rows=24, cols=80, env=dockerd.env,
+                             timeout=60, dialogue=[("ready", b"\x03")])
+    assert "got-int" in out and status == 9, (status, out)
+
+
+def test_docker_run_it_reads_typed_lines(dockerd: Dockerd) -> None:
+    status, out = run_in_pty([DOCKER, "run", "--rm", "-i", "-t", f"--runtime={RUNTIME}", "--network=none",
+                              IMAGE, "sh", "-c", "echo ready; read line; echo \"got:$line\""],
+                             rows=24, cols=80, env=dockerd.env, timeout=60,
+                             dialogue=[("ready", b"typed words\r")])
+    assert status == 0 and "got:typed words" in out, (status, out)
+
+
+@pytest.mark.xfail(reason=DEVPTS_SHADOWS_PTS, strict=False)
+def test_docker_container_can_open_dev_ptmx(dockerd: Dockerd) -> None:
+    """The sandbox's own devpts (as runc's: a devpts instance at /dev/pts, /dev/ptmx -> pts/ptmx)."""
+    p = docker_run(dockerd, "--rm", IMAGE, "sh", "-c", "exec 3<>/dev/ptmx && echo ptmx-opened")
+    assert (p.returncode, p.stdout) == (0, "ptmx-opened\n"), p.stderr
 
 
 def test_docker_exec_t(dockerd: Dockerd, detached: list[str]) -> None:
