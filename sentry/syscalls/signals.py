@@ -222,6 +222,12 @@ def rt_sigsuspend(t, mask, sigsetsize):
         t.saved_sigmask = t.sigmask
         t.sigmask = new
         t.syscall_state = True
+        # A signal already pending that the new mask unblocks ends the wait at
+        # once (nothing would wake a parked task for it): EINTR, then the
+        # handler runs with the saved mask restored on its return.
+        for pend in (t.pending, t.tg.shared_pending):
+            if any(not (new >> (sig - 1)) & 1 for sig in pend):
+                raise SyscallError(errno.EINTR)
     t.block()
 
 
