@@ -18,9 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 180
 
 
-def do(args: list[str], cwd: str = "/", env: dict | None = None) -> subprocess.CompletedProcess:
+def do(args: list[str], cwd: str = "/", env: dict | None = None, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ if env is None else env, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "runsc_py.cli", "do", "--", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "runsc_py.cli", *flags, "do", "--", *args], cwd=cwd, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
 
 
@@ -88,6 +88,13 @@ def test_write_lands_in_an_in_memory_overlay(canary):
     p = do(["sh", "-c", f"echo x > {canary} && cat {canary} && rm {canary} && echo removed"])
     assert not os.path.lexists(canary), f"the write reached the host!\n{show(p)}"
     assert (p.returncode, p.stdout) == (0, "x\nremoved\n"), show(p)
+
+
+def test_explicit_memory_overlay(canary):
+    """`runsc-py --overlay memory do`: the write lands in the in-memory layer, never on the host."""
+    p = do(["sh", "-c", f"echo x > {canary} && cat {canary}"], flags=("--overlay", "memory"))
+    assert not os.path.lexists(canary), f"the write reached the host!\n{show(p)}"
+    assert (p.returncode, p.stdout) == (0, "x\n"), show(p)
 
 
 @pytest.mark.skipif(shutil.which("python3") is None, reason="no python3 on the host")
