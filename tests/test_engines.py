@@ -229,6 +229,44 @@ def test_docker_top(dockerd: Dockerd, detached: list[str]) -> None:
     assert any(line.split()[1] == str(host_pid) for line in lines[1:]), (host_pid, p.stdout)
 
 
+def test_docker_user_workdir_env_hostname(dockerd: Dockerd) -> None:
+    p = docker_run(dockerd, "--rm", "-u", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", "--hostname", "boxed",
+                   IMAGE, "sh", "-c", "id -u; id -g; pwd; echo $FOO; hostname")
+    assert (p.returncode, p.stdout.split()) == (0, ["1000", "1000", "/tmp", "bar", "boxed"]), p.stderr
+
+
+def test_docker_read_only_bind_mount(dockerd: Dockerd, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("from-the-host\n")
+    p = docker_run(dockerd, "--rm", "-v", f"{tmp_path}:/data:ro", IMAGE, "sh", "-c",
+                   "cat /data/f; echo x > /data/g && echo wrote")
+    assert p.stdout == "from-the-host\n" and p.returncode != 0, (p.stdout, p.stderr)
+    assert "Read-only file system" in p.stderr
+    assert not (tmp_path / "g").exists()
+
+
+def test_docker_pids_limit(dockerd: Dockerd) -> None:
+    p = docker_run(dockerd, "--rm", "--pids-limit", "5", IMAGE, "sh", "-c",
+                   "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait")
+    assert p.returncode != 0 and "fork" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_docker_pause_unpause(dockerd: Dockerd, detached: list[str]) -> None:
+    name = "pause"
+    detached.append(name)
+    assert docker_run(dockerd, "-d", "--name", name, IMAGE, "sh", "-c",
+                      "while true; do echo tick; sleep 0.1; done").returncode == 0
+    assert wait_for(lambda: "tick" in dockerd.docker("logs", name).stdout)
+    assert dockerd.docker("pause", name).returncode == 0
+    assert container_state(dockerd, name)["Status"] == "paused"
+    time.sleep(0.3)
+    before = dockerd.docker("logs", name).stdout.count("tick")
+    time.sleep(1.0)
+    assert dockerd.docker("logs", name).stdout.count("tick") == before
+    assert dockerd.docker("unpause", name).returncode == 0
+    assert wait_for(lambda: dockerd.docker("logs", name).stdout.count("tick") > before, 10)
+    assert container_state(dockerd, name)["Status"] == "running"
+
+
 # The engine sets the size once the container runs (with runc too, a very early `stty size` sees 0 0,
 # and busybox then prints an error yet exits 0): wait for a real size first.
 TTY_SCRIPT = ("for i in $(seq 100); do s=$(stty size 2>/dev/null); case \"$s\" in ''|'0 0') sleep 0.1;; "
