@@ -199,6 +199,100 @@ int main(void) {
     return 0;
 }
 """,
+
+    # stubpage OP BASE SIZE: try OP against the stub's page, check the sandbox still maps
+    # memory, print "ready" and sleep, so the test can look at the stub from the host.
+    "stubpage": "#define _GNU_SOURCE\n" + ERRNAMES + r"""
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static void res(const char *name, long r) {
+    if (r == -1) printf("%s: -1 %s\n", name, errname(errno)); else printf("%s: %#lx\n", name, r);
+    fflush(stdout);
+}
+#define ANON (MAP_PRIVATE | MAP_ANONYMOUS)
+int main(int argc, char **argv) {
+    const char *op = argv[1];
+    unsigned long base = strtoul(argv[2], 0, 0), size = strtoul(argv[3], 0, 0);
+    long rwx = PROT_READ | PROT_WRITE | PROT_EXEC;
+    if (!strcmp(op, "mmap-fixed"))
+        res(op, syscall(SYS_mmap, base, size, rwx, MAP_FIXED | ANON, -1, 0));
+    else if (!strcmp(op, "mmap-fixed-shared"))
+        res(op, syscall(SYS_mmap, base, size, rwx, MAP_FIXED | MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    else if (!strcmp(op, "mmap-fixed-straddling"))
+        res(op, syscall(SYS_mmap, base - 4096, size + 4096, rwx, MAP_FIXED | ANON, -1, 0));
+    else if (!strcmp(op, "mmap-fixed-noreplace"))
+        res(op, syscall(SYS_mmap, base, size, rwx, MAP_FIXED_NOREPLACE | ANON, -1, 0));
+    else if (!strcmp(op, "mprotect"))
+        res(op, syscall(SYS_mprotect, base, size, rwx));
+    else if (!strcmp(op, "madvise"))
+        res(op, syscall(SYS_madvise, base, size, MADV_DONTNEED));
+    else if (!strcmp(op, "munmap"))
+        res(op, syscall(SYS_munmap, base, size));
+    else if (!strcmp(op, "munmap-straddling"))
+        res(op, syscall(SYS_munmap, base - 4096, size + 4096));
+    else if (!strcmp(op, "mremap-fixed")) {
+        void *p = mmap(0, size, PROT_READ | PROT_WRITE, ANON, -1, 0);
+        res(op, syscall(SYS_mremap, p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, base));
+    } else if (!strcmp(op, "mremap-grow-in-place")) {
+        void *p = mmap((void *)(base - 4096), 4096, PROT_READ | PROT_WRITE, ANON, -1, 0);
+        res("mmap below", (long)p);
+        res(op, syscall(SYS_mremap, p, 4096, 4096 + size, 0, 0));
+    } else {
+        printf("unknown op\n");
+        return 2;
+    }
+    /* The Sentry can still change this address space (each of these is injected into the stub). */
+    char *q = mmap(0, 1 << 20, PROT_READ | PROT_WRITE, ANON, -1, 0);
+    if (q != MAP_FAILED && (memset(q, 1, 1 << 20), mprotect(q, 4096, PROT_READ) == 0) && munmap(q, 1 << 20) == 0)
+        printf("still working\n");
+    printf("ready\n");
+    fflush(stdout);
+    struct timespec ts = {60, 0};
+    nanosleep(&ts, 0);
+    return 0;
+}
+""",
+    # int80: a 32-bit `int $0x80` system call from 64-bit code: i386 exit(1); read as
+    # x86_64 it would be write(1, "MISREAD\n", 8).
+    "int80": r"""
+#include <stdio.h>
+static const char msg[] = "MISREAD\n";
+int main(void) {
+    long ret;
+    __asm__ volatile("mov $1, %%rdi\n mov %1, %%rsi\n mov $8, %%rdx\n"
+                     "mov $1, %%ebx\n mov %1, %%rcx\n mov $1, %%eax\n int $0x80"
+                     : "=a"(ret) : "r"(msg) : "rdi", "rsi", "rdx", "rbx", "rcx", "memory");
+    printf("int80 returned %ld\n", ret);
+    return 0;
+}
+""",
+    # vsyscall: the legacy vsyscall page's time(), which the host kernel emulates.
+    "vsyscall": r"""
+#include <stdio.h>
+#include <time.h>
+int main(void) {
+    time_t (*vtime)(time_t *) = (time_t (*)(time_t *))0xffffffffff600400UL;
+    printf("before\n");
+    fflush(stdout);
+    printf("vsyscall time %ld\n", (long)vtime(0));
+    return 0;
+}
+""",
+    # fds: every open descriptor below 1024.
+    "fds": r"""
+#include <stdio.h>
+#include <sys/stat.h>
+int main(void) {
+    struct stat st;
+    for (int i = 0; i < 1024; i++)
+        if (fstat(i, &st) == 0) printf("open %d\n", i);
+    return 0;
+}
+""",
 }
 
 
@@ -276,16 +370,25 @@ def world(tmp_path_factory: pytest.TempPathFactory, probes: dict[str, Path]) -> 
 
 
 def run_sandbox(tmp_path: Path, rootfs: Path, args: list[str], *, strace: bool = False,
-                hostname: str = "runsc-py", stdin: int | None = subprocess.DEVNULL,
-                timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+                hostname: str = "runsc-py", timeout: float = TIMEOUT, env: dict[str, str] | None = None,
+                pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`runsc-py run` ARGS in a fresh bundle over `rootfs`; on a timeout the whole tree is killed."""
     bundle = tmp_path / f"bundle-{uuid.uuid4().hex[:8]}"
     make_bundle(str(bundle), args, rootfs=str(rootfs), hostname=hostname)
     cmd = [*RUNSC, "--root", str(tmp_path / "state")]
     if strace:
         cmd.append("--strace")
     cmd += ["run", "--bundle", str(bundle), f"sec-{uuid.uuid4().hex[:12]}"]
-    return subprocess.run(cmd, capture_output=True, text=True, stdin=stdin, env=repo_env(),
-                          timeout=timeout, cwd=bundle, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", env=env or repo_env(), cwd=bundle,
+                            start_new_session=True, pass_fds=pass_fds)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"the sandbox did not finish within {timeout}s (killed):\nstdout:\n{out}\nstderr:\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def probe_lines(p: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -543,7 +646,7 @@ def test_stub_processes_are_filtered_and_hold_only_the_memory_file(sleeper: Slee
         assert st["Seccomp"] == "2", st
         assert st["NoNewPrivs"] == "1", st
         with open(f"/proc/{pid}/comm") as f:
-            assert f.read().strip().startswith("memfd:runsc-py")
+            assert "runsc-py" in f.read()        # "runsc-py-stub" (or "memfd:runsc-py-" from fexecve)
         fds = {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         assert len(fds) == 1 and next(iter(fds.values())).startswith("/memfd:runsc-py-memory"), fds
         # Every thread of the stub is traced by the Sentry and filtered.
@@ -579,6 +682,90 @@ def test_killing_the_sentry_leaves_nothing_behind(sleeper: Sleeper) -> None:
         time.sleep(0.05)
     left = [(p, _proc_status(p).get("Name")) for p in everything if _alive(p)]
     assert left == [], f"still running 10s after the Sentry was SIGKILLed: {left}"
+
+
+# ===========================================================================
+# The application cannot reach the platform under it
+# ===========================================================================
+
+STUB_OPS = ["mmap-fixed", "mmap-fixed-shared", "mmap-fixed-straddling", "mmap-fixed-noreplace", "mprotect",
+            "madvise", "munmap", "munmap-straddling", "mremap-fixed", "mremap-grow-in-place"]
+
+
+@pytest.mark.parametrize("op", STUB_OPS)
+def test_the_application_cannot_touch_the_stub_page(world: World, tmp_path: Path, op: str) -> None:
+    """The stub's page (its `syscall; int3` injection site) is above every application address:
+    mapping over it, moving a mapping onto it, growing into it, changing its protection or
+    unmapping it is refused, and from the host the page is still the stub's own, read-only code."""
+    from platforms.ptrace.stub import STUB_BASE, STUB_SIZE
+    bundle = tmp_path / "stubpage"
+    make_bundle(str(bundle), ["/probe/stubpage", op, hex(STUB_BASE), hex(STUB_SIZE)], rootfs=str(world.rootfs))
+    proc = subprocess.Popen([*RUNSC, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle),
+                             f"stubpage-{uuid.uuid4().hex[:8]}"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=repo_env(), start_new_session=True)
+    try:
+        out = _read_until(proc, b"ready\n", 30).decode(errors="replace")
+        sentry, stubs = _find_sentry(proc.pid)
+        maps = ""
+        for pid in stubs:
+            with open(f"/proc/{pid}/maps") as f:
+                maps += f.read()
+    finally:
+        _kill_tree(proc.pid)
+        _, err = proc.communicate(timeout=30)
+    assert "ready" in out, f"{op} on the stub page: the probe never got through (the Sentry hung or died):\n" \
+        f"stdout: {out!r}\nstderr: {err.decode(errors='replace')}"
+    got = probe_lines(subprocess.CompletedProcess([], 0, out, ""))
+    assert got.get(op, "").startswith("-1 "), f"{op} on the stub page was not refused: {out}"
+    assert "still working" in out, out
+    stub_lines = [ln for ln in maps.splitlines() if int(ln.split("-")[0], 16) < STUB_BASE + STUB_SIZE
+                  and int(ln.split("-")[1].split()[0], 16) > STUB_BASE]
+    assert len(stub_lines) == 1 and stub_lines[0].split()[1] == "r-xp" \
+        and stub_lines[0].endswith("/memfd:runsc-py-stub (deleted)"), f"the stub page was changed:\n{maps}"
+
+
+def test_a_32_bit_int80_syscall_is_not_run_as_the_64_bit_call_of_that_number(world: World, tmp_path: Path) -> None:
+    """`int $0x80` with eax=1 is i386 exit(1).  The Sentry may run it as that, refuse it (ENOSYS)
+    or kill the process; it must never treat it as x86_64 syscall 1, write(rdi, rsi, rdx)."""
+    p = run_sandbox(tmp_path, world.rootfs, ["/probe/int80"], timeout=60)
+    assert "MISREAD" not in p.stdout, f"int $0x80 ran as x86_64 write(): {p.stdout!r}"
+    assert "Traceback" not in p.stderr
+
+
+def test_a_vsyscall_call_does_not_reach_the_host_or_break_the_sentry(world: World, tmp_path: Path) -> None:
+    """The host kernel emulates the legacy vsyscall page.  In the stub that call comes from an
+    instruction other than the injection site, so the stub's filter kills it (or the Sentry
+    emulates it); either way the Sentry reports cleanly and nothing keeps running."""
+    p = run_sandbox(tmp_path, world.rootfs, ["/probe/vsyscall"], timeout=60)
+    assert p.stdout.startswith("before\n"), p.stdout
+    assert "Traceback" not in p.stderr, p.stderr
+    if "vsyscall time" not in p.stdout:
+        assert p.returncode != 0, (p.stdout, p.stderr)
+
+
+def test_host_fds_and_environment_do_not_reach_the_application(world: World, tmp_path: Path) -> None:
+    """An fd and an environment variable the runtime was started with stay outside the sandbox."""
+    secret = f"HOST-ENV-{world.token}"
+    env = dict(repo_env(), RUNSC_SECURITY_SECRET=secret)
+    fd = os.open(world.base / "canary", os.O_RDONLY)
+    try:
+        os.dup2(fd, 37)
+        p = run_sandbox(tmp_path, world.rootfs,
+                        ["/bin/sh", "-c", "/probe/fds; env; cat /proc/self/environ /proc/1/environ; echo;"
+                         " cat <&37; ls /proc/self/fd"], env=env, pass_fds=(37,))
+    finally:
+        os.close(fd)
+        os.close(37)
+    world.must_not_leak(p.stdout + p.stderr)
+    assert secret not in p.stdout
+    assert [ln for ln in p.stdout.splitlines() if ln.startswith("open ")] == ["open 0", "open 1", "open 2"], p.stdout
+
+
+def test_proc_mounts_do_not_reveal_host_paths(world: World, tmp_path: Path) -> None:
+    p = run_sandbox(tmp_path, world.rootfs, ["/bin/sh", "-c", "cat /proc/self/mounts /proc/self/mountinfo;"
+                                             " for l in exe cwd root; do readlink /proc/self/$l; done"])
+    assert p.returncode == 0, p.stderr
+    assert str(world.base) not in p.stdout and "pytest" not in p.stdout, p.stdout
 
 
 # ===========================================================================
