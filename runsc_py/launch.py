@@ -131,8 +131,8 @@ def join_namespaces(bundle: Bundle) -> None:
 def create_container(store: StateStore, container_id: str, bundle: Bundle, opts: LaunchOptions) -> int:
     """`runsc-py create`: bring the Sentry up, parked at the start gate; return its pid."""
     load_run_sandbox()
-    terminal_fds = _open_terminal(bundle, opts)
     with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
+        terminal_fds = _open_terminal(bundle, opts)    # only once the id is ours
         fifo = store.path(container_id, GATE_FIFO)
         os.mkfifo(fifo, 0o600)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
