@@ -31,6 +31,7 @@ import pytest
 from tests import engines
 from tests.engines import (CONTAINERD, CTR, DOCKER, DOCKERD, PODMAN, RUNC, UMOCI, Containerd, Dockerd,
                            Podman, missing, run_in_pty)
+from tests.debian import debian_rootfs  # noqa: F401  (fixture)
 from tests.rootfs import make_bundle
 
 pytestmark = pytest.mark.slow
@@ -323,6 +324,39 @@ def test_docker_exec_t(dockerd: Dockerd, detached: list[str]) -> None:
     status, out = run_in_pty([DOCKER, "exec", "-t", name, "sh", "-c", "echo on-a-terminal; exit 4"],
                              rows=24, cols=80, env=dockerd.env)
     assert status == 4 and "on-a-terminal" in out, (status, out)
+
+
+# ------------------------------------------------------------------ Docker, Debian image (dynamic programs)
+
+DEBIAN_IMAGE = "runsc-py-test/debian:bookworm"
+
+
+@pytest.fixture(scope="module")
+def debian_image(dockerd: Dockerd, debian_rootfs: str) -> str:  # noqa: F811
+    with subprocess.Popen(["tar", "-C", debian_rootfs, "-c", "."], stdout=subprocess.PIPE) as tar:
+        p = subprocess.run([DOCKER, "import", "-", DEBIAN_IMAGE], env=dockerd.env, stdin=tar.stdout,
+                           capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return DEBIAN_IMAGE
+
+
+def test_docker_debian_python3_and_sqlite3(dockerd: Dockerd, debian_image: str) -> None:
+    p = docker_run(dockerd, "--rm", debian_image, "python3", "-c",
+                   "import sqlite3, platform; print(sqlite3.connect(':memory:').execute('select 6*7').fetchone()[0])")
+    assert (p.returncode, p.stdout) == (0, "42\n"), p.stderr
+    p = docker_run(dockerd, "--rm", debian_image, "sqlite3", ":memory:", "select 1+1;")
+    assert (p.returncode, p.stdout) == (0, "2\n"), p.stderr
+
+
+def test_docker_debian_exec_ps(dockerd: Dockerd, debian_image: str, detached: list[str]) -> None:
+    name = "debian-ps"
+    detached.append(name)
+    assert docker_run(dockerd, "-d", "--name", name, debian_image, "sleep", "60").returncode == 0
+    assert wait_for(lambda: container_state(dockerd, name)["Running"])
+    p = dockerd.docker("exec", name, "ps", "-eo", "pid,args")
+    assert p.returncode == 0, p.stderr
+    rows = [line.split(None, 1) for line in p.stdout.strip().splitlines()[1:]]
+    assert ["1", "sleep 60"] in rows, p.stdout
 
 
 # ------------------------------------------------------------------ runsc-py install + daemon.json
