@@ -844,7 +844,7 @@ def test_console_socket_without_terminal_is_refused(tmp_path: Path, rootfs: Path
 
 def test_create_sends_the_terminal_over_the_console_socket(tmp_path: Path, rootfs: Path, root: Path) -> None:
     import socket
-    bundle = bundle_with(tmp_path, rootfs, ["/bin/echo", "on-the-tty"], terminal=True)
+    bundle = bundle_with(tmp_path, rootfs, ["/bin/sh", "-c", "tty; stty size; echo on-the-tty"], terminal=True)
     sock_path = str(tmp_path / "console.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
         listener.bind(sock_path)
@@ -860,6 +860,10 @@ def test_create_sends_the_terminal_over_the_console_socket(tmp_path: Path, rootf
     master = fds[0]
     try:
         assert os.isatty(master)
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))   # as the engine does
         assert create.wait(timeout=60) == 0, (tmp_path / "err").read_text()
         assert cli("start", "c1", root=root).returncode == 0
         out = b""
@@ -872,7 +876,10 @@ def test_create_sends_the_terminal_over_the_console_socket(tmp_path: Path, rootf
             if not chunk:
                 break
             out += chunk
-        assert b"on-the-tty" in out
+        lines = out.decode(errors="replace").splitlines()
+        assert "on-the-tty" in lines, lines
+        assert lines[0].startswith("/dev/pts/"), lines
+        assert lines[1] == "33 101", lines
     finally:
         os.close(master)
         cli("delete", "--force", "c1", root=root)
