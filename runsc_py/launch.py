@@ -315,9 +315,10 @@ def _kill_child(pid: int) -> None:
 def _open_terminal(bundle: Bundle, opts: LaunchOptions) -> tuple[int, int] | None:
     """For process.terminal with --console-socket: a host pty, master sent over the socket.
 
-    Interim: the Sentry does not have devpts yet, so the container's stdio
-    is the slave of a host pty and the engine gets the master, as runc sends
-    it (one SCM_RIGHTS fd, the pty name as payload).
+    The engine gets the master as runc sends it (one SCM_RIGHTS fd, the pty
+    name as payload); the slave becomes the Sentry's stdio, which the Sentry
+    presents to the application as its controlling terminal (/dev/pts/N,
+    termios and window size forwarded to the host pty).
     """
     if not bundle.terminal:
         if opts.console_socket:
