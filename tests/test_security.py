@@ -498,6 +498,92 @@ def test_readlink_of_proc_self_root_is_slash(world: World, tmp_path: Path) -> No
     assert p.stdout.split() == ["/", "/"], (p.stdout, p.stderr)
 
 
+@pytest.fixture(scope="module")
+def scratch_world(tmp_path_factory: pytest.TempPathFactory, probes: dict[str, Path]) -> World:
+    """A second world for tests that write into the rootfs (the first one stays pristine)."""
+    return World(tmp_path_factory.mktemp("escape-rw"), probes)
+
+
+def test_symlinks_the_application_makes_resolve_inside_the_rootfs(scratch_world: World, tmp_path: Path) -> None:
+    w = scratch_world
+    name = f"made-{uuid.uuid4().hex[:8]}"
+    script = (f"ln -s {w.base}/canary /tmp/{name}-abs && cat /tmp/{name}-abs; echo @@;"
+              f" ln -s ../../../../../../../../.. /tmp/{name}-up && cat /tmp/{name}-up/twin; echo @@;"
+              f" cat /tmp/{name}-up/canary; echo @@;"
+              f" ln -s {w.base} /tmp/{name}-dir && ls -a /tmp/{name}-dir")
+    p = run_sandbox(tmp_path, w.rootfs, ["/bin/sh", "-c", script])
+    w.must_not_leak(p.stdout + p.stderr)
+    abs_, up_twin, up_canary, listing = p.stdout.split("@@\n")
+    assert abs_.strip() == w.rootfs_decoy
+    assert up_twin.strip() == w.rootfs_twin
+    assert up_canary.strip() == "" and "No such file" in p.stderr
+    assert "canary" in listing.split() and "rootfs" not in listing.split()
+
+
+def test_writes_through_symlinks_and_dotdot_land_inside_the_rootfs(scratch_world: World, tmp_path: Path) -> None:
+    """Creating a file through a symlink to a host directory, or a path climbing above the
+    root, or renaming a file there, creates it in the rootfs, never on the host."""
+    w = scratch_world
+    tag = uuid.uuid4().hex[:8]
+    script = (f"ln -s {w.base} /tmp/hd-{tag} && echo two > /tmp/hd-{tag}/via-dir-{tag};"
+              f" echo three > /../../../../via-dotdot-{tag};"
+              f" echo four > /tmp/r-{tag} && mv /tmp/r-{tag} /../../via-rename-{tag};"
+              f" mkdir -p /tmp/deep-{tag} && cd /tmp/deep-{tag} && echo five > ../../../../via-cwd-{tag}")
+    p = run_sandbox(tmp_path, w.rootfs, ["/bin/sh", "-c", script])
+    assert p.returncode == 0, p.stderr
+    decoy_dir = w.rootfs / str(w.base).lstrip("/")
+    assert (decoy_dir / f"via-dir-{tag}").read_text() == "two\n"
+    assert (w.rootfs / f"via-dotdot-{tag}").read_text() == "three\n"
+    assert (w.rootfs / f"via-rename-{tag}").read_text() == "four\n"
+    assert (w.rootfs / f"via-cwd-{tag}").read_text() == "five\n"
+    on_host = [str(p) for d in (w.base, w.base.parent, w.base.parent.parent) for p in d.glob(f"via-*-{tag}")]
+    assert on_host == [], f"the sandbox wrote outside its rootfs: {on_host}"
+
+
+def test_o_creat_through_a_dangling_absolute_symlink_creates_the_target_inside_the_rootfs(
+        scratch_world: World, tmp_path: Path) -> None:
+    """Linux: open(O_CREAT) of a dangling symlink creates its target.  The target here is a host
+    path that only exists (as a directory) inside the rootfs: the file appears there."""
+    w = scratch_world
+    tag = uuid.uuid4().hex[:8]
+    target = f"{w.base}/via-dangling-{tag}"
+    p = run_sandbox(tmp_path, w.rootfs, ["/bin/sh", "-c", f"ln -s {target} /tmp/dl-{tag} && echo one > /tmp/dl-{tag}"])
+    assert not Path(target).exists(), "the sandbox created a file on the host"
+    assert p.returncode == 0, p.stderr
+    assert (w.rootfs / target.lstrip("/")).read_text() == "one\n"
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    snap = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            path = os.path.join(dirpath, n)
+            st = os.lstat(path)
+            snap[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_uid, st.st_gid)
+    return snap
+
+
+def test_a_read_only_root_cannot_be_changed(tmp_path: Path) -> None:
+    """root.readonly: every kind of change is EROFS and the host tree stays byte-for-byte the same."""
+    rootfs = Path(make_busybox_rootfs(str(tmp_path / "rootfs")))
+    before = _tree(rootfs)
+    ops = ["touch /new", "mkdir /newdir", "ln -s x /newlink", "ln /etc/passwd /hardlink", "echo x >> /etc/passwd",
+           "mv /etc/group /etc/group2", "rm /etc/hostname", "chmod 777 /etc/passwd", "chown 1:1 /etc/passwd",
+           "touch -d 2001-01-01 /etc/passwd", "echo x > /tmp/t", "mkfifo /tmp/fifo", "truncate -s 0 /etc/passwd"]
+    script = "; ".join(f"{op} 2>/dev/null; echo $?" for op in ops)
+    bundle = tmp_path / "bundle"
+    cfg = default_config(["/bin/sh", "-c", script], root={"path": str(rootfs), "readonly": True})
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    proc = subprocess.run([*RUNSC, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle), "ro"],
+                          capture_output=True, text=True, env=repo_env(), timeout=TIMEOUT, cwd=bundle)
+    assert proc.returncode == 0, proc.stderr
+    statuses = proc.stdout.split()
+    assert len(statuses) == len(ops) and all(s != "0" for s in statuses), \
+        [op for op, st in zip(ops, statuses) if st == "0"]
+    assert _tree(rootfs) == before
+
+
 # ===========================================================================
 # 2. Application syscalls never reach the host
 # ===========================================================================
@@ -682,6 +768,34 @@ def test_killing_the_sentry_leaves_nothing_behind(sleeper: Sleeper) -> None:
         time.sleep(0.05)
     left = [(p, _proc_status(p).get("Name")) for p in everything if _alive(p)]
     assert left == [], f"still running 10s after the Sentry was SIGKILLed: {left}"
+
+
+def test_the_gofer_is_chrooted_into_the_rootfs_and_holds_nothing_outside_it(sleeper: Sleeper,
+                                                                            world: World) -> None:
+    """The Gofer (the Sentry's non-stub child) lives in the rootfs: its root and cwd are the
+    rootfs, each file it holds is inside it, and it is filtered without the capabilities a
+    chroot escape needs (SYS_CHROOT, SYS_ADMIN, SYS_PTRACE)."""
+    gofers = [p for p in _descendants(sleeper.sentry) if p not in sleeper.stubs and not _is_stub(p)]
+    assert len(gofers) == 1, gofers
+    gofer = gofers[0]
+    rootfs = os.path.realpath(world.rootfs)
+    assert os.readlink(f"/proc/{gofer}/root") == rootfs
+    assert os.readlink(f"/proc/{gofer}/cwd") == rootfs
+    outside = []
+    for fd in os.listdir(f"/proc/{gofer}/fd"):
+        try:
+            target = os.readlink(f"/proc/{gofer}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("/") and not (target == rootfs or target.startswith(rootfs + "/")):
+            outside.append((fd, target))
+    assert outside == [], f"the Gofer holds host files outside the rootfs: {outside}"
+    st = _proc_status(gofer)
+    assert st["NoNewPrivs"] == "1" and st["Seccomp"] == "2", st
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        caps = int(st[field], 16)
+        for cap, name in ((18, "SYS_CHROOT"), (21, "SYS_ADMIN"), (19, "SYS_PTRACE"), (16, "SYS_MODULE")):
+            assert not caps >> cap & 1, f"the Gofer keeps CAP_{name} in {field}"
 
 
 # ===========================================================================
