@@ -35,6 +35,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -290,6 +291,24 @@ int main(void) {
     struct stat st;
     for (int i = 0; i < 1024; i++)
         if (fstat(i, &st) == 0) printf("open %d\n", i);
+    return 0;
+}
+""",
+    # uconn PATH: connect a unix stream socket to PATH; say what happened.
+    "uconn": ERRNAMES + r"""
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (s < 0) { printf("socket: ERR %s\n", errname(errno)); return 0; }
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) { printf("connect: ERR %s\n", errname(errno)); return 0; }
+    printf("connect: OK\n");
+    fflush(stdout);
+    if (write(s, "ESCAPED\n", 8) < 0) printf("write: ERR %s\n", errname(errno));
     return 0;
 }
 """,
@@ -551,6 +570,45 @@ def test_o_creat_through_a_dangling_absolute_symlink_creates_the_target_inside_t
     assert not Path(target).exists(), "the sandbox created a file on the host"
     assert p.returncode == 0, p.stderr
     assert (w.rootfs / target.lstrip("/")).read_text() == "one\n"
+
+
+def test_device_nodes_in_the_rootfs_do_not_open_host_devices(scratch_world: World, tmp_path: Path) -> None:
+    """An image may carry device nodes; opening one must not reach the host's device
+    (here the host's kernel log and physical memory)."""
+    w = scratch_world
+    d = w.rootfs / f"evil-{uuid.uuid4().hex[:8]}"
+    d.mkdir()
+    os.mknod(d / "kmsg", 0o644 | stat.S_IFCHR, os.makedev(1, 11))
+    os.mknod(d / "mem", 0o644 | stat.S_IFCHR, os.makedev(1, 1))
+    inside = "/" + d.name
+    p = run_sandbox(tmp_path, w.rootfs, ["/probe/catf", f"{inside}/kmsg", f"{inside}/mem"])
+    got = probe_lines(p)
+    for name in ("kmsg", "mem"):
+        assert got.get(f"{inside}/{name}", "").startswith("ERR"), f"opened the host's /dev/{name}: {p.stdout!r}"
+
+
+def test_a_host_unix_socket_in_the_rootfs_cannot_be_connected(scratch_world: World, tmp_path: Path) -> None:
+    """A socket a host process listens on, found inside the rootfs, is no way out of the sandbox."""
+    import socket
+    w = scratch_world
+    name = f"host-{uuid.uuid4().hex[:8]}.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(w.rootfs / name))
+        listener.listen(1)
+        listener.setblocking(False)
+        p = run_sandbox(tmp_path, w.rootfs, ["/probe/uconn", f"/{name}"])
+        try:
+            conn, _ = listener.accept()
+            conn.close()
+            accepted = True
+        except BlockingIOError:
+            accepted = False
+    finally:
+        listener.close()
+    assert not accepted, "a host process accepted a connection from inside the sandbox"
+    assert probe_lines(p).get("connect", "").startswith("ERR") or probe_lines(p).get("socket", "").startswith("ERR"), \
+        p.stdout
 
 
 def _tree(root: Path) -> dict[str, tuple]:
