@@ -125,12 +125,25 @@ def _with_sigmask(t, sigmask_addr: int, size: int) -> None:
         if size != 8:
             raise SyscallError(errno.EINVAL)
         t.saved_sigmask = t.sigmask
-        t.sigmask = t.mm.read_u64(sigmask_addr) & ~UNBLOCKABLE
+        t.sigmask = new = t.mm.read_u64(sigmask_addr) & ~UNBLOCKABLE
+        # A pending signal the temporary mask unblocks ends the call at once
+        # with EINTR; the saved mask comes back when its handler returns.
+        for pend in (t.pending, t.tg.shared_pending):
+            if any(not (new >> (sig - 1)) & 1 for sig in pend):
+                raise SyscallError(errno.EINTR)
 
 
 def _restore_sigmask(t) -> None:
     if t.saved_sigmask is not None:
         t.sigmask, t.saved_sigmask = t.saved_sigmask, None
+
+
+def _write_time_left(t, tsp: int) -> None:
+    """ppoll/pselect6 write the time left back into their timespec, as Linux does."""
+    st = t.syscall_state
+    if tsp and isinstance(st, dict) and st.get("deadline") is not None:
+        left = max(0, int((st["deadline"] - _time.monotonic()) * 1e9))
+        t.mm.write(tsp, struct.pack("<qq", left // 1_000_000_000, left % 1_000_000_000))
 
 
 @syscall("ppoll")
@@ -140,10 +153,12 @@ def ppoll(t, fds, nfds, tsp, sigmask, sigsetsize):
     _with_sigmask(t, sigmask, sigsetsize)
     try:
         r = do_poll(t, fds, u32(nfds), ns)
-    except SyscallError:
-        _restore_sigmask(t)
+    except SyscallError as e:
+        if e.errno != errno.EINTR:
+            _restore_sigmask(t)
         raise
     _restore_sigmask(t)
+    _write_time_left(t, tsp)
     return r
 
 
@@ -207,10 +222,12 @@ def pselect6(t, nfds, rp, wp, ep, tsp, sig):
         _with_sigmask(t, ss, sslen)
     try:
         r = do_select(t, s32(nfds), rp, wp, ep, ns)
-    except SyscallError:
-        _restore_sigmask(t)
+    except SyscallError as e:
+        if e.errno != errno.EINTR:
+            _restore_sigmask(t)
         raise
     _restore_sigmask(t)
+    _write_time_left(t, tsp)
     return r
 
 

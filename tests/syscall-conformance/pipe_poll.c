@@ -17,7 +17,7 @@
  * a read with a buffer under 8 bytes is EINVAL).  Errno paths: EBADF
  * (select on a closed fd), EINVAL (poll with nfds over RLIMIT_NOFILE,
  * select with negative nfds, ppoll with a bad timespec, eventfd2 with a
- * bad flag), EFAULT (poll on a bad array).
+ * bad flag 2), EFAULT (poll on a bad array).
  */
 #include "tap.h"
 #include <fcntl.h>
@@ -38,6 +38,7 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* pselect6's last argument: {const sigset_t *ss; size_t ss_len} */
 struct kernel_sigset { unsigned long set; unsigned long size; };
 
 int main(void)
@@ -123,6 +124,8 @@ int main(void)
 	check_eq(select(p[0] + 1, &r, NULL, NULL, &tv), 0, "select with a 50 ms timeout returns 0");
 	dt = now() - t0;
 	check(dt >= 0.045 && dt < 2.0 && tv.tv_sec == 0 && tv.tv_usec == 0, "after ~50 ms, timeval updated to 0");
+	if (!(dt >= 0.045 && dt < 2.0 && tv.tv_sec == 0 && tv.tv_usec == 0))
+		tap_note("dt=%.3f tv=%ld.%06ld", dt, (long)tv.tv_sec, (long)tv.tv_usec);
 	write(p[1], "x", 1);
 	FD_ZERO(&r);
 	FD_SET(p[0], &r);
@@ -172,7 +175,8 @@ int main(void)
 		read(p[0], &c, 1);
 		raise(SIGUSR1);
 		hits = 0;
-		ks.set = 0;
+		sigemptyset(&none);
+		ks.set = (unsigned long)&none;
 		ks.size = 8;
 		FD_ZERO(&r);
 		FD_SET(p[0], &r);
@@ -208,6 +212,6 @@ int main(void)
 	read(efd, &v, 8);
 	check_errno(read(efd, &v, 8), EAGAIN, "twice, then EAGAIN");
 	close(efd);
-	check_errno(syscall(SYS_eventfd2, 0, 0x1), EINVAL, "eventfd2 with flag 1 is EINVAL");
+	check_errno(syscall(SYS_eventfd2, 0, 0x2), EINVAL, "eventfd2 with flag 2 is EINVAL");
 	return tap_done();
 }
