@@ -1242,3 +1242,23 @@ def test_bad_container_id_leaves_nothing(tmp_path: Path, plain_rootfs: Path, bad
     bundle = _bundle(tmp_path, plain_rootfs, ["/bin/true"])
     assert_clean_failure(watched(tmp_path, "run", "--bundle", str(bundle), "--", bad_id))
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
+
+
+FINISHED = {
+    "exit-0": (["/bin/true"], 0),
+    "exit-7": (["/bin/sh", "-c", "exit 7"], 7),
+    "background-children": (["/bin/sh", "-c", "sleep 100 & sleep 100 & exit 3"], 3),
+    "child-killed-by-a-signal": (["/bin/sh", "-c", "sleep 100 & /bin/sh -c 'kill -SEGV $$'; exit $?"], 128 + signal.SIGSEGV),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FINISHED))
+def test_a_finished_sandbox_leaves_nothing_running(tmp_path: Path, plain_rootfs: Path, case: str) -> None:
+    """When the container's init ends, the sandbox ends: its other processes, the Sentry, the
+    stubs and the Gofer are all gone (the watcher is their subreaper, so none can hide)."""
+    args, status = FINISHED[case]
+    bundle = _bundle(tmp_path, plain_rootfs, args)
+    r = watched(tmp_path, "run", "--bundle", str(bundle), "c1")
+    assert r["returncode"] == status, r
+    assert "Traceback" not in r["stderr"], r["stderr"]
+    assert r["left"] == {}, f"left running after the container exited: {r['left']}"
