@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 
 import pytest
@@ -272,7 +273,6 @@ def test_stubs_die_with_their_tracer(tmp_path) -> None:
     assert proc_status(stub_pid)["TracerPid"] == str(child)
     os.kill(child, signal.SIGKILL)
     os.waitpid(child, 0)
-    import time
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

@@ -339,7 +339,7 @@ class World:
         self.rootfs = base / "rootfs"
         self.host_canary = f"HOST-CANARY-{self.token}"     # must never be seen inside
         self.host_twin = f"HOST-TWIN-{self.token}"
-        self.host_shadow_marker = f"HOST-ONLY-{self.token}"
+        self.host_only = f"HOST-ONLY-{self.token}"
         self.rootfs_twin = f"ROOTFS-TWIN-{self.token}"
         self.rootfs_decoy = f"ROOTFS-DECOY-{self.token}"   # at the canary's host path, inside
         self.rootfs_shadow = f"ROOTFS-SHADOW-{self.token}"
@@ -348,7 +348,7 @@ class World:
         r = self.rootfs
         (base / "canary").write_text(self.host_canary + "\n")
         (base / "twin").write_text(self.host_twin + "\n")
-        (base / "only-on-host").write_text(self.host_shadow_marker + "\n")
+        (base / "only-on-host").write_text(self.host_only + "\n")
         (r / "twin").write_text(self.rootfs_twin + "\n")
         # The canary's host absolute path also exists inside, with other content.
         decoy_dir = r / str(base).lstrip("/")
@@ -379,7 +379,7 @@ class World:
             shutil.copy2(binary, r / "probe" / name)
 
     def must_not_leak(self, text: str) -> None:
-        for secret in (self.host_canary, self.host_twin, self.host_shadow_marker):
+        for secret in (self.host_canary, self.host_twin, self.host_only):
             assert secret not in text, f"host file content seen inside the sandbox:\n{text}"
 
 
@@ -473,6 +473,7 @@ def test_the_host_files_really_are_there(world: World) -> None:
     assert (world.rootfs / ".." / "canary").read_text().strip() == world.host_canary
     assert os.path.exists("/etc/gshadow") or os.path.exists("/etc/shadow")
     assert not (world.rootfs / "canary").exists()
+    assert (world.base / "only-on-host").exists() and not (world.rootfs / "etc/gshadow").exists()
 
 
 def test_dot_dot_through_directory_fds_and_cwd(world: World, tmp_path: Path) -> None:
