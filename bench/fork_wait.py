@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""fork + exit + wait latency: microseconds per round, side by side.
+
+Every contestant runs the same static program, bench/c/fork_wait.c: N
+rounds of fork(), the child _exit(0)s at once, the parent wait4()s for it;
+it prints us_per_op measured inside itself (start-up excluded).  In
+runsc-py a round is a new address space (a new stub process on the ptrace
+platform, its memory duplicated), a task, an exit and a reap in the Sentry.
+Contestants:
+
+  native              the program on the host kernel
+  runsc-py            runsc-py do -- fork_wait N (the Python Sentry)
+  runsc-py (pinned)   the same, the whole sandbox confined to one CPU
+  proot, proot (pinned)   when proot is installed
+
+    python3 bench/fork_wait.py [--iterations N] [--repeat R] [--json] [--only NAME]
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Benchmark, Contestant  # noqa: E402
+
+BENCH = Benchmark(
+    name="fork_wait",
+    title="fork + exit + wait: microseconds per round, measured inside the program",
+    metric="us_per_op",
+    unit="us/op",
+    references=("native",),
+    default_iterations=1_000,
+)
+
+
+def contestants(args) -> list[Contestant]:
+    prog = harness.build_c("fork_wait")
+    cpu = harness.first_cpu()
+    runsc = shlex.split(args.runsc_py) if args.runsc_py else \
+        [sys.executable, "-m", "runsc_py.cli"]
+    pypath = os.pathsep.join(p for p in (harness.REPO_DIR, os.environ.get("PYTHONPATH")) if p)
+    runsc_env = {"PYTHONPATH": pypath}
+
+    cs = [
+        Contestant("native", lambda n: [prog, str(n)], iterations=5_000),
+        Contestant("native (pinned)", lambda n: [prog, str(n)], iterations=5_000, cpu=cpu),
+        Contestant("runsc-py", lambda n: [*runsc, "do", "--", prog, str(n)],
+                   iterations=300, env=runsc_env),
+        Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", prog, str(n)],
+                   iterations=300, env=runsc_env, cpu=cpu),
+    ]
+    proot = shutil.which("proot")
+    if proot:
+        cs += [
+            Contestant("proot", lambda n: [proot, prog, str(n)], iterations=1_000),
+            Contestant("proot (pinned)", lambda n: [proot, prog, str(n)], iterations=1_000, cpu=cpu),
+        ]
+    else:
+        cs.append(Contestant("proot", None, skip="proot not installed"))
+    return cs
+
+
+def main(argv=None) -> int:
+    parser = harness.arg_parser(BENCH, __doc__.split("\n\n")[0])
+    parser.add_argument("--runsc-py", metavar="CMD", default=None,
+                        help="command that runs runsc-py (default: "
+                             "'python3 -m runsc_py.cli' from this tree)")
+    return harness.main(BENCH, contestants, argv, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
