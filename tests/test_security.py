@@ -312,6 +312,38 @@ int main(int argc, char **argv) {
     return 0;
 }
 """,
+    # shmap FILE: map FILE (opened O_RDONLY) shared and read-only, try to make the mapping
+    # writable and write through it, then read FILE back through a fresh fd and a child `cat`.
+    "shmap": "#define _GNU_SOURCE\n" + ERRNAMES + r"""
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDONLY);
+    if (fd < 0) { printf("open: ERR %s\n", errname(errno)); return 1; }
+    char *w = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    printf("mmap rw shared: %s\n", w == MAP_FAILED ? errname(errno) : "OK");
+    char *q = mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if (q == MAP_FAILED) { printf("mmap r shared: ERR %s\n", errname(errno)); return 1; }
+    int r = mprotect(q, 4096, PROT_READ | PROT_WRITE);
+    printf("mprotect rw: %s\n", r ? errname(errno) : "OK");
+    if (r == 0) {
+        memcpy(q, "PWNED", 5);
+        msync(q, 4096, MS_SYNC);
+    }
+    char buf[64] = {0};
+    int fd2 = open(argv[1], O_RDONLY);
+    if (read(fd2, buf, 63) < 0) printf("read: ERR %s\n", errname(errno));
+    buf[strcspn(buf, "\n")] = 0;
+    printf("read back: %s\n", buf);
+    fflush(stdout);
+    if (fork() == 0) { execl("/bin/cat", "cat", argv[1], (char *)0); _exit(127); }
+    wait(0);
+    return 0;
+}
+""",
 }
 
 
@@ -610,6 +642,26 @@ def test_a_host_unix_socket_in_the_rootfs_cannot_be_connected(scratch_world: Wor
     assert not accepted, "a host process accepted a connection from inside the sandbox"
     assert probe_lines(p).get("connect", "").startswith("ERR") or probe_lines(p).get("socket", "").startswith("ERR"), \
         p.stdout
+
+
+def test_a_read_only_shared_file_mapping_cannot_be_made_writable(scratch_world: World, tmp_path: Path) -> None:
+    """Linux refuses mprotect(PROT_WRITE) on a MAP_SHARED mapping of a file opened O_RDONLY
+    (EACCES).  Otherwise an unprivileged process rewrites a root-owned 0644 file for every
+    reader in the sandbox, and a write-back would reach the host file."""
+    w = scratch_world
+    victim = w.rootfs / f"victim-{uuid.uuid4().hex[:8]}"
+    victim.write_text("original content\n")
+    os.chmod(victim, 0o644)
+    bundle = tmp_path / "bundle"
+    make_bundle(str(bundle), ["/probe/shmap", "/" + victim.name], rootfs=str(w.rootfs),
+                user={"uid": 1000, "gid": 1000})
+    p = subprocess.run([*RUNSC, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle), "shmap"],
+                       capture_output=True, text=True, env=repo_env(), timeout=TIMEOUT, cwd=bundle)
+    assert victim.read_text() == "original content\n", "the host file was changed"
+    got = probe_lines(p)
+    assert got.get("mmap rw shared") == "EACCES", p.stdout
+    assert "PWNED" not in p.stdout, f"a read-only mapping was written and other readers saw it:\n{p.stdout}"
+    assert got.get("mprotect rw") == "EACCES", p.stdout
 
 
 def _tree(root: Path) -> dict[str, tuple]:
