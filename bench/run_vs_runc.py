@@ -10,7 +10,9 @@ once per sample, and the harness times the whole thing (wall clock, ms):
   (runc has no `wait`: `state` is polled until `stopped`);
 * `runsc-py run`: the same in one runsc-py command;
 * `runsc-py create,start,wait,delete`: the engine's sequence, four processes;
-* `native true`: the program itself on the host, for scale.
+* `native true`: the program itself on the host, for scale;
+* `python3 -c pass`: the interpreter's start, which every runsc-py command
+  pays once (the engine's sequence four times) -- the floor of this design.
 
 Each sample uses a fresh container id; every runtime keeps its state in its
 own temporary --root, removed (after a `delete --force` of anything left)
@@ -103,6 +105,8 @@ def contestants(args) -> list[Contestant]:
                    ok_returncodes=(0,)),
         Contestant("native true", lambda n: [os.path.join(bundle, "rootfs", "bin", "true")],
                    note="host, no container"),
+        Contestant("python3 -c pass", lambda n: [sys.executable, "-c", "pass"],
+                   note="interpreter start: the floor of each runsc-py command"),
     ]
 
 
