@@ -797,18 +797,19 @@ def _kill_tree(pid: int) -> None:
 
 
 class Sleeper:
-    """A sandbox running `sleep 60`: the `runsc-py run` process, its Sentry and the stubs."""
+    """A sandbox whose processes sleep: the `runsc-py run` process, its Sentry and the stubs."""
 
     def __init__(self, tmp_path: Path, rootfs: Path) -> None:
         bundle = tmp_path / "sleeper"
-        make_bundle(str(bundle), ["/bin/sleep", "60"], rootfs=str(rootfs))
+        # Three application processes (sh and two sleeps), so three stubs.
+        make_bundle(str(bundle), ["/bin/sh", "-c", "sleep 60 & sleep 60 & wait"], rootfs=str(rootfs))
         self.proc = subprocess.Popen([*RUNSC, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle),
                                       f"sleeper-{uuid.uuid4().hex[:8]}"], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=repo_env(),
                                      start_new_session=True)
         try:
             # Wait until the application sleeps in its stub.
-            _wait_for(lambda: _find_sentry(self.proc.pid)[1], 30, "the sandbox's stub process")
+            _wait_for(lambda: len(_find_sentry(self.proc.pid)[1]) >= 3, 30, "the sandbox's three stub processes")
             time.sleep(0.3)
             self.sentry, self.stubs = _find_sentry(self.proc.pid)
         except BaseException:
