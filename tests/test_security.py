@@ -664,6 +664,23 @@ def test_a_read_only_shared_file_mapping_cannot_be_made_writable(scratch_world: 
     assert got.get("mprotect rw") == "EACCES", p.stdout
 
 
+def test_runsc_do_writes_stay_in_the_sandbox(tmp_path: Path) -> None:
+    """`runsc-py do` serves the host's root read-only: creating, changing and deleting files
+    inside works on an in-memory layer and never touches the host."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("host content\n")
+    new = tmp_path / f"created-{uuid.uuid4().hex[:8]}"
+    script = (f"echo x > {new} && echo changed > {victim} && rm -f {victim}.gone; rm {victim} && "
+              f"mkdir {new}.d && echo ok")
+    (tmp_path / "victim.txt.gone").write_text("keep me\n")
+    p = subprocess.run([*RUNSC, "do", "--", BUSYBOX, "sh", "-c", script], capture_output=True, text=True,
+                       env=repo_env(), timeout=TIMEOUT, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0 and p.stdout == "ok\n", (p.stdout, p.stderr)
+    assert victim.read_text() == "host content\n"
+    assert (tmp_path / "victim.txt.gone").read_text() == "keep me\n"
+    assert not new.exists() and not Path(f"{new}.d").exists()
+
+
 def _tree(root: Path) -> dict[str, tuple]:
     snap = {}
     for dirpath, dirnames, filenames in os.walk(root):
