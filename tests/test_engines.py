@@ -533,8 +533,8 @@ def lifecycle_edge_cases(binary: list[str], root: Path, bundle: Path) -> list[tu
 
 def test_lifecycle_errors_match_runc(tmp_path: Path, images: Path) -> None:
     bundle = Path(make_bundle(str(tmp_path / "bundle"), ["sleep", "60"], rootfs=str(images / "rootfs")))
-    ours = lifecycle_edge_cases([RUNSC], tmp_path / "runsc-root", bundle)
     try:
+        ours = lifecycle_edge_cases([RUNSC], tmp_path / "runsc-root", bundle)
         expected = [
             ("state of an unknown id", 1, "container does not exist"),
             ("start of an unknown id", 1, "container does not exist"),
