@@ -482,6 +482,24 @@ def test_podman_run_exit_status(podman: Podman) -> None:
     assert p.returncode == 3, p.stderr
 
 
+def test_podman_detached_logs_exec_stop_rm(podman: Podman) -> None:
+    run = ("--runtime", RUNSC)
+    p = podman.podman(*run, "run", "-d", "--name", "pd", *Podman.RUN_FLAGS, "localhost/runsc-py-test:latest",
+                      "sh", "-c", "trap 'echo bye; exit 4' TERM; echo ready; while true; do sleep 0.1; done")
+    assert p.returncode == 0, p.stderr
+    try:
+        assert wait_for(lambda: "ready" in podman.podman(*run, "logs", "pd").stdout)
+        p = podman.podman(*run, "exec", "pd", "sh", "-c", "echo in-exec; exit 6")
+        assert (p.returncode, p.stdout) == (6, "in-exec\n"), p.stderr
+        assert podman.podman(*run, "stop", "-t", "10", "pd").returncode == 0
+        p = podman.podman(*run, "inspect", "-f", "{{.State.ExitCode}}", "pd")
+        assert p.stdout.strip() == "4", (p.stdout, p.stderr)
+        assert "bye" in podman.podman(*run, "logs", "pd").stdout
+    finally:
+        p = podman.podman(*run, "rm", "-f", "pd")
+    assert p.returncode == 0, p.stderr
+
+
 # ------------------------------------------------------------------ the CLI, as runc
 
 def run_cli(binary: list[str], *args: str) -> tuple[int, str, str]:
