@@ -437,6 +437,12 @@ def test_ctr_run_exit_status_and_cleanup(containerd: Containerd) -> None:
     assert engines.processes_mentioning("exit-3") == {}
 
 
+def test_ctr_run_t_has_the_terminal_size(containerd: Containerd) -> None:
+    status, out = run_in_pty([CTR, "-a", str(containerd.sock), "run", "--rm", "-t", "--runc-binary", RUNSC,
+                              CTR_IMAGE, "tty-1", "sh", "-c", TTY_SCRIPT], rows=29, cols=88, timeout=60)
+    assert status == 0 and "size=29 88\n" in out, (status, out)
+
+
 def test_ctr_detached_task_exec_kill(containerd: Containerd) -> None:
     p = containerd.ctr("run", "-d", "--runc-binary", RUNSC, CTR_IMAGE, "task-1", "sleep", "60")
     assert p.returncode == 0, p.stderr
