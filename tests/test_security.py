@@ -550,6 +550,41 @@ def test_readlink_of_proc_self_root_is_slash(world: World, tmp_path: Path) -> No
     assert p.stdout.split() == ["/", "/"], (p.stdout, p.stderr)
 
 
+def test_a_bind_mount_is_no_way_out(world: World, tmp_path: Path) -> None:
+    """A host directory bind-mounted at /data: `..` from its root is the sandbox's /, its
+    symlinks (absolute, or relative and climbing out of it) resolve in the sandbox, not next
+    to the bind source on the host, and a read-only bind mount cannot be written."""
+    src = tmp_path / "hostdata" / "inner"
+    src.mkdir(parents=True)
+    sibling = f"HOST-SIBLING-{world.token}"
+    (src.parent / "sibling").write_text(sibling + "\n")
+    (src / "file").write_text("bound\n")
+    os.symlink(str(src.parent / "sibling"), src / "abs-sibling")
+    os.symlink("../sibling", src / "rel-sibling")
+    os.symlink("../../../../../../twin", src / "up-twin")
+    bundle = tmp_path / "bundle"
+    paths = ["/data/file", "/data/../sibling", "/data/abs-sibling", "/data/rel-sibling", "/data/up-twin",
+             "/data/../twin"]
+    make_bundle(str(bundle), ["/bin/sh", "-c", f"/probe/catf {' '.join(paths)}; echo x > /data/new; echo write=$?"],
+                rootfs=str(world.rootfs),
+                mounts=[{"destination": "/proc", "type": "proc", "source": "proc"},
+                        {"destination": "/data", "type": "bind", "source": str(src), "options": ["rbind", "ro"]}])
+    p = subprocess.run([*RUNSC, "--root", str(tmp_path / "state"), "run", "--bundle", str(bundle), "bind"],
+                       capture_output=True, text=True, env=repo_env(), timeout=TIMEOUT, cwd=bundle)
+    assert sibling not in p.stdout + p.stderr, p.stdout
+    world.must_not_leak(p.stdout + p.stderr)
+    got = probe_lines(p)
+    assert got == {
+        "/data/file": "OK bound",
+        "/data/../sibling": "ERR ENOENT",
+        "/data/abs-sibling": "ERR ENOENT",
+        "/data/rel-sibling": "ERR ENOENT",
+        "/data/up-twin": f"OK {world.rootfs_twin}",
+        "/data/../twin": f"OK {world.rootfs_twin}",
+    }, p.stdout + p.stderr
+    assert "write=0" not in p.stdout and not (src / "new").exists()
+
+
 @pytest.fixture(scope="module")
 def scratch_world(tmp_path_factory: pytest.TempPathFactory, probes: dict[str, Path]) -> World:
     """A second world for tests that write into the rootfs (the first one stays pristine)."""
