@@ -982,3 +982,30 @@ def flock(t, fd, operation):
     else:
         tab.flock(t, f, kind == LOCK_EX, bool(op & LOCK_NB))
     return 0
+
+
+# -- chroot, and the mount calls a container does not get ---------------------------------
+
+@syscall("chroot")
+def chroot(t, path):
+    """chroot(2): needs CAP_SYS_CHROOT (root here); the new root is the caller's FSContext's."""
+    d = t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path))
+    if not d.inode.is_dir:
+        raise SyscallError(errno.ENOTDIR)
+    creds = t.tg.creds
+    if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_EXEC):
+        raise SyscallError(errno.EACCES)
+    if creds.euid != 0:
+        raise SyscallError(errno.EPERM)
+    t.tg.fs.root = d
+    return 0
+
+
+def _register_mount_calls() -> None:
+    from sentry.syscalls.registry import error_syscall
+    why = "the container has no CAP_SYS_ADMIN (as under runc's default capabilities): EPERM"
+    for name in ("mount", "umount2", "pivot_root"):
+        error_syscall(name, errno.EPERM, why)
+
+
+_register_mount_calls()
