@@ -350,3 +350,52 @@ def test_file_bind_mount(bundle, tmp_path):
                                            "/bin/fsprobe creat /etc/hosts"], mounts=mounts)
     assert out.splitlines() == ["127.0.0.1 sandboxed", "0", "EROFS"], err
     assert hosts.read_text() == "127.0.0.1 sandboxed\nmore\n"
+
+
+# -- the Sentry's caches, in process (a real Gofer, no application) --------------------------
+
+class _Creds:
+    fsuid = fsgid = euid = egid = ruid = rgid = 0
+    groups: list[int] = []
+
+
+class _FS:
+    umask = 0o022
+
+
+def test_gofer_handles_and_dentries_stay_bounded(tmp_path):
+    """Walking more files than the handle budget evicts handles (re-taken by name when needed)
+    and prunes the dentry cache back to about the budget."""
+    from types import SimpleNamespace
+    from gofer.client import spawn_gofer
+    from sentry.vfs.goferfs import GoferFS
+    from sentry.vfs.walk import AT_FDCWD, VFS
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    n = 2000
+    for i in range(n):
+        (tree / f"f{i}").write_text(str(i))
+    pid, client = spawn_gofer(str(tree))
+    try:
+        vfs = VFS()
+        fs = GoferFS(client, dev=1, readonly=False)
+        fs.HANDLES_HIGH, fs.HANDLES_LOW = 500, 300
+        vfs.mount_root(fs, fs.root_inode(), flags=frozenset({"rw"}))
+        tg = SimpleNamespace(creds=_Creds(), fs=SimpleNamespace(root=vfs.root, cwd=vfs.root, umask=0o22),
+                             fds=SimpleNamespace(files={}))
+        fs.kernel = SimpleNamespace(thread_groups={1: tg}, vfs=vfs)
+        t = SimpleNamespace(tg=tg, kernel=fs.kernel)
+        for i in range(n):
+            assert vfs.resolve(t, AT_FDCWD, f"/f{i}".encode()).inode.stat().size == len(str(i))
+        assert len(fs.lru) <= 500 and fs.evictions >= n - 500
+        assert len(vfs.root.children) <= 500 and fs.pruned > 0
+        first = vfs.resolve(t, AT_FDCWD, b"/f0")           # evicted and pruned long ago: looked up again
+        assert first.inode.stat().size == 1
+        f = first.inode.open(t, first, os.O_RDONLY)
+        for i in range(1, n):                              # churn: the open file's inode is never evicted
+            vfs.resolve(t, AT_FDCWD, f"/f{i}".encode())
+        assert first.inode._h is not None
+        f.release()
+    finally:
+        client.sock.close()
+        os.waitpid(pid, 0)

@@ -41,6 +41,8 @@ class GoferFS:
         self.lru: OrderedDict[GoferInode, None] = OrderedDict()
         self.evictions = 0
         self.fd_cache: OrderedDict[tuple[GoferInode, int], int] = OrderedDict()
+        self.kernel = None                  # set at mount: prune() looks at every fd table
+        self.pruned = 0
         # Inodes of hard-linked regular files by inode number: a change made through one
         # name makes the others' cached stat stale.
         self.links: dict[int, list[GoferInode]] = {}
@@ -87,6 +89,42 @@ class GoferFS:
                 self.client.close(handles)
             except OSError:
                 pass
+        self.prune()
+
+    def prune(self) -> None:
+        """Drop from the dentry cache the leaves whose inode has no handle left and that nothing
+        holds (an open file, a cwd or root), and every negative entry: the cache stays about as
+        big as the handle budget.  Post-order, so a directory emptied here goes in the same pass."""
+        kernel = self.kernel
+        if kernel is None:
+            return
+        held = set()
+        for tg in kernel.thread_groups.values():
+            held.add(tg.fs.cwd)
+            held.add(tg.fs.root)
+            for f in tg.fds.files.values():
+                d = f.dentry
+                while d is not None and d not in held:
+                    held.add(d)
+                    d = d.parent
+        pruned = 0
+        for m in kernel.vfs.mounts:
+            if m.fs is not self:
+                continue
+            stack = [(m.root, False)]
+            while stack:
+                d, done = stack.pop()
+                if not done:
+                    stack.append((d, True))
+                    stack.extend((c, False) for c in d.children.values() if c is not None)
+                    continue
+                children = d.children
+                for name in [n for n, c in children.items() if c is None or (
+                        not c.children and c.mounted is None and c not in held
+                        and isinstance(c.inode, GoferInode) and c.inode._h is None)]:
+                    del children[name]
+                    pruned += 1
+        self.pruned += pruned
 
     # Donated host fds of closed files, kept per (inode, access mode) for the next open.
     FD_CACHE_MAX = 512

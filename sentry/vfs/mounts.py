@@ -155,7 +155,9 @@ class MountBuilder:
             self.log.warning(f"bind mount of {tree!r}: gofer failed: {e}")
             return None
         self.extra_gofers.append((pid, client))
-        return GoferFS(client, dev=self.dev(), readonly=ro)
+        fs = GoferFS(client, dev=self.dev(), readonly=ro)
+        fs.kernel = self.kernel
+        return fs
 
     def mount_bind(self, at, source: str, flags):
         """A directory bind mount: a Gofer of its own serves the source tree (ro enforced there too).
@@ -216,6 +218,9 @@ class MountBuilder:
 
     def mount_all(self) -> None:
         cfg = self.sandbox.cfg
+        root_fs = self.vfs.root.mount.fs
+        if getattr(root_fs, "kernel", 1) is None:
+            root_fs.kernel = self.kernel          # the rootfs's GoferFS prunes its dentries too
         dev_done = False
         if not any(os.path.normpath("/" + m.destination.lstrip("/")) == "/dev" for m in cfg.mounts):
             at = self.mountpoint("/dev")
