@@ -355,6 +355,10 @@ def gen_maps(fs, tg) -> bytes:
 def _fd_target(f) -> bytes:
     d = f.dentry
     if d is not None:
+        parent = d.parent
+        if parent is not None and not isinstance(parent.children, _Uncached) and \
+                parent.children.get(d.name) is not d:
+            return d.path() + b" (deleted)"        # unlinked (or renamed over) since it was opened
         return d.path()
     kind = getattr(f, "proc_name", None)
     if kind is not None:
