@@ -13,7 +13,7 @@ from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, s64, u32
 from sentry.syscalls.registry import Support, syscall
 from sentry.vfs.file import (MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL, O_LARGEFILE,
-                             O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
+                             O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
                              O_WRONLY, STATUS_FLAGS_SETTABLE)
 from sentry.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, may_access
 from sentry.vfs.walk import AT_FDCWD, MAXSYMLINKS, NAME_MAX, PATH_MAX, dotdot, follow_mounts
@@ -41,7 +41,7 @@ def _rlimit_nofile(t) -> int:
 
 # -- open / close -----------------------------------------------------------
 
-def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None) -> int:
+def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None, _links: int = 0) -> int:
     vfs = resolver if resolver is not None else t.kernel.vfs
     if flags & O_TMPFILE == O_TMPFILE:
         return _open_tmpfile(t, vfs, dirfd, path, flags, mode)
@@ -66,7 +66,18 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None) ->
             if d.inode.is_symlink:
                 if flags & O_NOFOLLOW:
                     raise SyscallError(errno.ELOOP)
-                d = vfs.resolve(t, dirfd, path, follow=True)
+                try:
+                    d = vfs.resolve(t, dirfd, path, follow=True)
+                except SyscallError as e:
+                    if e.errno != errno.ENOENT or resolver is not None:
+                        raise
+                    # A dangling symlink: O_CREAT makes its target (open(2)), which must not exist.
+                    if _links >= MAXSYMLINKS:
+                        raise SyscallError(errno.ELOOP) from None
+                    target = d.inode.readlink()
+                    if target[:1] != b"/":
+                        target = parent.path(t.tg.fs.root).rstrip(b"/") + b"/" + target
+                    return do_open(t, AT_FDCWD, target, flags, mode, None, _links + 1)
         else:
             if parent.mount.readonly:
                 raise SyscallError(errno.EROFS)
@@ -93,6 +104,8 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None) ->
             want |= MAY_WRITE
         if want and not may_access(inode.stat(), creds, want):
             raise SyscallError(errno.EACCES)
+        if flags & O_NOATIME and creds.fsuid not in (0, inode.stat().uid):
+            raise SyscallError(errno.EPERM)
         if want & MAY_WRITE and d.mount.readonly and not (inode.mode & 0o170000) in (0o020000, 0o060000, 0o010000, 0o140000):
             raise SyscallError(errno.EROFS)
     stored = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE

@@ -5,7 +5,8 @@
  * EXCHANGE), link, linkat, symlink, symlinkat, mknodat (fifo), chmod,
  * fchmod, chown, fchown, lchown, truncate, ftruncate, fallocate, fsync,
  * fdatasync, utimensat, utimes, statfs, fstatfs, getxattr; O_CREAT with the
- * umask; fstat/stat seeing a write's new size at once.
+ * umask; O_CREAT through a dangling symlink; fstat/stat seeing a write's new
+ * size at once.
  * Errno paths: EEXIST, ENOENT, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL (rmdir
  * ".", rename into its own subtree, bad flags, ftruncate of a read-only fd,
  * negative lengths, bad nanoseconds), EPERM (link to a directory),
@@ -61,7 +62,7 @@ int main(void)
 	char buf[256];
 	int fd, dfd;
 
-	tap_plan(107);
+	tap_plan(111);
 	stat("/tmp", &tmp_st);
 	umask(022);
 
@@ -218,6 +219,19 @@ int main(void)
 	close(fd);
 	check_errno(getxattr(D "/g", "user.nosuchattr", buf, sizeof buf), ENODATA, "getxattr of an absent attribute: ENODATA");
 	check_errno(fsync(-1), EBADF, "fsync(-1): EBADF");
+
+	/* O_CREAT through a dangling symlink makes its target */
+	symlink("made-by-open", D "/dangling");
+	symlink("selfloop", D "/selfloop");
+	fd = open(D "/dangling", O_CREAT | O_WRONLY, 0644);
+	check_ok(fd, "O_CREAT through a dangling symlink");
+	close(fd);
+	check_ok(access(D "/made-by-open", F_OK), "the symlink's target was made");
+	check_errno(open(D "/selfloop", O_CREAT | O_WRONLY, 0644), ELOOP, "O_CREAT through a symlink loop: ELOOP");
+	check_errno(open(D "/dangling", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST, "O_EXCL on a symlink: EEXIST");
+	unlink(D "/dangling");
+	unlink(D "/selfloop");
+	unlink(D "/made-by-open");
 
 	/* clean up */
 	close(dfd);
