@@ -115,7 +115,7 @@ class ProcFile(ProcInode):
             return File(flags, dentry, dentry.mount)
         if flags & O_ACCMODE != O_RDONLY:
             raise SyscallError(errno.EACCES)
-        return SeqFile(flags, dentry, self.gen())
+        return SeqFile(flags, dentry, _generate(self.gen))
 
 
 class ProcWritable(ProcFile):
@@ -127,7 +127,17 @@ class ProcWritable(ProcFile):
     def open(self, t, dentry, flags: int) -> File:
         if flags & O_PATH:
             return File(flags, dentry, dentry.mount)
-        return SeqFile(flags, dentry, self.gen(), writable=True)
+        return SeqFile(flags, dentry, _generate(self.gen), writable=True)
+
+
+def _generate(gen) -> bytes:
+    """A file's content; a process half gone (exiting, a zombie) reads as empty, never a Sentry error."""
+    try:
+        return gen()
+    except SyscallError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        return b""
 
 
 class SeqFile(File):
@@ -183,7 +193,12 @@ class ProcSymlink(ProcInode):
 
     def readlink(self) -> bytes:
         target = self.target
-        return target() if callable(target) else target
+        if not callable(target):
+            return target
+        try:
+            return target()
+        except (AttributeError, TypeError, KeyError):
+            raise SyscallError(errno.ENOENT) from None
 
 
 class ProcDir(ProcInode):
@@ -377,6 +392,7 @@ def _fd_target(f) -> bytes:
                 return f"socket:[{_sandbox_ino(s)}]".encode()
             if st.S_ISCHR(s.st_mode):
                 return b"/dev/pts/0" if getattr(f, "is_tty", False) else b"/dev/null"
+            return f"host:[{_sandbox_ino(s)}]".encode()     # a host file given as stdio: no host path
         except OSError:
             pass
     return f"anon_inode:[{type(f).__name__.lower()}]".encode()
