@@ -82,6 +82,12 @@ class Kernel:
 
     # -- scheduling ---------------------------------------------------------
 
+    def enqueue(self, t: Task) -> None:
+        """Make `t` runnable (once: a task woken by two events is still resumed once)."""
+        if not t.in_runq and not t.exited:
+            t.in_runq = True
+            self.runq.append(t)
+
     def wake(self, t: Task) -> None:
         for q in t.wait_queues:
             q.remove(t)
@@ -90,8 +96,7 @@ class Kernel:
             t.timer_handle[2] = None        # cancelled entry stays in the heap, ignored
             t.timer_handle = None
         self.host_waits.pop(t, None)
-        if not t.exited:
-            self.runq.append(t)
+        self.enqueue(t)
 
     def _park(self, t: Task, b: Blocked) -> None:
         for q in b.queues:
@@ -141,6 +146,7 @@ class Kernel:
             next_deadline = self._fire_timers() if self.timers else None
             if runq:
                 t = runq.popleft()
+                t.in_runq = False
                 if t.exited:
                     continue
                 if t.in_syscall:
@@ -233,8 +239,7 @@ class Kernel:
             if self.strace:
                 self.strace_line(t, entry, r)
             if not t.in_syscall and t.syscall_state is None:
-                if not t.exited:
-                    self.runq.append(t)
+                self.enqueue(t)
                 return
         except SyscallError as e:
             regs.rax = (-e.errno) & MASK64
@@ -256,8 +261,7 @@ class Kernel:
             t.timed_out = False
             t.in_syscall = False
             t.on_eintr = None
-        if not t.exited:
-            self.runq.append(t)
+        self.enqueue(t)
 
     # -- signals --------------------------------------------------------------
 
@@ -389,13 +393,13 @@ class Kernel:
         from sentry import signals as sg
         if ev.code <= 0 or ev.signo == signal.SIGURG:
             # Sent by the host (our own kick, or someone else's kill): never the application's.
-            self.runq.append(t)
+            self.enqueue(t)
             return
         self.debug(f"task {t.tid}: fault {signal.Signals(ev.signo).name} code {ev.code} addr {ev.addr:#x} "
                    f"at rip {t.ctx.regs.rip:#x}")
         sig = ev.signo
         if sig == signal.SIGSEGV and ev.code == 1 and t.mm.grow_stack(ev.addr, t.tg.rlimits[3][0]):
-            self.runq.append(t)           # the stack grew under the fault: run the instruction again
+            self.enqueue(t)               # the stack grew under the fault: run the instruction again
             return
         act = t.tg.sigactions[sig]
         # force_sig_info: a blocked or ignored synchronous signal is unblocked and reset to default.
@@ -404,7 +408,7 @@ class Kernel:
             t.tg.sigactions[sig] = SignalAction()
             t.sigmask &= ~sg.bit(sig)
         t.pending.setdefault(sig, []).append(sg.siginfo(sig, ev.code, addr=ev.addr))
-        self.runq.append(t)
+        self.enqueue(t)
 
     def internal_error(self, t: Task, entry, nr: int, e: Exception) -> None:
         import traceback
@@ -447,10 +451,12 @@ class Kernel:
         if task.timer_handle is not None:
             task.timer_handle[2] = None
             task.timer_handle = None
-        try:
-            self.runq.remove(task)
-        except ValueError:
-            pass
+        if task.in_runq:
+            try:
+                self.runq.remove(task)
+            except ValueError:
+                pass
+            task.in_runq = False
         if task.ctx is not None:
             task.ctx.task = None
 

@@ -108,7 +108,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         child.mm.write_u32(ctid, tid)
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = ctid
-    k.runq.append(child)
+    k.enqueue(child)
     if flags & CLONE_VFORK:
         child.vfork_parent = t
         t.syscall_state = ("vfork", tid)
@@ -404,5 +404,5 @@ def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: 
     k.thread_groups[tgid] = tg
     if parent is not None:
         parent.children.append(tg)
-    k.runq.append(t)
+    k.enqueue(t)
     return tg

@@ -137,6 +137,7 @@ class Task:
         self.running = False
         self.interrupted = False
         self.uninterruptible = False
+        self.in_runq = False
         self.vfork_released = False
         if ctx is not None:
             ctx.task = self

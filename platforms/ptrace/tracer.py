@@ -91,6 +91,7 @@ class PtraceAddressSpace:
         self.platform = platform
         self.pid = platform._spawn()
         self.threads: dict[int, PtraceContext] = {}
+        self.unreaped: set[int] = set()       # every host thread made in this stub and not yet reaped
         self._scratch = ffi.new("struct user_regs_struct *")
         self._template = ffi.new("struct user_regs_struct *")
         self.released = False
@@ -147,6 +148,7 @@ class PtraceAddressSpace:
         tid = self.inject(stubmod.SYS_clone, CLONE_THREAD_FLAGS, 0, 0, 0, 0)
         if tid <= 0:
             raise PlatformError(f"stub clone -> {tid}")
+        self.unreaped.add(tid)
         status = ffi.new("int *")
         self._waitpid(tid, status)          # its first stop (SIGSTOP of auto-attach)
         ctx = PtraceContext(tid, self, self._template)
@@ -160,6 +162,8 @@ class PtraceAddressSpace:
             return
         del self.threads[ctx.tid]
         self.platform.contexts.pop(ctx.tid, None)
+        if self.released:
+            return
         r = ctx.regs
         r.rip = stubmod.STUB.site
         r.rax = stubmod.SYS_exit
@@ -167,16 +171,32 @@ class PtraceAddressSpace:
         r.orig_rax = 0xFFFFFFFFFFFFFFFF
         if lib.rp_resume(ctx.tid, r, PTRACE_CONT, 0) == 0:
             self._reap(ctx.tid)
+        else:
+            # Not in a ptrace stop (running application code): stop it for good; it is reaped
+            # here or, at the latest, when the whole stub is released.
+            lib.rp_tgkill(self.pid, ctx.tid, signal.SIGKILL)
 
-    def _reap(self, tid: int) -> None:
+    def _reap(self, tid: int, timeout: float = 2.0) -> None:
+        """Collect `tid`'s exit (resuming it through any stops on the way).  Bounded: a thread
+        that never reports (it was reaped elsewhere) must not hang the Sentry."""
+        import time
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                _, st = os.waitpid(tid, 0x40000000)
+                got, st = os.waitpid(tid, 0x40000000 | os.WNOHANG)
             except ChildProcessError:
+                self.unreaped.discard(tid)
                 return
             except InterruptedError:
                 continue
+            if got == 0:
+                if time.monotonic() > deadline:
+                    self.platform.leaked(tid)
+                    return
+                time.sleep(0.0005)
+                continue
             if os.WIFEXITED(st) or os.WIFSIGNALED(st):
+                self.unreaped.discard(tid)
                 return
             lib.rp_resume(tid, ffi.NULL, PTRACE_CONT, 0)
 
@@ -191,8 +211,10 @@ class PtraceAddressSpace:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        for tid in list(self.threads):
-            self._reap(tid)
+        # Every non-leader thread first: Linux reports a group leader only after all of them.
+        for tid in list(self.unreaped | set(self.threads)):
+            if tid != self.pid:
+                self._reap(tid)
         self.threads.clear()
         self._reap(self.pid)
 
@@ -254,6 +276,10 @@ class PtracePlatform:
             return None, [crev[i] for i in range(n)]
         return self._event_for(pid)
 
+    def leaked(self, tid: int) -> None:
+        """A host thread we could not collect (it stays a zombie until the Sentry exits)."""
+        self.leaks = getattr(self, "leaks", 0) + 1
+
     def kick(self, ctx: PtraceContext) -> None:
         """Make a context running application code stop soon (a swallowed host SIGURG)."""
         lib.rp_tgkill(ctx.address_space.pid, ctx.tid, signal.SIGURG)
@@ -286,4 +312,5 @@ class PtracePlatform:
             return FaultEvent(signo[0], code[0], addr[0])
         self.contexts.pop(ctx.tid, None)
         ctx.address_space.threads.pop(ctx.tid, None)
+        ctx.address_space.unreaped.discard(ctx.tid)
         return ExitEvent(status)
