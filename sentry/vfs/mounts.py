@@ -77,6 +77,7 @@ class MountBuilder:
         self._dev = 0x20
         self.procfs: procfs.ProcFS | None = None
         self.extra_gofers: list[tuple[int, object]] = []
+        self.shm_in_config = False
 
     def dev(self) -> int:
         self._dev += 1
@@ -142,7 +143,7 @@ class MountBuilder:
         m = self.vfs.mount_at(at, fs, root, flags=flags, source="tmpfs", fstype="tmpfs",
                               options=data or "mode=755")
         shm = m.root.child(b"shm")
-        if shm is not None:
+        if shm is not None and not self.shm_in_config:
             self.mount_tmpfs(shm, frozenset({"rw", "nosuid", "nodev"}), {"mode": "1777"}, "mode=1777", "shm")
         return m
 
@@ -222,6 +223,8 @@ class MountBuilder:
         if getattr(root_fs, "kernel", 1) is None:
             root_fs.kernel = self.kernel          # the rootfs's GoferFS prunes its dentries too
         dev_done = False
+        self.shm_in_config = any(os.path.normpath("/" + m.destination.lstrip("/")) == "/dev/shm"
+                                 for m in cfg.mounts)
         if not any(os.path.normpath("/" + m.destination.lstrip("/")) == "/dev" for m in cfg.mounts):
             at = self.mountpoint("/dev")
             if at is not None:
@@ -245,10 +248,6 @@ class MountBuilder:
                 if self.mount_bind_file(dest, spec.source, flags) is None:
                     self.log.warning(f"bind mount of file {spec.source!r} at {dest}: skipped")
                 continue
-            if dest == "/dev/shm" and kind == "tmpfs" and dev_done:
-                at = self.mountpoint(dest)
-                if at is not None and at.mount.fstype == "tmpfs" and at.mount.source == "shm":
-                    continue            # devfs already has one
             at = self.mountpoint(dest)
             if at is None:
                 self.log.warning(f"mount {spec.type} at {dest}: mount point cannot be made (skipped)")
