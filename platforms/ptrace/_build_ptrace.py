@@ -257,7 +257,11 @@ long rp_inject(int pid, struct user_regs_struct *scratch, unsigned long site, lo
         }
         if (!WIFSTOPPED(status)) return -(4096 + ESRCH);
         if (WSTOPSIG(status) == SIGTRAP && (status >> 16) == 0) break;
-        /* Any other stop (a stray host signal): suppress it and go on. */
+        /* A fault at the site: the stub page is not what we made it.  Fail, never spin. */
+        int sig = WSTOPSIG(status);
+        if ((status >> 16) == 0 && (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE))
+            return -(4096 + EFAULT);
+        /* Any other stop (a stray host signal, our SIGURG kick): suppress it and go on. */
         if (ptrace(PTRACE_CONT, pid, 0, 0) != 0) return -(4096 + errno);
     }
     if (ptrace(PTRACE_GETREGS, pid, 0, scratch) != 0) return -(4096 + errno);

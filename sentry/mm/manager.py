@@ -54,10 +54,12 @@ class Backing:
 
 
 class Vma:
-    __slots__ = ("start", "end", "prot", "shared", "offset", "backing", "name", "growsdown")
+    __slots__ = ("start", "end", "prot", "shared", "offset", "backing", "name", "growsdown", "maxprot",
+                 "source")
 
     def __init__(self, start: int, end: int, prot: int, shared: bool, offset: int,
-                 backing: Backing, name: str = "", growsdown: bool = False) -> None:
+                 backing: Backing, name: str = "", growsdown: bool = False, maxprot: int = 7,
+                 source=None) -> None:
         self.start = start
         self.end = end
         self.prot = prot
@@ -66,6 +68,16 @@ class Vma:
         self.backing = backing
         self.name = name
         self.growsdown = growsdown
+        self.maxprot = maxprot      # what mprotect may grant (a shared mapping of a read-only fd: no write)
+        self.source = source        # (file, file offset of `start`, dev, ino) for file mappings
+
+    def clone_at(self, start: int, end: int, offset: int) -> "Vma":
+        """A piece of this VMA (same attributes) covering [start, end) at MemoryFile `offset`."""
+        src = self.source
+        if src is not None:
+            src = (src[0], src[1] + (start - self.start), src[2], src[3])
+        return Vma(start, end, self.prot, self.shared, offset, self.backing, self.name, self.growsdown,
+                   self.maxprot, src)
 
     def __repr__(self) -> str:
         return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name})"
@@ -88,6 +100,7 @@ class MemoryManager:
         self._heap: Backing | None = None
         self._last: Vma | None = None
         self.users = 1           # thread groups sharing this mm (CLONE_VM without CLONE_THREAD: vfork)
+        self.file_refs: list = []  # files held open by private file mappings (MADV_DONTNEED re-reads them)
 
     # -- VMA bookkeeping ---------------------------------------------------
 
@@ -113,7 +126,7 @@ class MemoryManager:
         v = self.find(addr)
         if v is None or v.start == addr:
             return
-        right = Vma(addr, v.end, v.prot, v.shared, v.offset + (addr - v.start), v.backing, v.name, v.growsdown)
+        right = v.clone_at(addr, v.end, v.offset + (addr - v.start))
         v.end = addr
         self._insert(right)
         self._last = None
@@ -189,11 +202,12 @@ class MemoryManager:
     # -- the syscalls' operations -----------------------------------------
 
     def mmap_backing(self, addr: int, length: int, prot: int, flags: int, backing: Backing, offset: int,
-                     name: str = "") -> int:
+                     name: str = "", maxprot: int = 7, source=None) -> int:
         """Map `length` bytes of an existing shared backing (a FileMapping's pages) at `offset` in it."""
         start = self._place(addr, page_up(length), flags)
         backing.live += page_up(length)
-        self._map_new(start, page_up(length), prot, True, name, backing=backing, offset=backing.offset + offset)
+        v = self._map_new(start, page_up(length), prot, True, name, backing=backing, offset=backing.offset + offset)
+        v.maxprot, v.source = maxprot, source
         return start
 
     def _place(self, addr: int, length: int, flags: int) -> int:
@@ -247,9 +261,12 @@ class MemoryManager:
             cur = v.end
         if cur < end:
             raise SyscallError(errno.ENOMEM)
+        prot &= PROT_READ | PROT_WRITE | PROT_EXEC
+        for v in self._overlapping(addr, end):
+            if prot & ~v.maxprot:
+                raise SyscallError(errno.EACCES)
         self._split(addr)
         self._split(end)
-        prot &= PROT_READ | PROT_WRITE | PROT_EXEC
         for v in self._overlapping(addr, end):
             v.prot = prot
         self.space.protect(addr, end - addr, prot)
@@ -298,6 +315,11 @@ class MemoryManager:
 
     def release(self) -> None:
         """Drop every mapping and the platform address space."""
+        for f in self.file_refs:
+            f.refs -= 1
+            if f.refs == 0:
+                f.release()
+        self.file_refs = []
         for v in self.vmas:
             if v.backing is self._heap:
                 continue
@@ -443,6 +465,9 @@ class MemoryManager:
         """
         child = MemoryManager(self.platform, self.memfile)
         child.brk_start, child.brk_cur = self.brk_start, self.brk_cur
+        for f in self.file_refs:
+            f.refs += 1
+        child.file_refs = list(self.file_refs)
         child.stack_top, child.mmap_base = self.stack_top, self.mmap_base
         if self._heap is not None:
             child._heap = Backing(self.memfile.allocate(self._heap.length), self._heap.length)
@@ -451,7 +476,7 @@ class MemoryManager:
             length = v.end - v.start
             if v.shared and v.backing is not self._heap:
                 v.backing.live += length
-                nv = Vma(v.start, v.end, v.prot, True, v.offset, v.backing, v.name, v.growsdown)
+                nv = v.clone_at(v.start, v.end, v.offset)
             else:
                 if v.backing is self._heap:
                     backing = child._heap
@@ -460,7 +485,8 @@ class MemoryManager:
                     backing = Backing(self.memfile.allocate(length), length)
                     off = backing.offset
                 self._copy_populated(v.offset, off, length)
-                nv = Vma(v.start, v.end, v.prot, False, off, backing, v.name, v.growsdown)
+                nv = v.clone_at(v.start, v.end, off)
+                nv.backing = backing
                 if v.backing is self._heap:
                     nv.shared = False
             child._insert(nv)
@@ -522,6 +548,8 @@ class MemoryManager:
         keep = min(old, new)
         if fixed_addr is not None:
             dst = fixed_addr
+            if dst < self.bottom or dst + new > self.top or dst + new < dst:
+                raise SyscallError(errno.EINVAL)        # never onto the stub or past user space
             if dst < addr + old and addr < dst + new:
                 raise SyscallError(errno.EINVAL)
             if self._overlapping(dst, dst + new):
@@ -534,8 +562,8 @@ class MemoryManager:
         self.space.unmap(addr, keep)
         for mv in moved:
             delta = mv.start - addr
-            nv = Vma(dst + delta, dst + delta + (mv.end - mv.start), mv.prot, mv.shared, mv.offset, mv.backing,
-                     mv.name, mv.growsdown)
+            nv = mv.clone_at(dst + delta, dst + delta + (mv.end - mv.start), mv.offset)
+            nv.source = mv.source
             self._insert(nv)
             self.space.map(nv.start, nv.end - nv.start, nv.prot, nv.offset)
         if new > keep:

@@ -77,11 +77,11 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
     mm = t.mm
     if isinstance(f, MemDeviceFile) and f.kind == b"zero":
         return mm.mmap_anon(addr, plen, prot, flags)
-    d = f.dentry
-    if d is None or d.inode.is_dir or (d.inode.mode & 0o170000) != 0o100000 or not hasattr(f, "pread"):
-        raise SyscallError(errno.ENODEV if d is None or not d.inode.is_dir else errno.ENODEV)
     if not f.readable:
         raise SyscallError(errno.EACCES)
+    d = f.dentry
+    if d is None or d.inode.is_dir or (d.inode.mode & 0o170000) != 0o100000 or not hasattr(f, "pread"):
+        raise SyscallError(errno.ENODEV)
     if d.mount is not None and "noexec" in d.mount.flags and prot & PROT_EXEC:
         raise SyscallError(errno.EPERM)
     shared = (flags & MAP_TYPE) != MAP_PRIVATE
@@ -94,9 +94,19 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
             raise SyscallError(errno.ENODEV)
         if offset + plen > fm.capacity:
             raise SyscallError(errno.ENOMEM)
-        return mm.mmap_backing(addr, plen, prot, flags, fm.backing, offset, name)
+        seals = getattr(fm.inode, "seals", 0)
+        if seals & 0x8 and prot & PROT_WRITE:
+            raise SyscallError(errno.EPERM)                   # F_SEAL_WRITE
+        maxprot = 7 if f.writable and not seals & 0x8 else 5  # a read-only fd never becomes writable
+        s = d.inode.stat()
+        return mm.mmap_backing(addr, plen, prot, flags, fm.backing, offset, name, maxprot,
+                               (f, offset, s.dev, s.ino))
     start = mm.mmap_anon(addr, plen, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE, name=name)
     v = mm.find(start)
+    s = d.inode.stat()
+    v.source = (f, offset, s.dev, s.ino)
+    f.refs += 1                      # the mapping keeps the file open (dropped with the process)
+    mm.file_refs.append(f)
     moff = v.offset
     f.pread(t, [mm.memfile.view[moff:moff + plen]], offset)
     return start
@@ -142,7 +152,12 @@ def madvise(t, addr, length, advice):
         for v in mm._overlapping(addr, end):
             if not v.shared:
                 s, e = max(v.start, addr), min(v.end, end)
-                mm.memfile.zero(v.offset + (s - v.start), e - s)
+                off = v.offset + (s - v.start)
+                mm.memfile.zero(off, e - s)
+                if v.source is not None and advice == MADV_DONTNEED:
+                    # A private file page drops its changes: the file's bytes come back.
+                    f, foff = v.source[0], v.source[1] + (s - v.start)
+                    f.pread(t, [mm.memfile.view[off:off + (e - s)]], foff)
     return 0
 
 
