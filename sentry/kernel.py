@@ -82,11 +82,16 @@ class Kernel:
 
     # -- scheduling ---------------------------------------------------------
 
-    def enqueue(self, t: Task) -> None:
-        """Make `t` runnable (once: a task woken by two events is still resumed once)."""
+    def enqueue(self, t: Task, first: bool = False) -> None:
+        """Make `t` runnable (once: a task woken by two events is still resumed once).
+        `first`: ahead of the others (the task whose syscall just finished goes on before the
+        tasks it woke, as a waker keeps its CPU on Linux)."""
         if not t.in_runq and not t.exited:
             t.in_runq = True
-            self.runq.append(t)
+            if first:
+                self.runq.appendleft(t)
+            else:
+                self.runq.append(t)
 
     def wake(self, t: Task) -> None:
         for q in t.wait_queues:
@@ -215,6 +220,20 @@ class Kernel:
     def syscall(self, t: Task) -> None:
         regs = t.ctx.regs
         nr = regs.orig_rax
+        mm = t.mm
+        code = mm.exec_vma
+        rip = regs.rip - 2
+        if code is None or not code.start <= rip < code.end:
+            code = mm.exec_vma = mm.find(rip)
+        if code is not None and self.memfile.view[code.offset + rip - code.start] == 0xCD:
+            # `int $0x80`: the i386 syscall ABI, which the Sentry does not implement.  Never run it
+            # as the x86-64 call of the same number.
+            if -1 not in self._enosys_logged:
+                self._enosys_logged.add(-1)
+                self.warn("32-bit syscall (int $0x80) attempted: returning ENOSYS")
+            regs.rax = (-errno.ENOSYS) & MASK64
+            self.enqueue(t, first=True)
+            return
         entry = TABLE[nr] if nr < MAX_NR else None
         handler = entry.handler if entry is not None else None
         try:
@@ -239,7 +258,7 @@ class Kernel:
             if self.strace:
                 self.strace_line(t, entry, r)
             if not t.in_syscall and t.syscall_state is None:
-                self.enqueue(t)
+                self.enqueue(t, first=True)
                 return
         except SyscallError as e:
             regs.rax = (-e.errno) & MASK64
@@ -261,7 +280,7 @@ class Kernel:
             t.timed_out = False
             t.in_syscall = False
             t.on_eintr = None
-        self.enqueue(t)
+        self.enqueue(t, first=True)
 
     # -- signals --------------------------------------------------------------
 
@@ -342,7 +361,7 @@ class Kernel:
                     process.stop_group(self, t.tg, sig)
                     self._park_stopped(t)
                     return False
-                status = sig | (0x80 if action == "core" else 0)
+                status = sig              # no core file is written, so no WCOREDUMP flag
                 self.debug(f"task {t.tid}: killed by {signal.Signals(sig).name}")
                 self.exit_thread_group(t.tg, status)
                 return False
@@ -416,14 +435,14 @@ class Kernel:
         self.warn(f"internal error in {name} for task {t.tid}: killing its process with SIGSYS\n"
                   + "".join(traceback.format_exception(e)))
         t.in_syscall = False
-        self.exit_thread_group(t.tg, signal.SIGSYS | 0x80)
+        self.exit_thread_group(t.tg, signal.SIGSYS)
 
     def host_thread_died(self, t: Task, status: int) -> None:
         self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")
         self.exit_thread_group(t.tg, signal.SIGKILL)
 
     def kill_thread_group(self, tg: ThreadGroup, signo: int) -> None:
-        self.exit_thread_group(tg, signo | (0x80 if signo in CORE_SIGNALS else 0))
+        self.exit_thread_group(tg, signo)       # no core dumps: never the 0x80 flag
 
     def exit_thread_group(self, tg: ThreadGroup, wait_status: int) -> None:
         from sentry import process

@@ -33,9 +33,9 @@ def format_call(t, entry, result, nr: int | None = None) -> str:
     raw = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
     if entry is None:
         return f"[{t.tid:>4}] syscall_{nr}(...) = -1 ENOSYS"
-    n = len(entry.arg_names) if entry.arg_names else 6
-    args = ", ".join(_arg(t, entry.arg_types[i] if i < len(entry.arg_types) else "", 
-                          entry.arg_names[i] if i < len(entry.arg_names) else "", raw[i]) for i in range(n))
+    names = entry.arg_names if entry.arg_names is not None else ("",) * 6
+    types = entry.arg_types if entry.arg_types is not None else ("",) * 6
+    args = ", ".join(_arg(t, types[i], names[i], raw[i]) for i in range(len(names)))
     if result is None:
         res = "?"
     elif result < 0 and result > -4096:

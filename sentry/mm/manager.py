@@ -99,6 +99,7 @@ class MemoryManager:
         self.brk_cur = 0
         self._heap: Backing | None = None
         self._last: Vma | None = None
+        self.exec_vma: Vma | None = None    # the Sentry's cache of where syscall instructions are
         self.users = 1           # thread groups sharing this mm (CLONE_VM without CLONE_THREAD: vfork)
         self.file_refs: list = []  # files held open by private file mappings (MADV_DONTNEED re-reads them)
 
@@ -123,6 +124,7 @@ class MemoryManager:
 
     def _split(self, addr: int) -> None:
         """Make `addr` a VMA boundary (if it falls inside one)."""
+        self.exec_vma = None
         v = self.find(addr)
         if v is None or v.start == addr:
             return
@@ -141,6 +143,7 @@ class MemoryManager:
         return out
 
     def _remove_range(self, start: int, end: int, unmap_host: bool = True) -> None:
+        self.exec_vma = None
         self._split(start)
         self._split(end)
         for v in self._overlapping(start, end):

@@ -263,12 +263,13 @@ def _wait_common(t, idtype: int, ident: int, options: int):
         if not _matches(tg, child, idtype, ident, options):
             continue
         found = True
-        if child.zombie and options & WEXITED:
-            return child, "exit"
-        if options & WSTOPPED and child.stop_state == "stopped" and not child.stop_reported:
-            return child, "stop"
+        # A child continued and then gone reports the continue first (it happened first).
         if options & WCONTINUED and child.stop_state == "continued" and not child.stop_reported:
             return child, "cont"
+        if child.zombie and options & WEXITED:
+            return child, "exit"
+        if options & WSTOPPED and child.stop_state == "stopped" and not child.stop_reported and not child.zombie:
+            return child, "stop"
     if not found:
         raise SyscallError(errno.ECHILD)
     if options & WNOHANG:

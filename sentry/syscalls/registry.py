@@ -45,18 +45,19 @@ class Syscall:
     handler: Callable[..., int] | None
     support: Support
     note: str
-    arg_names: tuple[str, ...]
-    arg_types: tuple[str, ...]
+    arg_names: tuple[str, ...] | None
+    arg_types: tuple[str, ...] | None
     nargs: int = 0         # how many raw arguments the handler takes
 
 
 _REGISTERED: dict[int, Syscall] = {}
 
 
-def _prototype(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _prototype(name: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """Argument names and types; None when python-ptrace has no prototype (strace then shows 6)."""
     proto = SYSCALL_PROTOTYPES.get(name)
     if not proto:
-        return (), ()
+        return None, None
     args = proto[1]
     return tuple(a[1] for a in args), tuple(a[0] for a in args)
 
