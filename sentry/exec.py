@@ -54,6 +54,12 @@ def _open_exec(t, path: bytes):
     return d.inode.open(t, d, O_RDONLY)
 
 
+def _drop(f) -> None:
+    """Close a file exec opened unless a mapping still holds it (File.refs counts holders)."""
+    if f.refs == 0:
+        f.release()
+
+
 def _read_head(t, f, n: int = 256) -> bytes:
     buf = bytearray(n)
     got = f.pread(t, [memoryview(buf)], 0)
@@ -72,7 +78,7 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
         head = _read_head(t, f)
         if not head.startswith(b"#!"):
             break
-        f.release()
+        _drop(f)
         line = head[2:].split(b"\n", 1)[0]
         if b"\n" not in head[2:] and len(head) == 256:
             raise SyscallError(errno.ENOEXEC)
@@ -104,7 +110,7 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
         raise
     finally:
         for fo in opened:
-            fo.release()
+            _drop(fo)
     # Point of no return.
     tg = t.tg
     old_mm, old_ctx = tg.mm, t.ctx

@@ -97,6 +97,11 @@ def map_elf(t, mm, file, is_interp: bool = False) -> ElfImage:
             continue
         prot = (PROT_READ if pflags & 4 else 0) | (PROT_WRITE if pflags & 2 else 0) | (PROT_EXEC if pflags & 1 else 0)
         mm.mmap_anon(start, end - start, prot, 0x32, name=file.dentry.path().decode("utf-8", "replace") if file.dentry else "")
+        if file.dentry is not None:
+            st = file.dentry.inode.stat()
+            mm.find(start).source = (file, page_down(off), st.dev, st.ino)
+            file.refs += 1                    # held by the mapping (released with the address space)
+            mm.file_refs.append(file)
         if filesz:
             # Fill from the file straight into the MemoryFile (zero-copy for host-fd files).
             dst = vaddr + bias

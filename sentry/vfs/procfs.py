@@ -362,7 +362,15 @@ def gen_maps(fs, tg) -> bytes:
         perms = ("r" if prot & 1 else "-") + ("w" if prot & 2 else "-") + ("x" if prot & 4 else "-") + \
                 ("s" if v.shared else "p")
         name = v.name
-        line = f"{v.start:08x}-{v.end:08x} {perms} 00000000 00:00 0"
+        src = getattr(v, "source", None)
+        if src is not None:                   # a file mapping: its offset, device and inode
+            _f, foff, dev, ino = src
+            major, minor = (dev >> 8) & 0xFFF, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
+            line = f"{v.start:08x}-{v.end:08x} {perms} {foff:08x} {major:02x}:{minor:02x} {ino}"
+        else:
+            if v.shared and not name:
+                name = "/dev/zero (deleted)"  # shared anonymous memory is a shmem file on Linux
+            line = f"{v.start:08x}-{v.end:08x} {perms} 00000000 00:00 0"
         out.append(line + (" " * (73 - len(line)) + name if name else " "))
     return ("\n".join(out) + "\n").encode() if out else b""
 
