@@ -182,8 +182,8 @@ class GoferInode(Inode):
         self.parent = parent                # where to take a handle again after eviction
         self.name = name
         self._stat = s
-        self._made_from = None              # stat() caches the Stat it built from `_stat`
-        self._made: Stat | None = None
+        self._built_from = None             # stat() caches the Stat it built from `_stat`
+        self._built: Stat | None = None
         self._stale = False
         self._target: bytes | None = None
         self.writers: list[int] = []        # host fds of open writable files of this inode
@@ -238,10 +238,10 @@ class GoferInode(Inode):
             self._stale = False
             self.refresh()
         s = self._stat
-        if self._made_from is s:            # the Stat built from this very reply, reused
-            return self._made
-        self._made_from = s
-        self._made = r = Stat(s[0], self.fs.dev, s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11],
+        if self._built_from is s:           # the Stat built from this very reply, reused
+            return self._built
+        self._built_from = s
+        self._built = r = Stat(s[0], self.fs.dev, s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11],
                               s[12])
         return r
 
