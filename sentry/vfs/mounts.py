@@ -260,6 +260,9 @@ class MountBuilder:
                 self.mount_tmpfs(at, flags, data, shown, spec.source or "tmpfs")
             elif kind == "bind":
                 self.mount_bind(at, spec.source, flags)
+            elif kind == "devpts" and getattr(getattr(at.inode, "fs", None), "devpts", None) is not None \
+                    and at.inode is at.inode.fs.devpts.dir:
+                continue        # devfs's pts directory is the sandbox's devpts (ptys, the console)
             elif kind in ("devpts", "mqueue", "cgroup", "cgroup2", "securityfs", "debugfs"):
                 self.empty_dir(at, kind, spec.source or kind, flags, shown)
             else:
