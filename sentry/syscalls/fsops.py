@@ -227,12 +227,12 @@ def _unlink(t, dirfd: int, path: bytes) -> int:
 
 def _rmdir(t, dirfd: int, path: bytes) -> int:
     parent, name = t.kernel.vfs.resolve_parent(t, dirfd, path)
+    if not path.strip(b"/"):
+        raise SyscallError(errno.EBUSY)            # rmdir("/")
     if name == b".":
         raise SyscallError(errno.EINVAL)
     if name == b"..":
         raise SyscallError(errno.ENOTEMPTY)
-    if parent is t.tg.fs.root and path.strip(b"/") == b"":
-        raise SyscallError(errno.EBUSY)
     _check_writable_mount(parent)
     child = parent.child(name)
     if child is None:
