@@ -45,6 +45,10 @@ DEVPTS_SHADOWS_PTS = (
     "Sentry: a `devpts` mount at /dev/pts (every engine's config.json has one) becomes an empty "
     "directory (sentry/vfs/mounts.py) that hides devfs's pts (pts/0 for the host-terminal stdio, "
     "pts/ptmx): `tty` prints 'not a tty' and /dev/ptmx dangles")
+CGROUPS_PATH_IGNORED = (
+    "runsc_py: linux.cgroupsPath is not applied: the sandbox's host processes stay in the engine's "
+    "cgroup (here the root), so `docker stats` reports that cgroup (the whole host) and host-side "
+    "limits (--cpus, blkio) are not applied")
 INIT_IGNORES_DEFAULT_SIGNALS = (
     "Sentry: the container's init (PID 1) is killed by a signal it has no handler for (SIGTERM); "
     "Linux (and runc) ignore such signals for a PID namespace's init, so only SIGKILL stops it")
@@ -266,6 +270,21 @@ def test_docker_pause_unpause(dockerd: Dockerd, detached: list[str]) -> None:
     assert dockerd.docker("unpause", name).returncode == 0
     assert wait_for(lambda: dockerd.docker("logs", name).stdout.count("tick") > before, 10)
     assert container_state(dockerd, name)["Status"] == "running"
+
+
+@pytest.mark.xfail(reason=CGROUPS_PATH_IGNORED, strict=False)
+def test_docker_sandbox_is_in_the_containers_cgroup(dockerd: Dockerd, detached: list[str]) -> None:
+    """As runc: the container's processes (here the Sentry, Gofers, stubs) join linux.cgroupsPath."""
+    name = "cgroup"
+    detached.append(name)
+    p = docker_run(dockerd, "-d", "--name", name, IMAGE, "sleep", "60")
+    assert p.returncode == 0, p.stderr
+    cid = p.stdout.strip()
+    assert wait_for(lambda: container_state(dockerd, name)["Running"])
+    pid = container_state(dockerd, name)["Pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        lines = f.read().splitlines()
+    assert any(line.endswith(f"/docker/{cid}") for line in lines), lines
 
 
 # The engine sets the size once the container runs (with runc too, a very early `stty size` sees 0 0,
