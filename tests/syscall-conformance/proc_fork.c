@@ -142,7 +142,8 @@ int main(int argc, char **argv)
 	pid = fork();
 	if (pid == 0) {
 		raise(SIGSTOP);
-		_exit(3);
+		for (;;)
+			pause();     /* only SIGKILL ends it */
 	}
 	memset(&si, 0, sizeof(si));
 	check_eq(waitid(P_PID, pid, &si, WSTOPPED), 0, "waitid WSTOPPED");
