@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from runsc_py import procfs
+from runsc_py import cgroups, procfs
 from runsc_py.errors import UserError
 from runsc_py.hooks import hook_state, poststop, run_hooks
 from runsc_py.sandbox import describe, load_run_sandbox, run_sandbox_guarded
@@ -133,6 +133,8 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
     load_run_sandbox()
     with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
         terminal_fds = _open_terminal(bundle, opts)    # only once the id is ours
+        linux = bundle.spec.get("linux")
+        cgroup_dirs = cgroups.prepare(linux.get("cgroupsPath") if isinstance(linux, dict) else None)
         fifo = store.path(container_id, GATE_FIFO)
         os.mkfifo(fifo, 0o600)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
@@ -141,6 +143,7 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
             stream.flush()
         pid = os.fork()
         if pid == 0:   # the Sentry process: never returns
+            cgroups.join(cgroup_dirs, os.getpid())    # linux.cgroupsPath, before anything is forked
             os.close(lock_fd)
             os.close(ready_r)
             os.close(err_r)
@@ -153,6 +156,7 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
             _await_ready(pid, ready_r, err_r)
         except BaseException:
             _kill_child(pid)
+            cgroups.remove(cgroup_dirs)
             raise
         finally:
             for s, handler in previous.items():
@@ -164,6 +168,7 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
                 os.close(terminal_fds[1])
         state = store.load(container_id)
         state.pid, state.pid_start = pid, procfs.start_time(pid)
+        state.config["cgroups"] = cgroup_dirs
         try:
             store.save(state)
             for kind in ("prestart", "createRuntime", "createContainer"):
@@ -174,6 +179,7 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
             store.save(state)
         except BaseException:
             _kill_child(pid)
+            cgroups.remove(cgroup_dirs)
             raise
     return pid
 

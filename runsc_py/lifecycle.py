@@ -151,6 +151,9 @@ def delete_container(store: StateStore, container_id: str, force: bool) -> None:
             if state.config.get("freezer"):
                 from runsc_py import freezer
                 freezer.remove(state.config["freezer"])
+            if state.config.get("cgroups"):
+                from runsc_py import cgroups
+                cgroups.remove(state.config["cgroups"])
             poststop(store, state, state.config.get("hooks", {}))
             store.remove(container_id)
     except ContainerNotExist:
