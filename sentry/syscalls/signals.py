@@ -18,7 +18,7 @@ SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 UAPI_SA_FLAGS = 0x1 | 0x2 | 0x4 | 0x800 | 0x04000000 | 0x08000000 | 0x10000000 | 0x40000000 | 0x80000000
 
 
-@syscall("rt_sigaction", Support.PARTIAL, "dispositions recorded; delivery not yet implemented")
+@syscall("rt_sigaction")
 def rt_sigaction(t, sig, act, oact, sigsetsize):
     """rt_sigaction(2)."""
     sig = s32(sig)
