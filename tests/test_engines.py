@@ -41,14 +41,6 @@ RUNTIME = "runsc-py"
 IMAGE = "runsc-py-test/busybox:latest"
 
 # Known gaps in the sandbox (reported to the Sentry owners with a reproducer).
-DEVPTS_SHADOWS_PTS = (
-    "Sentry: a `devpts` mount at /dev/pts (every engine's config.json has one) becomes an empty "
-    "directory (sentry/vfs/mounts.py) that hides devfs's pts (pts/0 for the host-terminal stdio, "
-    "pts/ptmx): `tty` prints 'not a tty' and /dev/ptmx dangles")
-CGROUPS_PATH_IGNORED = (
-    "runsc_py: linux.cgroupsPath is not applied: the sandbox's host processes stay in the engine's "
-    "cgroup (here the root), so `docker stats` reports that cgroup (the whole host) and host-side "
-    "limits (--cpus, blkio) are not applied")
 INIT_IGNORES_DEFAULT_SIGNALS = (
     "Sentry: the container's init (PID 1) is killed by a signal it has no handler for (SIGTERM); "
     "Linux (and runc) ignore such signals for a PID namespace's init, so only SIGKILL stops it")
@@ -272,7 +264,6 @@ def test_docker_pause_unpause(dockerd: Dockerd, detached: list[str]) -> None:
     assert container_state(dockerd, name)["Status"] == "running"
 
 
-@pytest.mark.xfail(reason=CGROUPS_PATH_IGNORED, strict=False)
 def test_docker_sandbox_is_in_the_containers_cgroup(dockerd: Dockerd, detached: list[str]) -> None:
     """As runc: the container's processes (here the Sentry, Gofers, stubs) join linux.cgroupsPath."""
     name = "cgroup"
@@ -305,7 +296,6 @@ def test_docker_run_t_has_the_engines_terminal_size(dockerd: Dockerd) -> None:
     assert "size=31 97\n" in out, out
 
 
-@pytest.mark.xfail(reason=DEVPTS_SHADOWS_PTS, strict=False)
 def test_docker_run_t_tty_is_a_dev_pts_name(dockerd: Dockerd) -> None:
     out = docker_run_t(dockerd)
     assert re.search(r"^tty=/dev/pts/\d+$", out, re.M), out
@@ -328,7 +318,6 @@ def test_docker_run_it_reads_typed_lines(dockerd: Dockerd) -> None:
     assert status == 0 and "got:typed words" in out, (status, out)
 
 
-@pytest.mark.xfail(reason=DEVPTS_SHADOWS_PTS, strict=False)
 def test_docker_container_can_open_dev_ptmx(dockerd: Dockerd) -> None:
     """The sandbox's own devpts (as runc's: a devpts instance at /dev/pts, /dev/ptmx -> pts/ptmx)."""
     p = docker_run(dockerd, "--rm", IMAGE, "sh", "-c", "exec 3<>/dev/ptmx && echo ptmx-opened")
