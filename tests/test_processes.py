@@ -9,8 +9,8 @@
   faulting address in si_addr; a bounded fork bomb leaves no zombie in the
   sandbox (wait4 gives ECHILD) and no stub on the host; the two pthread
   programs of tests/syscall-conformance/thread_*.c pass.
-* Container init: SIGTERM sent to `runsc-py run` reaches PID 1 (a trap
-  prints), an untrapped one makes `runsc-py run` exit 143; when PID 1 exits,
+* Container init: SIGTERM, SIGINT and SIGHUP sent to `runsc-py run` reach
+  PID 1 (a trap prints), an untrapped one makes `runsc-py run` exit 143; when PID 1 exits,
   its background children die with it and no stub is left on the host.
 
 A stub is a host process whose /proc/PID/comm or cmdline is `runsc-py-stub`
@@ -358,17 +358,18 @@ def test_pthread_kill_sigwait_tls_join(rootfs: str, tmp_path) -> None:
 # ---------------------------------------------------------------------------
 # container init semantics
 # ---------------------------------------------------------------------------
-def test_sigterm_reaches_pid1_trap(rootfs: str, tmp_path) -> None:
-    script = "trap 'echo got TERM; exit 5' TERM; echo ready; while :; do sleep 0.1; done"
+@pytest.mark.parametrize("sig", ["TERM", "INT", "HUP"])
+def test_signal_to_runsc_reaches_pid1_trap(sig: str, rootfs: str, tmp_path) -> None:
+    script = f"trap 'echo got {sig}; exit 5' {sig}; echo ready; while :; do sleep 0.1; done"
     sb = Sandbox(rootfs, ["/bin/sh", "-c", script], tmp_path)
     proc = sb.start()
     try:
         assert sb.readline() == "ready\n"
         time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, "SIG" + sig))
     finally:
         status, out, err = sb.finish(timeout=60)
-    assert (out, status) == ("got TERM\n", 5), err[-3000:]
+    assert (out, status) == (f"got {sig}\n", 5), err[-3000:]
 
 
 def test_untrapped_sigterm_is_exit_143(rootfs: str, tmp_path) -> None:
