@@ -271,6 +271,8 @@ SCRIPTS = {
     "while-read": 'printf "a 1\\nb 2\\nc 3\\n" | while read k v; do echo "$v=$k"; done; echo done',
     "subshell-exit": "( exit 3 ); echo $?",
     "exit-status": "false | true; echo $?; true | false; echo $?; sh -c 'exit 7'; echo $?; sh -c 'kill -9 $$'; echo $?",
+    "stop-cont-kill": "sleep 5 & p=$!; kill -STOP $p; kill -CONT $p; kill $p; wait $p; echo status $?",
+    "signal-exit-status": "sh -c 'kill -TERM $$'; echo $?; sh -c 'kill -USR1 $$'; echo $?; (trap '' INT; kill -INT $$; echo survived)",
     "job-pids": "sleep 0.2 & p=$!; kill -0 $p && echo alive; wait $p; echo reaped $?; kill -0 $p 2>/dev/null || echo gone",
 }
 SLOW_SCRIPTS = {"background-wait", "timeout", "yes-head-sigpipe", "find-xargs"}
