@@ -33,6 +33,9 @@ class Pipe:
     def __init__(self, named: bool = False) -> None:
         self.buf = bytearray()
         self.capacity = DEFAULT_PIPE_SIZE
+        # Linux counts a pipe in page slots (capacity // 4096), not bytes:
+        # [offset, length] of each slot's data, in order; sum of lengths == len(buf).
+        self.slots: list[list[int]] = []
         self.readers = 0
         self.writers = 0
         self.waitq = WaitQueue()
@@ -63,6 +66,15 @@ class PipeFile(File):
             t.block([p.waitq])
         n = _scatter(dsts, p.buf)
         del p.buf[:n]
+        left = n
+        while left and p.slots:
+            slot = p.slots[0]
+            k = min(left, slot[1])
+            slot[0] += k
+            slot[1] -= k
+            left -= k
+            if slot[1] == 0:
+                p.slots.pop(0)
         p.waitq.wake_all()
         return n
 
@@ -72,14 +84,22 @@ class PipeFile(File):
         p = self.pipe
         total = sum(len(s) for s in srcs)
         done = t.syscall_state if isinstance(t.syscall_state, int) else 0
+        if total == 0:
+            return 0
         if p.readers == 0:
             process.send_to_task(t.kernel, t, sg.SIGPIPE, sg.siginfo(sg.SIGPIPE, sg.SI_USER, pid=t.tg.tgid))
             if done:
                 return done
             raise SyscallError(errno.EPIPE)
-        room = p.capacity - len(p.buf)
         need = total - done
-        if room <= 0 or (need <= PIPE_BUF and room < need):
+        # As Linux: first the write's sub-page tail merges into the last slot
+        # if it fits there, then every further page needs a free slot.  So a
+        # write of at most PIPE_BUF is all or nothing (atomic).
+        merge = need & (PIPE_BUF - 1) if not done else 0
+        last = p.slots[-1] if p.slots else None
+        can_merge = bool(merge) and last is not None and last[0] + last[1] + merge <= PIPE_BUF
+        free = p.capacity // PIPE_BUF - len(p.slots)
+        if not can_merge and free <= 0:
             if self.flags & O_NONBLOCK:
                 if done:
                     return done
@@ -87,10 +107,20 @@ class PipeFile(File):
             t.syscall_state = done
             t.on_eintr = None
             t.block([p.waitq])
-        take = min(room, need)
         data = gather(srcs)
-        p.buf += data[done:done + take]
-        done += take
+        if can_merge:
+            assert last is not None
+            p.buf += data[done:done + merge]
+            last[1] += merge
+            done += merge
+        free = p.capacity // PIPE_BUF - len(p.slots)
+        take = min(total - done, free * PIPE_BUF)
+        if take > 0:
+            p.buf += data[done:done + take]
+            p.slots += [[0, PIPE_BUF] for _ in range(take // PIPE_BUF)]
+            if take % PIPE_BUF:
+                p.slots.append([0, take % PIPE_BUF])
+            done += take
         p.waitq.wake_all()
         if done < total and not self.flags & O_NONBLOCK:
             t.syscall_state = done
@@ -108,7 +138,7 @@ class PipeFile(File):
             if p.writers == 0:
                 r |= POLLHUP
         if self.writable:
-            if p.capacity - len(p.buf) >= PIPE_BUF:
+            if len(p.slots) < p.capacity // PIPE_BUF:
                 r |= POLLOUT | POLLWRNORM
             if p.readers == 0:
                 r |= POLLERR
@@ -129,7 +159,7 @@ class PipeFile(File):
         n = 4096
         while n < size:
             n <<= 1
-        if n < len(self.pipe.buf):
+        if n // PIPE_BUF < len(self.pipe.slots):
             raise SyscallError(errno.EBUSY)
         self.pipe.capacity = n
         self.pipe.waitq.wake_all()
