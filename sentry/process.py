@@ -158,6 +158,8 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
         return
     tg.exiting = True
     tg.exit_status = wait_status
+    if tg.mm is not None and not tg.mm.space.released:
+        tg.maxrss_kb = max(getattr(tg, "maxrss_kb", 0), tg.mm.resident_bytes() // 1024)
     for task in list(tg.tasks):
         _release_thread(k, task)
     tg.tasks.clear()
@@ -165,6 +167,10 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if mm is not None:
         mm.users -= 1
         if mm.users == 0:
+            # The process's CPU time is its stub's (a process clock: Linux lets a tracer read that
+            # of any process, but not another process's thread clocks).
+            from sentry.syscalls.time import _cpu_ns
+            tg.utime += _cpu_ns(mm.space.pid, thread=False)
             mm.release()
     fds = tg.fds
     users = getattr(fds, "users", 1) - 1
@@ -174,6 +180,7 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if tg is k.init:
         k.init_exited(wait_status)
         return
+    _parent_death_signals(k, tg)
     _reparent_children(k, tg)
     parent = tg.parent
     tg.zombie = True
@@ -198,6 +205,14 @@ def child_code(wait_status: int) -> tuple[int, int]:
     if wait_status & 0x7F:
         return (sg.CLD_DUMPED if wait_status & 0x80 else sg.CLD_KILLED), wait_status & 0x7F
     return sg.CLD_EXITED, (wait_status >> 8) & 0xFF
+
+
+def _parent_death_signals(k, tg: ThreadGroup) -> None:
+    """PR_SET_PDEATHSIG: children asked for a signal when their parent dies."""
+    for c in list(tg.children):
+        for t in c.tasks:
+            if t.pdeathsig and not t.exited:
+                send_to_task(k, t, t.pdeathsig, sg.siginfo(t.pdeathsig, sg.SI_USER, pid=tg.tgid))
 
 
 def _reparent_children(k, tg: ThreadGroup) -> None:
@@ -235,6 +250,8 @@ def reap(k, tg: ThreadGroup) -> None:
             pass
         tg.parent.cutime += tg.utime + tg.cutime
         tg.parent.cstime += tg.stime + tg.cstime
+        tg.parent.children_maxrss_kb = max(getattr(tg.parent, "children_maxrss_kb", 0),
+                                           getattr(tg, "maxrss_kb", 0), getattr(tg, "children_maxrss_kb", 0))
     k.thread_groups.pop(tg.tgid, None)
 
 

@@ -433,6 +433,24 @@ class MemoryManager:
             out.append((base, ln))
         return out
 
+    def resident_bytes(self) -> int:
+        """Pages of this address space really in memory (touched, not freed): its RSS."""
+        fd = self.memfile.fd
+        total = 0
+        for v in self.vmas:
+            pos, end = v.offset, v.offset + (v.end - v.start)
+            while pos < end:
+                try:
+                    data = os.lseek(fd, pos, os.SEEK_DATA)
+                except OSError:
+                    break
+                if data >= end:
+                    break
+                hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+                total += hole - data
+                pos = hole
+        return total
+
     def total_mapped(self) -> int:
         return sum(v.end - v.start for v in self.vmas)
 

@@ -25,9 +25,11 @@ def clock_ns(t, clock: int) -> int:
         host = {8: 0, 9: 7}.get(clock, clock)
         return _time.clock_gettime_ns(host)
     if clock == CLOCK_PROCESS_CPUTIME_ID:
-        return _cpu_ns(t.tg.mm.space.pid, thread=False)
+        return t.tg.utime + _cpu_ns(t.tg.mm.space.pid, thread=False)
     if clock == CLOCK_THREAD_CPUTIME_ID:
-        return _cpu_ns(t.ctx.tid, thread=True)
+        # Linux lets no other process read a thread's clock: the stub's process clock stands in
+        # (exact for single-threaded programs, an upper bound for threaded ones).
+        return _cpu_ns(t.tg.mm.space.pid, thread=False)
     raise SyscallError(errno.EINVAL)
 
 
@@ -99,11 +101,24 @@ def _sleep_until(t, deadline_ns_mono: int) -> int:
     t.block(deadline=deadline_ns_mono / 1e9)
 
 
+def _report_left(t, rem: int) -> None:
+    """Interrupted by a handler: write the time left to `rem`, as nanosleep(2) does."""
+    if rem and t.syscall_state is not None:
+        left = max(0, t.syscall_state - _time.monotonic_ns())
+        deadline = t.syscall_state
+        try:
+            write_timespec(t, rem, left)
+        except SyscallError:
+            pass
+        t.syscall_state = deadline
+
+
 @syscall("nanosleep")
 def nanosleep(t, req, rem):
     """nanosleep(2)."""
     if t.syscall_state is None:
         t.syscall_state = _time.monotonic_ns() + read_timespec(t, req)
+    t.on_eintr = lambda: _report_left(t, rem)
     return _sleep_until(t, t.syscall_state)
 
 
@@ -123,4 +138,6 @@ def clock_nanosleep(t, clock, flags, req, rem):
         else:
             delta = ns
         t.syscall_state = _time.monotonic_ns() + max(delta, 0)
+    if not flags & TIMER_ABSTIME:
+        t.on_eintr = lambda: _report_left(t, rem)
     return _sleep_until(t, t.syscall_state)

@@ -271,11 +271,9 @@ RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 
 
 def _cpu(t, thread: bool) -> int:
+    """CPU ns of this thread, or of the whole process (live threads plus those that exited)."""
     from sentry.syscalls.time import _cpu_ns
-    try:
-        return _cpu_ns(t.ctx.tid if thread else t.tg.mm.space.pid, thread)
-    except Exception:
-        return 0
+    return t.tg.utime + _cpu_ns(t.tg.mm.space.pid, False)
 
 
 @syscall("getrusage", Support.PARTIAL, "user time is the stub's CPU time; system time and counters are 0")
@@ -283,15 +281,15 @@ def getrusage(t, who, usage):
     """getrusage(2)."""
     who = s32(who)
     if who == RUSAGE_SELF:
-        ns = _cpu(t, False)
+        ns, rss = _cpu(t, False), max(getattr(t.tg, "maxrss_kb", 0), t.mm.resident_bytes() // 1024)
     elif who == RUSAGE_THREAD:
-        ns = _cpu(t, True)
+        ns, rss = _cpu(t, True), t.mm.resident_bytes() // 1024
     elif who == RUSAGE_CHILDREN:
-        ns = t.tg.cutime
+        ns, rss = t.tg.cutime, getattr(t.tg, "children_maxrss_kb", 0)
     else:
         raise SyscallError(errno.EINVAL)
     us = ns // 1000
-    t.mm.write(usage, RUSAGE.pack(us // 1_000_000, us % 1_000_000, 0, 0, *([0] * 14)))
+    t.mm.write(usage, RUSAGE.pack(us // 1_000_000, us % 1_000_000, 0, 0, rss, *([0] * 13)))
     return 0
 
 
@@ -302,6 +300,7 @@ def times(t, buf):
     if buf:
         ut = _cpu(t, False) // 10_000_000
         t.mm.write(buf, struct.pack("<qqqq", ut, 0, t.tg.cutime // 10_000_000, 0))
+    ticks &= 0x7FFFFFFFFFFFFFFF
     return ticks
 
 
