@@ -210,6 +210,9 @@ class Sandbox:
         if k is not None:
             for tg in list(k.thread_groups.values()):
                 k.exit_thread_group(tg, signal.SIGKILL)
+            release_pool = getattr(k.platform, "release_pool", None)
+            if release_pool is not None:
+                release_pool()
         if self.gofer is not None:
             try:
                 self.gofer.sock.close()

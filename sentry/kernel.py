@@ -200,6 +200,7 @@ class Kernel:
                     cb()
 
     def _wait(self, next_deadline):
+        self.platform.idle()          # spare time: e.g. a parent waiting for its child
         if next_deadline is None and not self.host_waits:
             if not any(getattr(t, "running", False) for t in self.tasks.values()):
                 # Nothing runs and nothing can wake anything: a deadlock in the application.

@@ -90,6 +90,9 @@ class PtraceAddressSpace:
     def __init__(self, platform: "PtracePlatform") -> None:
         self.platform = platform
         self.pid = platform._spawn()
+        self._setup()
+
+    def _setup(self) -> None:
         self.threads: dict[int, PtraceContext] = {}
         self.unreaped: set[int] = set()       # every host thread made in this stub and not yet reaped
         self._scratch = ffi.new("struct user_regs_struct *")
@@ -181,6 +184,7 @@ class PtraceAddressSpace:
         that never reports (it was reaped elsewhere) must not hang the Sentry."""
         import time
         deadline = time.monotonic() + timeout
+        spins = 0
         while True:
             try:
                 got, st = os.waitpid(tid, 0x40000000 | os.WNOHANG)
@@ -190,6 +194,11 @@ class PtraceAddressSpace:
             except InterruptedError:
                 continue
             if got == 0:
+                # A killed or exiting thread reports within microseconds: yield first, sleep later.
+                spins += 1
+                if spins < 2000:
+                    os.sched_yield()
+                    continue
                 if time.monotonic() > deadline:
                     self.platform.leaked(tid)
                     return
@@ -232,6 +241,7 @@ class PtracePlatform:
         fcntl.fcntl(self.stub_fd, fcntl.F_ADD_SEALS,
                     fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
         self.contexts: dict[int, PtraceContext] = {}
+        self._pool: list[PtraceAddressSpace] = []
         self._status = ffi.new("int *")
         self._other = ffi.new("struct user_regs_struct *")
         self._regsize = ffi.sizeof("struct user_regs_struct")
@@ -239,8 +249,21 @@ class PtracePlatform:
     def _spawn(self) -> int:
         return _check(lib.rp_spawn_stub(self.stub_fd, self.memfile.fd, stubmod.STUB_MEMFD), "spawn stub")
 
+    POOL_TARGET = 2
+
     def new_address_space(self) -> PtraceAddressSpace:
+        if self._pool:
+            return self._pool.pop()
         return PtraceAddressSpace(self)
+
+    def idle(self) -> None:
+        """The Sentry is about to wait: top up the pool of ready stubs (fork, exec take from it)."""
+        if len(self._pool) < self.POOL_TARGET:
+            self._pool.append(PtraceAddressSpace(self))
+
+    def release_pool(self) -> None:
+        while self._pool:
+            self._pool.pop().release()
 
     # -- running -----------------------------------------------------------
 
