@@ -596,7 +596,12 @@ def test_lifecycle_errors_match_runc(tmp_path: Path, images: Path) -> None:
 
 def test_200_cycles_leave_no_process_mount_fd_or_state(tmp_path: Path, images: Path) -> None:
     """create/start/(exit)/delete 200 times through the installed runsc-py, as an engine drives it."""
-    bundle = Path(make_bundle(str(tmp_path / "bundle"), ["/bin/true"], rootfs=str(images / "rootfs")))
+    parent_cgroup = f"runsc-py-test-cycles-{os.getpid()}"
+    cgroup = f"/{parent_cgroup}/sandbox"          # as engines name one per container
+    bundle = Path(make_bundle(str(tmp_path / "bundle"), ["/bin/true"], rootfs=str(images / "rootfs"),
+                              linux={"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts",
+                                                                            "mount")],
+                                     "cgroupsPath": cgroup}))
     root = tmp_path / "root"
     fds_before = sorted(os.listdir("/proc/self/fd"))
     sandbox: set[tuple[int, int | None]] = set()     # (pid, start time) of every Sentry/Gofer/stub
@@ -622,3 +627,10 @@ def test_200_cycles_leave_no_process_mount_fd_or_state(tmp_path: Path, images: P
     # (not the host's mount count: engines and other tests mount things meanwhile)
     assert [ln for ln in open("/proc/self/mountinfo") if str(tmp_path) in ln] == []
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
+    hierarchies = [h for h in Path("/sys/fs/cgroup").iterdir() if (h / parent_cgroup).is_dir()]
+    try:
+        assert [str(h / parent_cgroup / "sandbox") for h in hierarchies
+                if (h / parent_cgroup / "sandbox").exists()] == [], "cgroups left behind"
+    finally:
+        for h in hierarchies:
+            (h / parent_cgroup).rmdir()
