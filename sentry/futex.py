@@ -73,3 +73,51 @@ def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
     if not q1.waiters:
         _queues.pop(key1, None)
     return done
+
+
+# -- robust futex lists (set_robust_list) -------------------------------------------
+
+FUTEX_WAITERS = 0x80000000
+FUTEX_OWNER_DIED = 0x40000000
+FUTEX_TID_MASK = 0x3FFFFFFF
+ROBUST_LIST_LIMIT = 2048
+
+
+def _futex_death(k, t, uaddr: int) -> None:
+    """A lock word still owned by the dying thread: mark FUTEX_OWNER_DIED, wake one waiter."""
+    uval = t.mm.read_u32(uaddr)
+    if uval & FUTEX_TID_MASK != t.tid:
+        return
+    t.mm.write_u32(uaddr, (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED)
+    if uval & FUTEX_WAITERS:
+        wake(k, t.mm, uaddr, 1, 0xFFFFFFFF)
+
+
+def exit_robust_list(k, t) -> None:
+    """Walk the thread's robust list at its exit, as Linux's exit_robust_list does.
+
+    To be called once per exiting thread, before CLONE_CHILD_CLEARTID is
+    handled, while its address space is still mapped.  A bad list is
+    silently abandoned (Linux gives up the same way)."""
+    head = getattr(t, "robust_list", 0)
+    if not head or t.mm is None:
+        return
+    try:
+        entry = t.mm.read_u64(head)
+        offset = t.mm.read_u64(head + 8)
+        if offset >= 1 << 63:
+            offset -= 1 << 64
+        pending = t.mm.read_u64(head + 16) & ~1
+        limit = ROBUST_LIST_LIMIT
+        while entry & ~1 != head and limit > 0:
+            e = entry & ~1
+            nxt = t.mm.read_u64(e)
+            if e != pending:
+                _futex_death(k, t, (e + offset) & 0xFFFFFFFFFFFFFFFF)
+            entry = nxt
+            limit -= 1
+        if pending:
+            _futex_death(k, t, (pending + offset) & 0xFFFFFFFFFFFFFFFF)
+    except SyscallError:
+        pass
+    t.robust_list = 0

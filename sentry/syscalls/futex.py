@@ -94,3 +94,15 @@ def futex(t, uaddr, op, val, timeout, uaddr2, val3):
     if cmd == FUTEX_WAKE_OP:
         return _wake_op(t, uaddr, max(s32(val), 0), max(s32(timeout & 0xFFFFFFFF), 0), uaddr2, val3)
     raise SyscallError(errno.ENOSYS)
+
+
+@syscall("get_robust_list")
+def get_robust_list(t, pid, head_ptr, len_ptr):
+    """get_robust_list(2): the head a thread registered with set_robust_list."""
+    pid = s32(pid)
+    target = t if pid == 0 else t.kernel.tasks.get(pid)
+    if target is None or pid < 0:
+        raise SyscallError(errno.ESRCH)
+    t.mm.write_u64(head_ptr, getattr(target, "robust_list", 0))
+    t.mm.write_u64(len_ptr, getattr(target, "robust_len", 0) or 24)
+    return 0
