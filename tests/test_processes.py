@@ -136,6 +136,9 @@ def rootfs(tmp_path_factory) -> str:
         with open(src, "w") as f:
             f.write(code)
         _build(src, os.path.join(tdir, name))
+    with open(os.path.join(tdir, "hello.sh"), "w") as f:   # a #! script with an interpreter argument
+        f.write('#!/bin/sh -eu\necho "script $0 $*"\nfalse\necho not reached\n')
+    os.chmod(os.path.join(tdir, "hello.sh"), 0o755)
     for name in ("thread_mutex", "thread_signals"):
         _build(os.path.join(CONF_DIR, name + ".c"), os.path.join(tdir, name), ["-pthread"])
     return root
@@ -273,6 +276,7 @@ SCRIPTS = {
     "exit-status": "false | true; echo $?; true | false; echo $?; sh -c 'exit 7'; echo $?; sh -c 'kill -9 $$'; echo $?",
     "stop-cont-kill": "sleep 5 & p=$!; kill -STOP $p; kill -CONT $p; kill $p; wait $p; echo status $?",
     "signal-exit-status": "sh -c 'kill -TERM $$'; echo $?; sh -c 'kill -USR1 $$'; echo $?; (trap '' INT; kill -INT $$; echo survived)",
+    "shebang": "/t/hello.sh a b; echo status $?; cat /t/hello.sh | /bin/sh -s x; echo $?",
     "job-pids": "sleep 0.2 & p=$!; kill -0 $p && echo alive; wait $p; echo reaped $?; kill -0 $p 2>/dev/null || echo gone",
 }
 SLOW_SCRIPTS = {"background-wait", "timeout", "yes-head-sigpipe", "find-xargs"}

@@ -15,7 +15,8 @@
  * SIG_DFL while ignored ones stay ignored, the pid is kept.
  * Errno paths: ECHILD (no such child, no children), EINVAL (bad wait4
  * options, bad waitid idtype, waitid without WEXITED/WSTOPPED/WCONTINUED),
- * execve ENOENT EACCES (file without x bit, directory) EFAULT E2BIG.
+ * execve ENOENT (also a #! script whose interpreter is missing) EACCES
+ * (file without x bit, directory) EFAULT E2BIG.
  */
 #include "tap.h"
 #include <fcntl.h>
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], EXEC_MARK) == 0)
 		return exec_child(argc, argv);
 
-	tap_plan(52);
+	tap_plan(53);
 
 	/* --- fork, exit codes --- */
 	pid = fork();
@@ -281,6 +282,8 @@ int main(int argc, char **argv)
 		check_errno(execve("/fixtures/file.txt", args, envs), EACCES, "execve of a file without x bit is EACCES");
 		check_errno(execve("/fixtures/dir", args, envs), EACCES, "execve of a directory is EACCES");
 		check_errno(execve(BAD_PTR, args, envs), EFAULT, "execve of a bad path pointer is EFAULT");
+		check_errno(execve("/fixtures/script.sh", args, envs), ENOENT,
+			    "execve of a #! script whose interpreter (/bin/sh) is missing is ENOENT");
 		memset(big, 'a', sizeof(big) - 1);
 		check_errno(execve(argv[0], bigargs, envs), E2BIG, "execve with a 140000-byte argument is E2BIG");
 	}
