@@ -3,7 +3,7 @@
  * wait status encoding.
  *
  * Success paths: fork/raw clone(SIGCHLD) children with their parent's pid
- * as ppid; exit codes, signal deaths (no core flag with RLIMIT_CORE 0),
+ * as ppid; a fork child's memory is a private copy, MAP_SHARED stays shared; exit codes, signal deaths (no core flag with RLIMIT_CORE 0),
  * stop (0x137f) and continue (0xffff) statuses through wait4, and the same
  * events through waitid (CLD_EXITED CLD_KILLED CLD_STOPPED CLD_CONTINUED);
  * WNOHANG on a running child; WNOWAIT leaves the zombie; P_PGID and P_ALL;
@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -79,7 +80,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], EXEC_MARK) == 0)
 		return exec_child(argc, argv);
 
-	tap_plan(53);
+	tap_plan(55);
 
 	/* --- fork, exit codes --- */
 	pid = fork();
@@ -102,6 +103,28 @@ int main(int argc, char **argv)
 		_exit(0x1234);
 	wait4(pid, &st, 0, NULL);
 	check_eq(st, 0x3400, "only the low 8 bits of the exit code survive");
+
+	/* --- memory after fork: private copies, shared mappings shared --- */
+	{
+		static int global = 1;
+		char *heap = malloc(1 << 20);
+		int *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		memset(heap, 'p', 1 << 20);
+		*shared = 0;
+		pid = fork();
+		if (pid == 0) {
+			global = 2;
+			memset(heap, 'c', 1 << 20);
+			*shared = 42;
+			_exit(global == 2 && heap[12345] == 'c' ? 0 : 1);
+		}
+		wait4(pid, &st, 0, NULL);
+		check(st == 0 && global == 1 && heap[0] == 'p' && heap[(1 << 20) - 1] == 'p',
+		      "fork: the child's writes to globals and the heap stay in the child");
+		check_eq(*shared, 42, "fork: a MAP_SHARED page is shared with the child");
+		free(heap);
+		munmap(shared, 4096);
+	}
 
 	/* --- signal deaths --- */
 	pid = fork();
