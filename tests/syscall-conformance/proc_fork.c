@@ -3,7 +3,8 @@
  * wait status encoding.
  *
  * Success paths: fork/raw clone(SIGCHLD) children with their parent's pid
- * as ppid; a fork child's memory is a private copy, MAP_SHARED stays shared; exit codes, signal deaths (no core flag with RLIMIT_CORE 0),
+ * as ppid; a fork child's memory is a private copy, MAP_SHARED stays
+ * shared; exit codes, signal deaths (no core flag with RLIMIT_CORE 0),
  * stop (0x137f) and continue (0xffff) statuses through wait4, and the same
  * events through waitid (CLD_EXITED CLD_KILLED CLD_STOPPED CLD_CONTINUED);
  * WNOHANG on a running child; WNOWAIT leaves the zombie; P_PGID and P_ALL;
