@@ -899,7 +899,7 @@ def _is_seekable(f) -> bool:
     return d is not None and st.S_ISREG(d.inode.mode)
 
 
-@syscall("sendfile")
+@syscall("sendfile", Support.PARTIAL, "from regular files (a pipe or socket as in_fd is EINVAL); copies through a Sentry buffer")
 def sendfile(t, out_fd, in_fd, offset_ptr, count):
     """sendfile(2): in_fd must be a seekable file's; out_fd anything writable but O_APPEND."""
     from sentry.vfs.file import MAX_RW, O_APPEND
