@@ -22,6 +22,7 @@ python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "Running pip as the 'root'
 # Byte-compile our modules once: with PYTHONDONTWRITEBYTECODE set (common in CI images) every
 # runsc-py start would otherwise recompile the Sentry from source (~0.1 s).
 python3 tools/snapshot_syscall_tables.py
+sentry/vdso/build.sh          # the sandbox's own vDSO (time without a trap)
 python3 -m compileall -q sentry gofer platforms runsc_py
 
 [ "${1:-}" = "--no-example" ] && exit 0

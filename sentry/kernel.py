@@ -64,6 +64,9 @@ class Kernel:
         self._enosys_logged: set[int] = set()
         self.watchers: dict[int, object] = {}
         self.unix_names: dict = {}
+        from sentry.vdso import Vdso
+        from platforms.ptrace._ptrace_ext import lib as _lib
+        self.vdso = Vdso(memfile, _lib.rp_rdtsc) if getattr(cfg, "vdso", True) else None
         self.pids_limit: int | None = cfg.pids_limit
         self.memory_limit: int | None = cfg.memory_limit                 # bound AF_UNIX names -> listening/dgram socket     # host fd -> callback (the control channel)
 
@@ -139,7 +142,12 @@ class Kernel:
         runq = self.runq
         plat.forward_host_signals(FORWARDED_SIGNALS)
         take_forwarded = plat.take_forwarded
+        vdso_refresh = self.vdso.refresh if self.vdso is not None else (lambda force=False: None)
+        ticks = 0
         while self.exit_code is None:
+            ticks += 1
+            if not ticks & 255:
+                vdso_refresh()
             forwarded = take_forwarded()
             if forwarded:
                 if signal.SIGIO in forwarded:
@@ -201,6 +209,8 @@ class Kernel:
 
     def _wait(self, next_deadline):
         self.platform.idle()          # spare time: e.g. a parent waiting for its child
+        if self.vdso is not None:
+            self.vdso.refresh()
         if next_deadline is None and not self.host_waits:
             if not any(getattr(t, "running", False) for t in self.tasks.values()):
                 # Nothing runs and nothing can wake anything: a deadlock in the application.

@@ -7,8 +7,8 @@ there is one, and builds the initial stack exactly as Linux lays it out:
 
     argc | argv[] NULL | envp[] NULL | auxv (id, value)... AT_NULL | padding | strings, AT_RANDOM bytes
 
-No AT_SYSINFO_EHDR is given: the host's vDSO is never reachable, so libc
-falls back to real syscalls for the time, which the Sentry answers.
+AT_SYSINFO_EHDR points at the Sentry's own vDSO (sentry/vdso), never the
+host's: time is read from the TSC and a page the Sentry keeps current.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ INTERP_BASE = 0x7FFFF7FC0000 - (0x7FFFFFFFF000 - 0x7F8000000000)   # below our s
 
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
-AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_MINSIGSTKSZ = 23, 25, 26, 31, 51
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_SYSINFO_EHDR, AT_MINSIGSTKSZ = 23, 25, 26, 31, 33, 51
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 PHDR = struct.Struct("<IIQQQQQQ")
@@ -181,5 +181,9 @@ def load(t, mm, file, interp_file_opener, argv: list[bytes], envp: list[bytes], 
             (AT_BASE, base), (AT_FLAGS, 0), (AT_ENTRY, img.entry), (AT_UID, creds.ruid), (AT_EUID, creds.euid),
             (AT_GID, creds.rgid), (AT_EGID, creds.egid), (AT_SECURE, 0), (AT_HWCAP, hwcap),
             (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, 2048)]
+    vdso = getattr(t.kernel, "vdso", None)
+    ehdr = vdso.map_into(mm) if vdso is not None else 0
+    if ehdr:
+        auxv.append((AT_SYSINFO_EHDR, ehdr))      # our vDSO (sentry/vdso), never the host's
     sp = build_stack(t, mm, argv, envp, execfn, auxv)
     return entry, sp

@@ -28,6 +28,7 @@ int rp_sigchld_fd(void);
 int rp_getsiginfo(int pid, int *signo, int *code, unsigned long *addr, int *errno_out);
 unsigned long getauxval(unsigned long type);
 int rp_tgkill(int tgid, int tid, int sig);
+unsigned long long rp_rdtsc(void);
 int rp_forward_signals(int *sigs, int n);
 unsigned long rp_take_forwarded(void);
 """
@@ -108,6 +109,12 @@ int rp_forward_signals(int *sigs, int n) {
 }
 
 unsigned long rp_take_forwarded(void) { return __atomic_exchange_n(&forwarded, 0, __ATOMIC_SEQ_CST); }
+
+unsigned long long rp_rdtsc(void) {
+    unsigned lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    return ((unsigned long long)hi << 32) | lo;
+}
 
 int rp_tgkill(int tgid, int tid, int sig) {
     return syscall(SYS_tgkill, tgid, tid, sig) == 0 ? 0 : -errno;
