@@ -235,8 +235,17 @@ def _is_stub(pid: int) -> bool:
         return False
 
 
-def stubs_under(root_pid: int) -> set[tuple[int, int]]:
-    """(pid, starttime) of every stub process descended from root_pid."""
+def _holds_application_memory(pid: int) -> bool:
+    """A stub serving a process maps the MemoryFile; the Sentry's spare (pooled) stubs do not."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return "runsc-py-memory" in f.read()
+    except OSError:
+        return False
+
+
+def stubs_under(root_pid: int, spares: bool = False) -> set[tuple[int, int]]:
+    """(pid, starttime) of every stub process descended from root_pid (spare pool stubs only if asked)."""
     children: dict[int, list[int]] = {}
     starts: dict[int, int] = {}
     for name in os.listdir("/proc"):
@@ -250,7 +259,7 @@ def stubs_under(root_pid: int) -> set[tuple[int, int]]:
         pid = todo.pop()
         for c in children.get(pid, []):
             todo.append(c)
-            if _is_stub(c):
+            if _is_stub(c) and (spares or _holds_application_memory(c)):
                 found.add((c, starts[c]))
     return found
 
@@ -384,7 +393,7 @@ def test_untrapped_sigterm_is_exit_143(rootfs: str, tmp_path) -> None:
     try:
         assert sb.readline() == "ready\n"
         time.sleep(0.3)
-        stubs = stubs_under(proc.pid)
+        stubs = stubs_under(proc.pid, spares=True)      # every stub must go, spares too
         proc.send_signal(signal.SIGTERM)
     finally:
         status, out, err = sb.finish(timeout=60)
@@ -402,6 +411,7 @@ def test_pid1_exit_kills_background_children(rootfs: str, tmp_path) -> None:
         assert sb.readline() == "started\n"
         stubs = stubs_under(proc.pid)
         assert len(stubs) >= 4, f"expected PID 1 and 3 background jobs as stubs, saw {sorted(stubs)}"
+        stubs |= stubs_under(proc.pid, spares=True)     # and afterwards none at all may remain
     finally:
         status, out, err = sb.finish(timeout=60)
     assert status == 4, err[-3000:]
