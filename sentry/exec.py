@@ -131,7 +131,8 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
     for i, act in enumerate(tg.sigactions):
         if act.handler > 1:                 # a handler (not SIG_DFL/SIG_IGN) resets to default
             tg.sigactions[i] = SignalAction()
-    tg.argv, tg.envp, tg.exe = argv, envp, path
+    exe = f.dentry.path(tg.fs.root) if f.dentry is not None else path
+    tg.argv, tg.envp, tg.exe = argv, envp, exe
     tg.execed = True
     from sentry import process
     process.vfork_done(k, t)

@@ -383,17 +383,17 @@ class MemoryManager:
     def cstring(self, addr: int, maxlen: int = 4096) -> bytes:
         """A NUL-terminated string; ENAMETOOLONG past `maxlen` bytes (as strncpy_from_user callers do)."""
         out = b""
+        find = self.memfile.map.find          # searches the mapping in place: no copy per probe
         while True:
             v = self.find(addr)
             if v is None or not v.prot:
                 raise SyscallError(errno.EFAULT)
             take = min(v.end - addr, maxlen + 1 - len(out))
             off = v.offset + (addr - v.start)
-            chunk = self.view[off:off + take]
-            i = bytes(chunk).find(b"\0")
+            i = find(b"\0", off, off + take)
             if i >= 0:
-                return out + bytes(chunk[:i])
-            out += bytes(chunk)
+                return out + self.view[off:i].tobytes()
+            out += self.view[off:off + take].tobytes()
             addr += take
             if len(out) > maxlen:
                 raise SyscallError(errno.ENAMETOOLONG)
