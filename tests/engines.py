@@ -213,6 +213,14 @@ def clean_up_under(directory: str | os.PathLike, grace: float = 0.0) -> list[str
     return left
 
 
+def clean_cgroup(directory: Path) -> None:
+    """rmdir a cgroup directory, if it is there and empty of processes."""
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
 # ------------------------------------------------------------------ images
 
 def busybox_tarball(directory: Path) -> Path:

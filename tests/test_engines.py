@@ -594,31 +594,53 @@ def test_lifecycle_errors_match_runc(tmp_path: Path, images: Path) -> None:
                 run_cli([binary], "--root", str(root), "delete", "--force", "c1")
 
 
-def test_200_cycles_leave_no_process_mount_fd_or_state(tmp_path: Path, images: Path) -> None:
+def _remove_test_cgroups(parent: str) -> list[str]:
+    """rmdir the test's cgroup (leaf first) in every hierarchy; return the leaves that were there."""
+    leaves = []
+    for h in Path("/sys/fs/cgroup").iterdir():
+        if (h / parent).is_dir():
+            if (h / parent / "sandbox").is_dir():
+                leaves.append(str(h / parent / "sandbox"))
+                engines.clean_cgroup(h / parent / "sandbox")
+            engines.clean_cgroup(h / parent)
+    return leaves
+
+
+@pytest.fixture
+def cycles_cgroup() -> Iterator[str]:
+    """A cgroupsPath for the test's containers, and a check (afterwards) that it was removed."""
+    parent = f"runsc-py-test-cycles-{os.getpid()}"
+    yield f"/{parent}/sandbox"
+    _remove_test_cgroups(parent)
+
+
+def test_200_cycles_leave_no_process_mount_fd_or_state(tmp_path: Path, images: Path, cycles_cgroup: str) -> None:
     """create/start/(exit)/delete 200 times through the installed runsc-py, as an engine drives it."""
-    parent_cgroup = f"runsc-py-test-cycles-{os.getpid()}"
-    cgroup = f"/{parent_cgroup}/sandbox"          # as engines name one per container
     bundle = Path(make_bundle(str(tmp_path / "bundle"), ["/bin/true"], rootfs=str(images / "rootfs"),
                               linux={"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts",
                                                                             "mount")],
-                                     "cgroupsPath": cgroup}))
+                                     "cgroupsPath": cycles_cgroup}))
     root = tmp_path / "root"
     fds_before = sorted(os.listdir("/proc/self/fd"))
     sandbox: set[tuple[int, int | None]] = set()     # (pid, start time) of every Sentry/Gofer/stub
     for i in range(200):
         cid = f"cycle-{i}"
         pid_file = tmp_path / "init.pid"
-        rc, _, err = run_cli([RUNSC], "--root", str(root), "create", "--bundle", str(bundle),
-                             "--pid-file", str(pid_file), cid)
-        assert rc == 0, (i, err)
-        sid = engines.session_of(int(pid_file.read_text()))
-        assert sid, (i, "the pid file's process is gone before start")
-        sandbox.update((pid, engines.start_time(pid)) for pid in engines.session_members(sid))
-        rc, _, err = run_cli([RUNSC], "--root", str(root), "start", cid)
-        assert rc == 0, (i, err)
-        assert wait_for(lambda: '"stopped"' in run_cli([RUNSC], "--root", str(root), "state", cid)[1], 30), i
-        rc, _, err = run_cli([RUNSC], "--root", str(root), "delete", cid)
-        assert rc == 0, (i, err)
+        try:
+            rc, _, err = run_cli([RUNSC], "--root", str(root), "create", "--bundle", str(bundle),
+                                 "--pid-file", str(pid_file), cid)
+            assert rc == 0, (i, err)
+            sid = engines.session_of(int(pid_file.read_text()))
+            assert sid, (i, "the pid file's process is gone before start")
+            sandbox.update((pid, engines.start_time(pid)) for pid in engines.session_members(sid))
+            rc, _, err = run_cli([RUNSC], "--root", str(root), "start", cid)
+            assert rc == 0, (i, err)
+            assert wait_for(lambda: '"stopped"' in run_cli([RUNSC], "--root", str(root), "state", cid)[1], 30), i
+            rc, _, err = run_cli([RUNSC], "--root", str(root), "delete", cid)
+            assert rc == 0, (i, err)
+        except BaseException:
+            run_cli([RUNSC], "--root", str(root), "delete", "--force", cid)
+            raise
     assert [e for e in os.listdir(root) if not e.startswith(".")] == []
     assert len(sandbox) >= 400, "expected a Sentry and more in each sandbox's session"
     assert engines.alive(sandbox) == [], "Sentry/Gofer/stub processes left behind"
@@ -627,10 +649,4 @@ def test_200_cycles_leave_no_process_mount_fd_or_state(tmp_path: Path, images: P
     # (not the host's mount count: engines and other tests mount things meanwhile)
     assert [ln for ln in open("/proc/self/mountinfo") if str(tmp_path) in ln] == []
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
-    hierarchies = [h for h in Path("/sys/fs/cgroup").iterdir() if (h / parent_cgroup).is_dir()]
-    try:
-        assert [str(h / parent_cgroup / "sandbox") for h in hierarchies
-                if (h / parent_cgroup / "sandbox").exists()] == [], "cgroups left behind"
-    finally:
-        for h in hierarchies:
-            (h / parent_cgroup).rmdir()
+    assert _remove_test_cgroups(cycles_cgroup.split("/")[1]) == [], "the container's cgroup was left behind"
