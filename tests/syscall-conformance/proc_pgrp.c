@@ -169,7 +169,8 @@ int main(void)
 				_exit(1);
 			struct timespec ts = {5, 0};
 			int sig = sigtimedwait(&s, NULL, &ts);
-			c = sig == SIGUSR2 ? 'D' : 'N';
+			/* D: got it; T: timed out; I: EINTR; N: anything else */
+			c = sig == SIGUSR2 ? 'D' : sig == -1 && errno == EAGAIN ? 'T' : sig == -1 && errno == EINTR ? 'I' : 'N';
 			if (write(p[1], &c, 1) != 1)
 				_exit(1);
 			_exit(0);
