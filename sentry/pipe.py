@@ -1,6 +1,8 @@
 """Pipes and eventfds inside the Sentry (pipefs): no host pipe is involved.
 
-A Pipe is a bounded byte buffer with one wait queue, woken on every state
+A Pipe is a byte buffer bounded, as in Linux, by page slots (capacity //
+4096; a write's sub-page tail may merge into the last slot, every further
+page takes a slot), with one wait queue, woken on every state
 change (data in, data out, an end closed); readers, writers and pollers all
 park on it and re-check.  Linux semantics kept: writes of at most PIPE_BUF
 bytes are atomic; a blocking write of more completes fully (it may be
