@@ -334,7 +334,8 @@ def load_bundle(bundle: str, container_id: str = "") -> Bundle:
     cfg = SandboxConfig(
         rootfs=rootfs, args=list(args), env=list(env), cwd=cwd, uid=uid, gid=gid,
         additional_gids=list(extra), hostname=hostname, root_readonly=readonly,
-        mounts=_mounts(spec, bundle_abs), rlimits=_rlimits(proc), container_id=container_id)
+        mounts=_mounts(spec, bundle_abs), rlimits=_rlimits(proc), container_id=container_id,
+        no_new_privs=proc.get("noNewPrivileges") is True)
     memory_limit, pids_limit = _resources(spec)
     # Not yet in sentry.config.SandboxConfig: passed on as soon as the Sentry declares them.
     for name, value in (("memory_limit", memory_limit), ("pids_limit", pids_limit)):

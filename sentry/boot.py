@@ -87,11 +87,18 @@ def run_sandbox(cfg: SandboxConfig) -> int:
     if not cfg.confine:
         return _run_sentry(cfg, confine=False)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(err_r)
         code = 1
         try:
+            # The Sentry dies with its monitor (a SIGKILLed runsc-py leaves nothing running);
+            # the stubs die with the Sentry (PTRACE_O_EXITKILL).
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)      # PR_SET_PDEATHSIG, SIGKILL
+            if os.getppid() != parent:
+                os._exit(1)
             code = _run_sentry(cfg, confine=True)
         except BootError as e:
             os.write(err_w, f"{e.exit_code} {e}".encode()[:4000])
@@ -202,6 +209,7 @@ class Sandbox:
                                     list(cfg.stdio), cfg.rlimits)
         except ProcessSpawnError as e:
             raise BootError(str(e), e.exit_code) from None
+        k.init.no_new_privs = cfg.no_new_privs
 
     def shutdown(self) -> None:
         if self.control is not None:

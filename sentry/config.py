@@ -29,6 +29,7 @@ class SandboxConfig:
     additional_gids: list[int] = field(default_factory=list)
     hostname: str = "runsc-py"
     root_readonly: bool = False
+    no_new_privs: bool = False             # process.noNewPrivileges (PR_GET_NO_NEW_PRIVS reads 1)
     # The served tree is the host's own (runsc-py do): the Gofer serves it read-only whatever the
     # overlay and root.readonly say, so no flag combination can ever write to the host.
     host_readonly: bool = False

@@ -37,6 +37,11 @@ CORE_SIGNALS = {signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, s
                 signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ}
 
 
+def _signame(sig: int) -> str:
+    from sentry.signals import name
+    return name(sig)
+
+
 class TaskExited(Exception):
     """Raised by exit paths: the task must not be resumed."""
 
@@ -165,11 +170,10 @@ class Kernel:
                 if t.in_syscall:
                     if t.interrupted and TABLE[t.ctx.regs.orig_rax].name == "rt_sigtimedwait":
                         t.interrupted = False      # the awaited signal is taken by the syscall itself
-                    if t.interrupted:
-                        self._finish_interrupted(t)
-                    else:
-                        self.syscall(t)
-                        continue
+                    # Re-run it: a syscall whose condition is already met completes (as Linux
+                    # checks before signal_pending); one that would block again is interrupted.
+                    self.syscall(t)
+                    continue
                 if t.tg.group_stopped:
                     self._park_stopped(t)
                     continue
@@ -277,6 +281,10 @@ class Kernel:
                 self.strace_line(t, entry, -e.errno, nr=nr)
         except Blocked as b:
             t.in_syscall = True
+            if t.interrupted:
+                self._finish_interrupted(t)
+                self.enqueue(t, first=True)
+                return
             self._park(t, b)
             return
         except TaskExited:
@@ -290,6 +298,7 @@ class Kernel:
             t.syscall_state = None
             t.timed_out = False
             t.in_syscall = False
+            t.interrupted = False         # it completed after all: no EINTR
             t.on_eintr = None
         self.enqueue(t, first=True)
 
@@ -368,12 +377,14 @@ class Kernel:
                 action = sg.default_action(sig)
                 if action in ("ignore", "continue"):
                     continue
+                if t.tg is self.init and sig not in (signal.SIGKILL, signal.SIGSTOP) and sig not in t.forced:
+                    continue      # the namespace's init is not killed by signals it does not handle
                 if action == "stop":
                     process.stop_group(self, t.tg, sig)
                     self._park_stopped(t)
                     return False
                 status = sig              # no core file is written, so no WCOREDUMP flag
-                self.debug(f"task {t.tid}: killed by {signal.Signals(sig).name}")
+                self.debug(f"task {t.tid}: killed by {_signame(sig)}")
                 self.exit_thread_group(t.tg, status)
                 return False
             try:
@@ -383,7 +394,7 @@ class Kernel:
                 self.exit_thread_group(t.tg, sg.SIGSEGV | 0x80)
                 return False
             if self.strace:
-                self.log.strace(f"[{t.tg.tgid:>4}:{t.tid:>4}] --- {signal.Signals(sig).name} (handler {act.handler:#x}) ---")
+                self.log.strace(f"[{t.tg.tgid:>4}:{t.tid:>4}] --- {_signame(sig)} (handler {act.handler:#x}) ---")
             return True
 
     def _park_stopped(self, t: Task) -> None:
@@ -409,11 +420,16 @@ class Kernel:
                 pgrp = getattr(self, "tty_fg_pgrp", None) or self.init.pgid
                 targets = [g for g in self.thread_groups.values() if g.pgid == pgrp and not g.exiting]
                 if targets:
-                    self.debug(f"forwarding host {signal.Signals(sig).name} to process group {pgrp}")
+                    self.debug(f"forwarding host {_signame(sig)} to process group {pgrp}")
                     for g in targets:
                         process.send_to_group(self, g, sig, sg.siginfo(sig, sg.SI_KERNEL))
                     continue
-            self.debug(f"forwarding host {signal.Signals(sig).name} to PID 1")
+            if sig not in (signal.SIGKILL, signal.SIGSTOP) and self.init.sigactions[sig].handler == sg.SIG_DFL:
+                # pid_namespaces(7): from an ancestor namespace, init gets only the signals it
+                # handles (and SIGKILL/SIGSTOP).  So `docker stop` of a plain `sleep` waits, then kills.
+                self.debug(f"host {_signame(sig)} to PID 1 ignored: no handler")
+                continue
+            self.debug(f"forwarding host {_signame(sig)} to PID 1")
             process.send_to_group(self, self.init, sig, sg.siginfo(sig, sg.SI_USER))
 
     # -- faults and exits -----------------------------------------------------
@@ -425,9 +441,13 @@ class Kernel:
             # Sent by the host (our own kick, or someone else's kill): never the application's.
             self.enqueue(t)
             return
-        self.debug(f"task {t.tid}: fault {signal.Signals(ev.signo).name} code {ev.code} addr {ev.addr:#x} "
+        self.debug(f"task {t.tid}: fault {_signame(ev.signo)} code {ev.code} addr {ev.addr:#x} "
                    f"at rip {t.ctx.regs.rip:#x}")
-        sig = ev.signo
+        sig, code = ev.signo, ev.code
+        if sig == signal.SIGSEGV:
+            v = t.mm.find(ev.addr)
+            if v is not None and v.eof and ev.addr >= v.eof and v.prot:
+                sig, code = signal.SIGBUS, 2          # BUS_ADRERR: past the end of the mapped file
         if sig == signal.SIGSEGV and ev.code == 1 and t.mm.grow_stack(ev.addr, t.tg.rlimits[3][0]):
             self.enqueue(t)               # the stack grew under the fault: run the instruction again
             return
@@ -437,7 +457,8 @@ class Kernel:
             from sentry.task import SignalAction
             t.tg.sigactions[sig] = SignalAction()
             t.sigmask &= ~sg.bit(sig)
-        t.pending.setdefault(sig, []).append(sg.siginfo(sig, ev.code, addr=ev.addr))
+        t.pending.setdefault(sig, []).append(sg.siginfo(sig, code, addr=ev.addr))
+        t.forced.add(sig)                 # a fault kills even init (force_sig_info)
         self.enqueue(t)
 
     def internal_error(self, t: Task, entry, nr: int, e: Exception) -> None:

@@ -76,6 +76,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
             tg.sigactions = [SignalAction(a.handler, a.flags, a.restorer, a.mask) for a in parent_tg.sigactions]
         tg.pgid, tg.sid = parent_tg.pgid, parent_tg.sid
         tg.ctty = getattr(parent_tg, "ctty", None)
+        tg.no_new_privs = getattr(parent_tg, "no_new_privs", False)
         tg.comm, tg.argv, tg.envp, tg.exe = parent_tg.comm, parent_tg.argv, parent_tg.envp, parent_tg.exe
         tg.exit_signal = csig
         tg.start_monotonic = k.now()
@@ -139,6 +140,8 @@ def _release_thread(k, t: Task) -> None:
     """Thread teardown that user space can see: CLONE_CHILD_CLEARTID and the robust list."""
     if t.exited:
         return
+    from sentry import futex
+    futex.exit_robust_list(k, t)          # owners of robust mutexes died: FUTEX_OWNER_DIED
     vfork_done(k, t)
     if t.clear_child_tid and t.tg.mm is not None and t.tg.mm.users > 0 and not t.tg.mm.space.released:
         try:
@@ -272,10 +275,10 @@ def send_to_group(k, tg: ThreadGroup, sig: int, info: bytes, from_inside: bool =
     """Process-directed (kill)."""
     if tg.exiting:
         return
-    if from_inside and tg is k.init and sig != 0:
-        act = tg.sigactions[sig]
-        if act.handler == sg.SIG_DFL and sig not in (sg.SIGKILL, sg.SIGSTOP) or sig in (sg.SIGKILL, sg.SIGSTOP):
-            return          # init ignores default-action signals from inside its namespace
+    if from_inside and tg is k.init and sig in (sg.SIGKILL, sg.SIGSTOP):
+        return              # init cannot be killed or stopped from inside its namespace
+    # (Other default-action signals to init are queued -- init may take them with sigtimedwait --
+    # and discarded at delivery: see Kernel.deliver_signals.)
     if _preprocess(k, tg, sig):
         return
     if sig < 32 and sig in tg.shared_pending:
@@ -306,7 +309,10 @@ def _preprocess(k, tg: ThreadGroup, sig: int) -> bool:
         tg.shared_pending.pop(sg.SIGCONT, None)
         for t in tg.tasks:
             t.pending.pop(sg.SIGCONT, None)
-    if sg.is_ignored(tg, sig) and not all(t.sigmask & sg.bit(sig) for t in tg.tasks if not t.exited):
+    # Ignored signals are dropped at generation unless blocked -- counting the mask that
+    # sigtimedwait/sigsuspend saved (Linux's real_blocked): a waiter in sigtimedwait must get them.
+    if sg.is_ignored(tg, sig) and not all((t.sigmask | (t.saved_sigmask or 0)) & sg.bit(sig)
+                                          for t in tg.tasks if not t.exited):
         return True
     return False
 

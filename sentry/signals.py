@@ -62,6 +62,14 @@ _GPR_ORDER = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi"
 FIX_EFLAGS = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000
 
 
+def name(sig: int) -> str:
+    """SIGTERM, ..., SIGRTMIN+3 (signal.Signals has no names for most real-time signals)."""
+    try:
+        return _sig.Signals(sig).name
+    except ValueError:
+        return f"SIGRTMIN+{sig - 34}" if 34 <= sig <= 64 else f"signal {sig}"
+
+
 def bit(sig: int) -> int:
     return 1 << (sig - 1)
 

@@ -138,6 +138,7 @@ class Task:
         self.interrupted = False
         self.uninterruptible = False
         self.in_runq = False
+        self.forced: set[int] = set()    # synchronous signals that kill even init
         self.vfork_released = False
         if ctx is not None:
             ctx.task = self

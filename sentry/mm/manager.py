@@ -55,7 +55,7 @@ class Backing:
 
 class Vma:
     __slots__ = ("start", "end", "prot", "shared", "offset", "backing", "name", "growsdown", "maxprot",
-                 "source")
+                 "source", "eof")
 
     def __init__(self, start: int, end: int, prot: int, shared: bool, offset: int,
                  backing: Backing, name: str = "", growsdown: bool = False, maxprot: int = 7,
@@ -70,14 +70,18 @@ class Vma:
         self.growsdown = growsdown
         self.maxprot = maxprot      # what mprotect may grant (a shared mapping of a read-only fd: no write)
         self.source = source        # (file, file offset of `start`, dev, ino) for file mappings
+        self.eof = 0                # file mappings: first page wholly past the end of the file (SIGBUS)
 
     def clone_at(self, start: int, end: int, offset: int) -> "Vma":
         """A piece of this VMA (same attributes) covering [start, end) at MemoryFile `offset`."""
         src = self.source
         if src is not None:
             src = (src[0], src[1] + (start - self.start), src[2], src[3])
-        return Vma(start, end, self.prot, self.shared, offset, self.backing, self.name, self.growsdown,
-                   self.maxprot, src)
+        v = Vma(start, end, self.prot, self.shared, offset, self.backing, self.name, self.growsdown,
+                self.maxprot, src)
+        if self.eof:
+            v.eof = self.eof            # an address: the same for every piece
+        return v
 
     def __repr__(self) -> str:
         return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name})"
@@ -273,6 +277,10 @@ class MemoryManager:
         for v in self._overlapping(addr, end):
             v.prot = prot
         self.space.protect(addr, end - addr, prot)
+        for v in self._overlapping(addr, end):
+            if v.eof and v.eof < v.end:           # past EOF stays inaccessible: SIGBUS, not data
+                lo = max(v.eof, v.start)
+                self.space.protect(lo, v.end - lo, 0)
 
     def set_brk_start(self, addr: int) -> None:
         self.brk_start = self.brk_cur = page_up(addr)
@@ -432,6 +440,16 @@ class MemoryManager:
                 raise SyscallError(errno.EINVAL)
             out.append((base, ln))
         return out
+
+    def set_eof(self, start: int, end: int, eof_addr: int) -> None:
+        """Pages of a file mapping at and after `eof_addr` are past the file's end: accessing them
+        faults (the Sentry turns that into SIGBUS, as Linux does)."""
+        eof_addr = page_up(eof_addr)
+        if eof_addr >= end:
+            return
+        for v in self._overlapping(start, end):
+            v.eof = eof_addr
+        self.space.protect(max(eof_addr, start), end - max(eof_addr, start), 0)
 
     def resident_bytes(self) -> int:
         """Pages of this address space really in memory (touched, not freed): its RSS."""

@@ -99,8 +99,10 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
             raise SyscallError(errno.EPERM)                   # F_SEAL_WRITE
         maxprot = 7 if f.writable and not seals & 0x8 else 5  # a read-only fd never becomes writable
         s = d.inode.stat()
-        return mm.mmap_backing(addr, plen, prot, flags, fm.backing, offset, name, maxprot,
-                               (f, offset, s.dev, s.ino))
+        start = mm.mmap_backing(addr, plen, prot, flags, fm.backing, offset, name, maxprot,
+                                (f, offset, s.dev, s.ino))
+        mm.set_eof(start, start + plen, start + max(0, s.size - offset))
+        return start
     start = mm.mmap_anon(addr, plen, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE, name=name)
     v = mm.find(start)
     s = d.inode.stat()
@@ -109,6 +111,7 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
     mm.file_refs.append(f)
     moff = v.offset
     f.pread(t, [mm.memfile.view[moff:moff + plen]], offset)
+    mm.set_eof(start, start + plen, start + max(0, s.size - offset))
     return start
 
 
