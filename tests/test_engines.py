@@ -41,9 +41,6 @@ RUNTIME = "runsc-py"
 IMAGE = "runsc-py-test/busybox:latest"
 
 # Known gaps in the sandbox (reported to the Sentry owners with a reproducer).
-INIT_IGNORES_DEFAULT_SIGNALS = (
-    "Sentry: the container's init (PID 1) is killed by a signal it has no handler for (SIGTERM); "
-    "Linux (and runc) ignore such signals for a PID namespace's init, so only SIGKILL stops it")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +166,6 @@ def test_docker_stop_of_a_term_handler_is_quick(dockerd: Dockerd, detached: list
     assert took < 10, f"stop took {took:.1f} s for a container that exits on SIGTERM"
 
 
-@pytest.mark.xfail(reason=INIT_IGNORES_DEFAULT_SIGNALS, strict=False)
 def test_docker_stop_init_without_handler_needs_sigkill(dockerd: Dockerd, detached: list[str]) -> None:
     """As with runc: PID 1 without a SIGTERM handler ignores SIGTERM; stop ends it with SIGKILL."""
     name = "no-handler"
