@@ -27,6 +27,8 @@ from collections import deque
 from platforms import ExitEvent, FaultEvent, SYSCALL_EVENT
 from sentry.errors import SyscallError, errname
 from sentry.syscalls import TABLE
+
+DISPATCH = [(e.handler, e.nargs) for e in TABLE]     # (handler, arity) by number: one lookup per call
 from sentry.syscalls.registry import MAX_NR
 from sentry.task import Blocked, Task, ThreadGroup
 
@@ -146,15 +148,14 @@ class Kernel:
         plat = self.platform
         runq = self.runq
         plat.forward_host_signals(FORWARDED_SIGNALS)
-        take_forwarded = plat.take_forwarded
-        vdso_refresh = self.vdso.refresh if self.vdso is not None else (lambda force=False: None)
-        ticks = 0
+        forwarded_bits = plat.forwarded_bits
+        plat_run = plat.run
+        syscall = self.syscall
+        popleft = runq.popleft
         while self.exit_code is None:
-            ticks += 1
-            if not ticks & 255:
-                vdso_refresh()
-            forwarded = take_forwarded()
-            if forwarded:
+            bits = forwarded_bits()
+            if bits:
+                forwarded = plat.decode_forwarded(bits)
                 if signal.SIGIO in forwarded:
                     forwarded.remove(signal.SIGIO)
                     self.poll_watchers()
@@ -163,7 +164,7 @@ class Kernel:
                 continue
             next_deadline = self._fire_timers() if self.timers else None
             if runq:
-                t = runq.popleft()
+                t = popleft()
                 t.in_runq = False
                 if t.exited:
                     continue
@@ -174,10 +175,11 @@ class Kernel:
                     # checks before signal_pending); one that would block again is interrupted.
                     self.syscall(t)
                     continue
-                if t.tg.group_stopped:
+                tg = t.tg
+                if tg.group_stopped:
                     self._park_stopped(t)
                     continue
-                if (t.pending or t.tg.shared_pending) and not self.deliver_signals(t):
+                if (t.pending or tg.shared_pending) and not self.deliver_signals(t):
                     continue
                 if runq or next_deadline is not None or self.host_waits:
                     t.running = True
@@ -187,7 +189,7 @@ class Kernel:
                     ctx, ev = self._wait(next_deadline)
                 else:
                     t.running = True
-                    ctx, ev = plat.run(t.ctx)
+                    ctx, ev = plat_run(t.ctx)
             else:
                 ctx, ev = self._wait(next_deadline)
             if ctx is None or ctx.task is None:
@@ -195,7 +197,7 @@ class Kernel:
             task = ctx.task
             task.running = False
             if ev is SYSCALL_EVENT:
-                self.syscall(task)
+                syscall(task)
             elif isinstance(ev, FaultEvent):
                 self.fault(task, ev)
             elif isinstance(ev, ExitEvent):
@@ -232,15 +234,20 @@ class Kernel:
 
     # -- syscalls -----------------------------------------------------------
 
+    def _is_int80(self, t: Task, rip: int) -> bool:
+        mm = t.mm
+        if not mm.exec_lo <= rip < mm.exec_hi:
+            try:
+                mm.cache_exec(rip)
+            except SyscallError:
+                return False
+        return self.memfile.view[mm.exec_base + rip] == 0xCD
+
     def syscall(self, t: Task) -> None:
         regs = t.ctx.regs
         nr = regs.orig_rax
-        mm = t.mm
-        code = mm.exec_vma
-        rip = regs.rip - 2
-        if code is None or not code.start <= rip < code.end:
-            code = mm.exec_vma = mm.find(rip)
-        if code is not None and self.memfile.view[code.offset + rip - code.start] == 0xCD:
+        # `syscall` leaves rcx == rip; only when it does not can this be `int $0x80`: look then.
+        if regs.rcx != regs.rip and self._is_int80(t, regs.rip - 2):
             # `int $0x80`: the i386 syscall ABI, which the Sentry does not implement.  Never run it
             # as the x86-64 call of the same number.
             if -1 not in self._enosys_logged:
@@ -249,8 +256,11 @@ class Kernel:
             regs.rax = (-errno.ENOSYS) & MASK64
             self.enqueue(t, first=True)
             return
-        entry = TABLE[nr] if nr < MAX_NR else None
-        handler = entry.handler if entry is not None else None
+        if nr < MAX_NR:
+            entry = TABLE[nr]
+            handler, n = DISPATCH[nr]
+        else:
+            entry = handler = None
         try:
             if handler is None:
                 if nr not in self._enosys_logged:
@@ -258,7 +268,6 @@ class Kernel:
                     name = entry.name if entry is not None else f"syscall_{nr}"
                     self.warn(f"unimplemented syscall {name} ({nr}): returning ENOSYS")
                 raise SyscallError(errno.ENOSYS)
-            n = entry.nargs
             if n == 0:
                 r = handler(t)
             elif n == 1:
@@ -273,7 +282,9 @@ class Kernel:
             if self.strace:
                 self.strace_line(t, entry, r)
             if not t.in_syscall and t.syscall_state is None:
-                self.enqueue(t, first=True)
+                if not t.in_runq:                 # enqueue(t, first=True), inlined: the hot path
+                    t.in_runq = True
+                    self.runq.appendleft(t)
                 return
         except SyscallError as e:
             regs.rax = (-e.errno) & MASK64

@@ -310,11 +310,16 @@ class PtracePlatform:
     def forward_host_signals(self, sigs: list[int]) -> None:
         _check(lib.rp_forward_signals(ffi.new("int[]", sigs), len(sigs)), "sigaction")
 
+    # The task loop polls this every iteration: the raw C call, no Python frame.
+    forwarded_bits = staticmethod(lib.rp_take_forwarded)
+
+    @staticmethod
+    def decode_forwarded(bits: int) -> list[int]:
+        return [s for s in range(1, 65) if bits >> s & 1]
+
     def take_forwarded(self) -> list[int] | None:
         bits = lib.rp_take_forwarded()
-        if not bits:
-            return None
-        return [s for s in range(1, 65) if bits >> s & 1]
+        return self.decode_forwarded(bits) if bits else None
 
     def _event_for(self, pid: int):
         ctx = self.contexts.get(pid)

@@ -103,7 +103,9 @@ class MemoryManager:
         self.brk_cur = 0
         self._heap: Backing | None = None
         self._last: Vma | None = None
-        self.exec_vma: Vma | None = None    # the Sentry's cache of where syscall instructions are
+        # The task loop's cache of the mapping syscall instructions come from: [exec_lo, exec_hi)
+        # with its bytes at MemoryFile offset exec_base + address (empty until first used).
+        self.exec_lo = self.exec_hi = self.exec_base = 0
         self.users = 1           # thread groups sharing this mm (CLONE_VM without CLONE_THREAD: vfork)
         self.file_refs: list = []  # files held open by private file mappings (MADV_DONTNEED re-reads them)
 
@@ -128,7 +130,7 @@ class MemoryManager:
 
     def _split(self, addr: int) -> None:
         """Make `addr` a VMA boundary (if it falls inside one)."""
-        self.exec_vma = None
+        self.exec_lo = self.exec_hi = 0
         v = self.find(addr)
         if v is None or v.start == addr:
             return
@@ -146,8 +148,14 @@ class MemoryManager:
             i += 1
         return out
 
+    def cache_exec(self, addr: int) -> None:
+        v = self.find(addr)
+        if v is None or not v.prot:
+            raise SyscallError(errno.EFAULT)      # a syscall from unmapped code cannot happen: be safe
+        self.exec_lo, self.exec_hi, self.exec_base = v.start, v.end, v.offset - v.start
+
     def _remove_range(self, start: int, end: int, unmap_host: bool = True) -> None:
-        self.exec_vma = None
+        self.exec_lo = self.exec_hi = 0
         self._split(start)
         self._split(end)
         for v in self._overlapping(start, end):

@@ -54,9 +54,17 @@ def write_timespec(t, addr: int, ns: int) -> None:
     t.mm.write_struct(addr, TIMESPEC, ns // 1_000_000_000, ns % 1_000_000_000)
 
 
+def _vdso_due(t) -> None:
+    """A clock syscall: the vDSO is not answering (yet) -- publish its page if it is due."""
+    v = t.kernel.vdso
+    if v is not None:
+        v.refresh()
+
+
 @syscall("clock_gettime")
 def clock_gettime(t, clock, tp):
     """clock_gettime(2)."""
+    _vdso_due(t)
     write_timespec(t, tp, clock_ns(t, s32(clock)))
     return 0
 
@@ -76,6 +84,7 @@ def clock_getres(t, clock, res):
 @syscall("gettimeofday")
 def gettimeofday(t, tv, tz):
     """gettimeofday(2)."""
+    _vdso_due(t)
     if tv:
         ns = _time.time_ns()
         t.mm.write_struct(tv, TIMEVAL, ns // 1_000_000_000, (ns // 1000) % 1_000_000)
