@@ -268,14 +268,7 @@ class MemoryManager:
         end = page_up(addr + length)
         if end == addr:
             return
-        # Every page must be mapped (ENOMEM otherwise), as Linux checks.
-        cur = addr
-        for v in self._overlapping(addr, end):
-            if v.start > cur:
-                raise SyscallError(errno.ENOMEM)
-            cur = v.end
-        if cur < end:
-            raise SyscallError(errno.ENOMEM)
+        self.require_mapped(addr, end)
         prot &= PROT_READ | PROT_WRITE | PROT_EXEC
         for v in self._overlapping(addr, end):
             if prot & ~v.maxprot:
@@ -289,6 +282,16 @@ class MemoryManager:
             if v.eof and v.eof < v.end:           # past EOF stays inaccessible: SIGBUS, not data
                 lo = max(v.eof, v.start)
                 self.space.protect(lo, v.end - lo, 0)
+
+    def require_mapped(self, addr: int, end: int) -> None:
+        """Every page of [addr, end) must be mapped: ENOMEM otherwise (mprotect, madvise, msync...)."""
+        cur = addr
+        for v in self._overlapping(addr, end):
+            if v.start > cur:
+                raise SyscallError(errno.ENOMEM)
+            cur = v.end
+        if cur < end:
+            raise SyscallError(errno.ENOMEM)
 
     def set_brk_start(self, addr: int) -> None:
         self.brk_start = self.brk_cur = page_up(addr)

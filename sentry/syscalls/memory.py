@@ -144,13 +144,7 @@ def madvise(t, addr, length, advice):
     if end == addr:
         return 0
     mm = t.mm
-    cur = addr
-    for v in mm._overlapping(addr, end):
-        if v.start > cur:
-            raise SyscallError(errno.ENOMEM)
-        cur = v.end
-    if cur < end:
-        raise SyscallError(errno.ENOMEM)
+    mm.require_mapped(addr, end)
     if advice in (MADV_DONTNEED, MADV_FREE):
         for v in mm._overlapping(addr, end):
             if not v.shared:
@@ -193,16 +187,6 @@ def mremap(t, addr, old_size, new_size, flags, new_addr):
     return t.mm.mremap(addr, old_size, new_size, bool(flags & MREMAP_MAYMOVE), fixed)
 
 
-def _check_mapped(mm, addr: int, end: int) -> None:
-    cur = addr
-    for v in mm._overlapping(addr, end):
-        if v.start > cur:
-            raise SyscallError(errno.ENOMEM)
-        cur = v.end
-    if cur < end:
-        raise SyscallError(errno.ENOMEM)
-
-
 @syscall("msync", Support.PARTIAL, "writes shared file mappings back to the host file (whole mapped span)")
 def msync(t, addr, length, flags):
     """msync(2)."""
@@ -210,7 +194,7 @@ def msync(t, addr, length, flags):
     if addr % PAGE or flags & ~7 or (flags & 1 and flags & 4):
         raise SyscallError(errno.EINVAL)
     end = page_up(addr + length)
-    _check_mapped(t.mm, addr, end)
+    t.mm.require_mapped(addr, end)
     done = set()
     for v in t.mm._overlapping(addr, end):
         cb = v.backing.on_release
@@ -227,7 +211,7 @@ def mincore(t, addr, length, vec):
     if addr % PAGE:
         raise SyscallError(errno.EINVAL)
     end = page_up(addr + length)
-    _check_mapped(t.mm, addr, end)
+    t.mm.require_mapped(addr, end)
     t.mm.write(vec, b"\x01" * ((end - addr) // PAGE))
     return 0
 
