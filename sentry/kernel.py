@@ -257,12 +257,13 @@ class Kernel:
             self.enqueue(t, first=True)
             return
         if nr < MAX_NR:
-            entry = TABLE[nr]
             handler, n = DISPATCH[nr]
         else:
-            entry = handler = None
+            handler = None
+        entry = None
         try:
             if handler is None:
+                entry = TABLE[nr] if nr < MAX_NR else None
                 if nr not in self._enosys_logged:
                     self._enosys_logged.add(nr)
                     name = entry.name if entry is not None else f"syscall_{nr}"
@@ -280,7 +281,7 @@ class Kernel:
                 r = handler(t, *(regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)[:n])
             regs.rax = r & MASK64
             if self.strace:
-                self.strace_line(t, entry, r)
+                self.strace_line(t, TABLE[nr], r)
             if not t.in_syscall and t.syscall_state is None:
                 if not t.in_runq:                 # enqueue(t, first=True), inlined: the hot path
                     t.in_runq = True
@@ -289,7 +290,7 @@ class Kernel:
         except SyscallError as e:
             regs.rax = (-e.errno) & MASK64
             if self.strace:
-                self.strace_line(t, entry, -e.errno, nr=nr)
+                self.strace_line(t, TABLE[nr] if nr < MAX_NR else None, -e.errno, nr=nr)
         except Blocked as b:
             t.in_syscall = True
             if t.interrupted:
@@ -300,10 +301,10 @@ class Kernel:
             return
         except TaskExited:
             if self.strace:
-                self.strace_line(t, entry, None)
+                self.strace_line(t, TABLE[nr], None)
             return
         except Exception as e:            # a Sentry bug: this process dies, the sandbox lives on
-            self.internal_error(t, entry, nr, e)
+            self.internal_error(t, TABLE[nr] if nr < MAX_NR else None, nr, e)
             return
         if t.in_syscall or t.syscall_state is not None:
             t.syscall_state = None
