@@ -44,6 +44,9 @@ class ExitEvent:
 
 
 SYSCALL_EVENT = SyscallEvent()
+# A syscall stop the platform could not confirm came from the 64-bit `syscall` instruction
+# (ptrace: rcx != rip, as `int $0x80` leaves it): the Sentry looks at the instruction.
+SYSCALL_SUSPECT = SyscallEvent()
 
 
 def get_platform(name: str, memfile):

@@ -24,7 +24,7 @@ import sys
 import time
 from collections import deque
 
-from platforms import ExitEvent, FaultEvent, SYSCALL_EVENT
+from platforms import ExitEvent, FaultEvent, SYSCALL_EVENT, SYSCALL_SUSPECT
 from sentry.errors import SyscallError, errname
 from sentry.syscalls import TABLE
 
@@ -198,6 +198,8 @@ class Kernel:
             task.running = False
             if ev is SYSCALL_EVENT:
                 syscall(task)
+            elif ev is SYSCALL_SUSPECT:
+                syscall(task, True)
             elif isinstance(ev, FaultEvent):
                 self.fault(task, ev)
             elif isinstance(ev, ExitEvent):
@@ -243,11 +245,12 @@ class Kernel:
                 return False
         return self.memfile.view[mm.exec_base + rip] == 0xCD
 
-    def syscall(self, t: Task) -> None:
+    def syscall(self, t: Task, suspect: bool = False) -> None:
         regs = t.ctx.regs
         nr = regs.orig_rax
-        # `syscall` leaves rcx == rip; only when it does not can this be `int $0x80`: look then.
-        if regs.rcx != regs.rip and self._is_int80(t, regs.rip - 2):
+        # `syscall` leaves rcx == rip; the platform flags stops where it does not (maybe
+        # `int $0x80`), and only then is the instruction looked at.
+        if suspect and self._is_int80(t, regs.rip - 2):
             # `int $0x80`: the i386 syscall ABI, which the Sentry does not implement.  Never run it
             # as the x86-64 call of the same number.
             if -1 not in self._enosys_logged:

@@ -157,8 +157,13 @@ int rp_run(int pid, struct user_regs_struct *regs, int request, int sig,
     } while (got < 0 && errno == EINTR);
     running_tid = 0;
     if (got < 0) return -errno;
-    int rr = fetch(got, *status, got == pid ? regs : other);
-    return rr < 0 ? rr : got;
+    struct user_regs_struct *got_regs = got == pid ? regs : other;
+    int rr = fetch(got, *status, got_regs);
+    if (rr < 0) return rr;
+    /* `syscall` leaves rcx == rip at the stop; if not, it may be `int $0x80`: flag it. */
+    if (*status == ((((SIGTRAP | 0x80) << 8)) | 0x7f) && got_regs->rcx != got_regs->rip)
+        *status |= 1 << 30;
+    return got;
 }
 
 static int sigchld_fd = -1;

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import signal
 
-from platforms import SYSCALL_EVENT, ExitEvent, FaultEvent
+from platforms import SYSCALL_EVENT, SYSCALL_SUSPECT, ExitEvent, FaultEvent
 from platforms.ptrace import stub as stubmod
 from platforms.ptrace._ptrace_ext import ffi, lib
 
@@ -245,6 +245,7 @@ class PtracePlatform:
         self._status = ffi.new("int *")
         self._other = ffi.new("struct user_regs_struct *")
         self._regsize = ffi.sizeof("struct user_regs_struct")
+        self.run = self._make_run()
 
     def _spawn(self) -> int:
         return _check(lib.rp_spawn_stub(self.stub_fd, self.memfile.fd, stubmod.STUB_MEMFD), "spawn stub")
@@ -270,19 +271,28 @@ class PtracePlatform:
     def resume(self, ctx: PtraceContext) -> None:
         _check(lib.rp_resume(ctx.tid, ctx.regs, PTRACE_SYSEMU, 0), "resume")
 
-    def run(self, ctx: PtraceContext):
-        """Resume `ctx`, wait for the next event of any context: (context, event)."""
-        pid = lib.rp_run(ctx.tid, ctx.regs, PTRACE_SYSEMU, 0, self._status, self._other)
-        if pid == -4:              # EINTR: a forwarded host signal is waiting
-            return None, None
-        if pid < 0:
-            raise PlatformError(f"run: {os.strerror(-pid)}")
-        if pid == ctx.tid:
-            status = self._status[0]
-            if status == _SYSCALL_STATUS:
-                return ctx, SYSCALL_EVENT
-            return ctx, self._decode(ctx, status)
-        return self._event_for(pid)
+    def _make_run(self):
+        """`run`: resume `ctx`, wait for the next event of any context: (context, event).
+
+        A closure over its constants: this is the per-syscall path."""
+        rp_run, status_p, other = lib.rp_run, self._status, self._other
+        sysemu, syscall_status, event, suspect = PTRACE_SYSEMU, _SYSCALL_STATUS, SYSCALL_EVENT, SYSCALL_SUSPECT
+
+        def run(ctx: PtraceContext):
+            pid = rp_run(ctx.tid, ctx.regs, sysemu, 0, status_p, other)
+            if pid == ctx.tid:
+                status = status_p[0]
+                if status == syscall_status:
+                    return ctx, event
+                if status == syscall_status | (1 << 30):
+                    return ctx, suspect
+                return ctx, self._decode(ctx, status)
+            if pid == -4:              # EINTR: a forwarded host signal is waiting
+                return None, None
+            if pid < 0:
+                raise PlatformError(f"run: {os.strerror(-pid)}")
+            return self._event_for(pid)
+        return run
 
     def wait(self, timeout_ns: int, fds: list[tuple[int, int]]):
         """Block until a context stops, a host fd is ready, or the timeout passes.
@@ -330,6 +340,8 @@ class PtracePlatform:
         return ctx, self._decode(ctx, self._status[0])
 
     def _decode(self, ctx: PtraceContext, status: int):
+        if status & (1 << 30):
+            return SYSCALL_SUSPECT if status & ~(1 << 30) == _SYSCALL_STATUS else self._decode(ctx, status & ~(1 << 30))
         if os.WIFSTOPPED(status):
             sig = os.WSTOPSIG(status)
             if sig == SYSCALL_STOP and status >> 16 == 0:
