@@ -112,11 +112,12 @@ class HostFDFile(File):
     """
 
     def __init__(self, host_fd: int, flags: int, dentry=None, mount=None, owns_fd: bool = True,
-                 host_offset: bool = False) -> None:
+                 host_offset: bool = False, mode: int | None = None) -> None:
         super().__init__(flags, dentry, mount)
         self.host_fd = host_fd
         self.owns_fd = owns_fd
-        mode = os.fstat(host_fd).st_mode
+        if mode is None:                  # callers that know the file type spare a host fstat
+            mode = os.fstat(host_fd).st_mode
         # Stdio handed in by the caller shares its open file description (and offset) with the
         # host: e.g. `runsc-py run ... >> log` must append where the shell's offset is.
         self.host_seekable = st.S_ISREG(mode) or st.S_ISBLK(mode)

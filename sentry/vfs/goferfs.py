@@ -453,7 +453,8 @@ class GoferFile(HostFDFile):
     While open for writing its fd is the inode's source of truth for stat."""
 
     def __init__(self, host_fd: int, flags: int, dentry, mount, inode: "GoferInode | None" = None) -> None:
-        super().__init__(host_fd, flags, dentry, mount)
+        src = inode if inode is not None else (dentry.inode if dentry is not None else None)
+        super().__init__(host_fd, flags, dentry, mount, mode=src.mode if src is not None else None)
         # The inode is given where the dentry's is another filesystem's view of it (overlay).
         self.inode = inode = inode if inode is not None else dentry.inode
         inode.open_count += 1
