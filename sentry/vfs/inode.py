@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import stat as st
-from typing import NamedTuple
 
 from sentry.errors import SyscallError
 
@@ -21,21 +20,8 @@ def dtype_of(mode: int) -> int:
     return (mode >> 12) & 0xF
 
 
-class Stat(NamedTuple):
-    """Field order matches gofer.client.Stat, so a Gofer stat is one of these."""
-    ino: int
-    dev: int
-    mode: int
-    nlink: int
-    uid: int
-    gid: int
-    rdev: int
-    size: int
-    blksize: int
-    blocks: int
-    atime_ns: int
-    mtime_ns: int
-    ctime_ns: int
+# One stat shape for the whole VFS: the Gofer protocol's (a Gofer reply is used as is).
+from gofer.protocol import Stat  # noqa: E402,F401
 
 
 MAY_EXEC, MAY_WRITE, MAY_READ = 1, 2, 4
