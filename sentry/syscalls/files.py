@@ -316,40 +316,34 @@ def _clamp(count: int) -> int:
     return min(count, MAX_RW)
 
 
-@syscall("read")
-def read(t, fd, buf, count):
-    """read(2)."""
+def _transfer(t, fd: int, buf: int, count: int, to_app: bool) -> int:
+    """read(2) and write(2): check, clamp, then move bytes between the file and application memory."""
     f = t.fds.get_io(s32(fd))
-    if not f.readable:
+    if not (f.readable if to_app else f.writable):
         raise SyscallError(errno.EBADF)
     count = _clamp(count)
     if count == 0:
         return 0
     try:
-        views = t.mm.iovecs(buf, count, True)
+        views = t.mm.iovecs(buf, count, to_app)
     except SyscallError:
         if buf + count > TASK_SIZE:       # access_ok() fails before anything else
             raise
-        return f.transfer_without_buffer(t, False, count)
-    return f.read(t, views)
+        # Linux faults only if bytes would move (EOF, /dev/null): the file decides.
+        return f.transfer_without_buffer(t, not to_app, count)
+    return f.read(t, views) if to_app else f.write(t, views)
+
+
+@syscall("read")
+def read(t, fd, buf, count):
+    """read(2)."""
+    return _transfer(t, fd, buf, count, True)
 
 
 @syscall("write")
 def write(t, fd, buf, count):
     """write(2)."""
-    f = t.fds.get_io(s32(fd))
-    if not f.writable:
-        raise SyscallError(errno.EBADF)
-    count = _clamp(count)
-    if count == 0:
-        return 0
-    try:
-        views = t.mm.iovecs(buf, count, False)
-    except SyscallError:
-        if buf + count > TASK_SIZE:
-            raise
-        return f.transfer_without_buffer(t, True, count)
-    return f.write(t, views)
+    return _transfer(t, fd, buf, count, False)
 
 
 def _iov_views(t, iov: int, iovcnt: int, for_write_to_app: bool) -> list:

@@ -609,47 +609,47 @@ def setresgid(t, r, e, s):
     return 0
 
 
+def _setre(c, kind: str, r: int, e: int) -> None:
+    """setreuid/setregid: the saved id follows the effective one when the real one is set, or
+    the effective one changes to something other than the old real one (setreuid(2))."""
+    r, e = u32(r), u32(e)
+    old_real = getattr(c, "r" + kind)
+    _setres(c, ("r" + kind, "e" + kind, "s" + kind), (r, e, 0xFFFFFFFF), "fs" + kind)
+    if r != 0xFFFFFFFF or (e != 0xFFFFFFFF and e != old_real):
+        setattr(c, "s" + kind, getattr(c, "e" + kind))
+
+
 @syscall("setreuid")
 def setreuid(t, r, e):
-    c = t.tg.creds
-    r, e = u32(r), u32(e)
-    old_ruid = c.ruid
-    _setres(c, ("ruid", "euid", "suid"), (r, e, 0xFFFFFFFF), "fsuid")
-    if r != 0xFFFFFFFF or (e != 0xFFFFFFFF and e != old_ruid):
-        c.suid = c.euid
+    _setre(t.tg.creds, "uid", r, e)
     return 0
 
 
 @syscall("setregid")
 def setregid(t, r, e):
-    c = t.tg.creds
-    r, e = u32(r), u32(e)
-    old_rgid = c.rgid
-    _setres(c, ("rgid", "egid", "sgid"), (r, e, 0xFFFFFFFF), "fsgid")
-    if r != 0xFFFFFFFF or (e != 0xFFFFFFFF and e != old_rgid):
-        c.sgid = c.egid
+    _setre(t.tg.creds, "gid", r, e)
     return 0
+
+
+def _setfs(c, kind: str, value: int) -> int:
+    """setfsuid/setfsgid: return the previous value whether or not it changed."""
+    old = getattr(c, "fs" + kind)
+    value = u32(value)
+    if _privileged(c) or value in (getattr(c, p + kind) for p in ("r", "e", "s", "fs")):
+        setattr(c, "fs" + kind, value)
+    return old
 
 
 @syscall("setfsuid")
 def setfsuid(t, uid):
-    """setfsuid(2): returns the previous fsuid whether or not it changed."""
-    c = t.tg.creds
-    old = c.fsuid
-    uid = u32(uid)
-    if _privileged(c) or uid in (c.ruid, c.euid, c.suid, c.fsuid):
-        c.fsuid = uid
-    return old
+    """setfsuid(2)."""
+    return _setfs(t.tg.creds, "uid", uid)
 
 
 @syscall("setfsgid")
 def setfsgid(t, gid):
-    c = t.tg.creds
-    old = c.fsgid
-    gid = u32(gid)
-    if _privileged(c) or gid in (c.rgid, c.egid, c.sgid, c.fsgid):
-        c.fsgid = gid
-    return old
+    """setfsgid(2)."""
+    return _setfs(t.tg.creds, "gid", gid)
 
 
 NGROUPS_MAX = 65536
