@@ -24,6 +24,8 @@ python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "Running pip as the 'root'
 python3 tools/snapshot_syscall_tables.py
 sentry/vdso/build.sh          # the sandbox's own vDSO (time without a trap)
 python3 -m compileall -q sentry gofer platforms runsc_py
+# The `runsc-py` command: an isolated, site-less start (~25 ms less per command than pip's script).
+python3 -m runsc_py.launcher >/dev/null
 
 [ "${1:-}" = "--no-example" ] && exit 0
 

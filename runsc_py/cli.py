@@ -464,6 +464,41 @@ def uninstall_cmd(config_file: str | None, runtime: str | None) -> None:
     install.uninstall(config_file or install.DEFAULT_DAEMON_JSON, runtime or install.DEFAULT_RUNTIME)
 
 
+# ------------------------------------------------------------------ factory
+
+@cli.group(context_settings=CONTEXT)
+def factory() -> None:
+    """A warm process per --root that runs commands without Python's start-up (see runsc_py/factory.py).
+
+    While it runs, `run` (foreground, no terminal) and the short lifecycle
+    commands are handed to it by the `runsc-py` launcher; everything else,
+    and every command it refuses, runs as before.
+    """
+
+
+@factory.command(name="start", context_settings=CONTEXT)
+def factory_start() -> None:
+    """Start the factory of --root in the background (no-op if one runs)."""
+    from runsc_py import factory as f
+    root = _globals().root
+    click.echo(f"factory running, pid {f.start(root)} ({f.status(root)['socket']})")
+
+
+@factory.command(name="stop", context_settings=CONTEXT)
+def factory_stop() -> None:
+    """Stop the factory of --root (commands it runs finish first)."""
+    from runsc_py import factory as f
+    if not f.stop(_globals().root):
+        raise UserError("no factory is running for this --root")
+
+
+@factory.command(name="status", context_settings=CONTEXT)
+def factory_status() -> None:
+    """Print the factory's state as JSON."""
+    from runsc_py import factory as f
+    click.echo(json.dumps(f.status(_globals().root), indent=2))
+
+
 # ------------------------------------------------------------------ entry point
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,374 @@
+"""`runsc-py factory`: a warm process per --root that runs commands without paying Python's start-up.
+
+A cold `runsc-py run` spends most of its time before the sandbox exists:
+the interpreter, then importing the front end and the whole Sentry (which
+must be imported before it confines itself).  The factory does that once
+and then forks a child per command -- the same trade Android's zygote and
+Kata Containers' VM factory make.  `runsc_py.front` is the other end: it
+hands over the command line, cwd, environment, umask and stdio fds, relays
+signals to the child, and exits with the child's status.
+
+Protocol (SOCK_SEQPACKET, ROOT/.factory/sock, mode 0600 in a 0700 dir):
+  front -> factory : request (front.encode_request) + SCM_RIGHTS stdio fds
+  factory -> front : b"PID <child pid>"  or  b"NO <reason>" (run it cold)
+  factory -> front : b"EXIT <wait status>" when the child has gone.
+
+What a child inherits must not differ from a cold start, so the factory
+refuses (b"NO ...") rather than guess: a peer of another uid; other
+namespaces or another root directory than the factory's; for `run`, other
+cgroups (the sandbox's processes must be accounted where the caller is);
+and code changed since the factory started (it then exits: the next
+command starts cold, `factory start` brings a fresh one).
+
+What the children share is what forked processes share: the Python heap
+layout and hash seed of the factory.  The sandboxed application gets
+nothing of it (its stubs are fresh execs; its address space is the
+Sentry's MemoryFile).
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+from runsc_py import front
+from runsc_py.errors import UserError
+
+PID_FILE = "pid"
+LOG_FILE = "log"
+NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
+CODE_PACKAGES = ("runsc_py", "sentry", "gofer", "platforms")
+READY_TIMEOUT = 30.0
+
+
+def factory_dir(root: str) -> str:
+    return os.path.join(root, front.FACTORY_DIR)
+
+
+def running_pid(root: str) -> int | None:
+    """The pid of this root's live factory, or None."""
+    try:
+        with open(os.path.join(factory_dir(root), PID_FILE)) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"factory" not in f.read():
+                return None            # a recycled pid
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _code_fingerprint() -> tuple:
+    """(path, mtime_ns, size) of every module of ours: a changed tree makes the factory stale."""
+    base = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = []
+    for pkg in CODE_PACKAGES:
+        for dirpath, dirnames, filenames in os.walk(os.path.join(base, pkg)):
+            dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+            for name in filenames:
+                if name.endswith((".py", ".so")):
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except OSError:
+                        continue
+                    out.append((dirpath, name, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+def _ns_ids(pid: str) -> tuple:
+    ids = []
+    for ns in NAMESPACES:
+        try:
+            ids.append(os.stat(f"/proc/{pid}/ns/{ns}").st_ino)
+        except OSError:
+            ids.append(None)
+    st = os.stat(f"/proc/{pid}/root")
+    ids.append((st.st_dev, st.st_ino))
+    return tuple(ids)
+
+
+def _cgroups(pid: int | str) -> bytes:
+    with open(f"/proc/{pid}/cgroup", "rb") as f:
+        return f.read()
+
+
+class Factory:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.fingerprint = _code_fingerprint()
+        self.ns = _ns_ids("self")
+        self.cgroups = _cgroups("self")
+        self.uid = os.getuid()
+        self.children: dict[int, socket.socket] = {}
+        self.stopping = False
+
+    # ---------------------------------------------------------- serving
+
+    def serve(self, listener: socket.socket) -> None:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.listener, self.wake_r, self.wake_w = listener, wake_r, wake_w
+        while not (self.stopping and not self.children):
+            try:
+                ready, _, _ = select.select([wake_r] + ([] if self.stopping else [listener]), [], [])
+            except InterruptedError:
+                ready = []
+            if wake_r in ready:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+            self._reap()
+            if listener in ready and not self.stopping:
+                try:
+                    conn, _ = listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:
+                    self._log(f"accept: {e}")
+                    continue
+                try:
+                    self._take(conn)
+                except Exception as e:      # noqa: BLE001 -- one bad request never stops the factory
+                    self._log(f"request refused: {type(e).__name__}: {e}")
+                    self._refuse(conn, "internal error")
+
+    def _stop(self, *_):
+        self.stopping = True
+
+    def _log(self, line: str) -> None:
+        os.write(2, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} factory[{os.getpid()}]: {line}\n".encode())
+
+    @staticmethod
+    def _refuse(conn: socket.socket, why: str) -> None:
+        try:
+            conn.send(b"NO " + why.encode())
+        except OSError:
+            pass
+        conn.close()
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.children.pop(pid, None)
+            if conn is not None:
+                try:
+                    conn.send(b"EXIT %d" % status)
+                except OSError:
+                    pass
+                conn.close()
+
+    def _take(self, conn: socket.socket) -> None:
+        conn.settimeout(5.0)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        peer_pid, peer_uid, _ = struct.unpack("3i", creds)
+        fds: list[int] = []
+        try:
+            data, anc, flags, _ = conn.recvmsg(front.MAX_MESSAGE, socket.CMSG_SPACE(3 * 4))
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
+            if peer_uid != self.uid:
+                return self._refuse(conn, "another user")
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != 3:
+                return self._refuse(conn, "malformed request")
+            try:
+                argv, cwd, umask, env = front.decode_request(data)
+            except ValueError as e:
+                return self._refuse(conn, str(e))
+            if _code_fingerprint() != self.fingerprint:
+                self._log("code changed since start: stopping")
+                self.stopping = True
+                return self._refuse(conn, "stale")
+            try:
+                if _ns_ids(str(peer_pid)) != self.ns:
+                    return self._refuse(conn, "other namespaces")
+                _, command = front.scan(argv)
+                if command == "run" and _cgroups(peer_pid) != self.cgroups:
+                    return self._refuse(conn, "other cgroups")
+            except OSError:
+                return self._refuse(conn, "peer gone")
+            conn.settimeout(None)
+            pid = os.fork()
+            if pid == 0:
+                self._child(conn, fds, argv, cwd, umask, env)    # never returns
+            self.children[pid] = conn
+            conn.send(b"PID %d" % pid)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    # ---------------------------------------------------------- a command
+
+    def _child(self, conn: socket.socket, fds: list[int], argv: list[str], cwd: str, umask: int,
+               env: dict[str, str]) -> None:
+        code = 1
+        try:
+            for s in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(s, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            self.listener.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for fd in fds:
+                if fd > 2:
+                    os.close(fd)
+            os.chdir(cwd)
+            os.umask(umask)
+            os.environ.clear()
+            os.environ.update(env)
+            os.setsid()
+            sys.argv = ["runsc-py", *argv]
+            # The caller went away (killed): so does its command, as a cold one would.
+            watcher = threading.Thread(target=_watch, args=(conn,), daemon=True)
+            watcher.start()
+            from runsc_py.cli import main
+            try:
+                main(argv)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException as e:      # noqa: BLE001
+            try:
+                os.write(2, f"runsc-py: internal error: {type(e).__name__}: {e}\n".encode())
+            except OSError:
+                pass
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os._exit(code)
+
+
+def _watch(conn: socket.socket) -> None:
+    while True:
+        try:
+            if conn.recv(16) == b"":
+                break
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -------------------------------------------------------------- commands
+
+def start(root: str) -> int:
+    """Start this root's factory in the background; return its pid once it accepts commands."""
+    pid = running_pid(root)
+    if pid is not None:
+        return pid
+    directory = factory_dir(root)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = front.socket_path(root)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        os.close(ready_r)
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            _become_daemon(root, path, ready_w)
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    os.waitpid(child, 0)
+    ready = select.select([ready_r], [], [], READY_TIMEOUT)[0]
+    msg = os.read(ready_r, 4096) if ready else b""
+    os.close(ready_r)
+    if not msg.startswith(b"OK "):
+        raise UserError(f"factory did not start: {msg.decode(errors='replace') or 'no answer'}"
+                        f" (see {os.path.join(directory, LOG_FILE)})")
+    return int(msg[3:])
+
+
+def _become_daemon(root: str, path: str, ready_w: int) -> None:
+    directory = factory_dir(root)
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        log = os.open(os.path.join(directory, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        os.chdir("/")
+        # Everything a command may need, imported once (the Sentry's whole tree: it cannot import later).
+        import runsc_py.cli  # noqa: F401
+        from sentry.boot import _preimport
+        _preimport()
+        factory = Factory(root)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        listener.setblocking(False)
+        with open(os.path.join(directory, PID_FILE) + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(os.path.join(directory, PID_FILE) + ".tmp", os.path.join(directory, PID_FILE))
+        factory._log(f"serving {path}")
+    except BaseException as e:        # noqa: BLE001
+        os.write(ready_w, f"{type(e).__name__}: {e}".encode())
+        raise
+    os.write(ready_w, b"OK %d" % os.getpid())
+    os.close(ready_w)
+    try:
+        factory.serve(listener)
+    finally:
+        for name in (PID_FILE, front.SOCKET_NAME):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+        factory._log("stopped")
+    os._exit(0)
+
+
+def stop(root: str, timeout: float = 10.0) -> bool:
+    """Stop this root's factory (commands it is running finish first); False if none ran."""
+    pid = running_pid(root)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid(root) is None:
+            return True
+        time.sleep(0.01)
+    raise UserError(f"factory {pid} did not stop within {timeout:g}s (commands still running?)")
+
+
+def status(root: str) -> dict:
+    pid = running_pid(root)
+    return {"root": os.path.abspath(root), "running": pid is not None, "pid": pid,
+            "socket": front.socket_path(os.path.abspath(root)) if pid is not None else None}
+
