@@ -10,9 +10,14 @@ once per sample, and the harness times the whole thing (wall clock, ms):
   (runc has no `wait`: `state` is polled until `stopped`);
 * `runsc-py run`: the same in one runsc-py command;
 * `runsc-py create,start,wait,delete`: the engine's sequence, four processes;
+* the same two with a warm `runsc-py factory` serving their --root (started
+  once before the samples, stopped at exit): `run`, `start`, `wait` and
+  `delete` are forked from it; `create` always starts cold (its Sentry must
+  be the caller's child, see runsc_py/factory.py);
 * `native true`: the program itself on the host, for scale;
-* `python3 -c pass`: the interpreter's start, which every runsc-py command
-  pays once (the engine's sequence four times) -- the floor of this design.
+* `python3 -c pass`: the interpreter's start with `site`; `python3 -IS -c
+  pass`: as the installed launcher starts it (runsc_py/launcher.py), which
+  every cold runsc-py command pays once (the engine's sequence four times).
 
 Each sample uses a fresh container id; every runtime keeps its state in its
 own temporary --root, removed (after a `delete --force` of anything left)
@@ -78,10 +83,15 @@ def contestants(args) -> list[Contestant]:
     q = shlex.quote
     runc_cmd = f"{q(runc)} --root {q(runc_root)}" if runc else ""
     runsc_cmd = " ".join(q(a) for a in runsc) + f" --root {q(runsc_root)}"
+    warm_root = os.path.join(work, "runsc-warm-root")
+    warm_cmd = " ".join(q(a) for a in runsc) + f" --root {q(warm_root)}"
+    started = subprocess.run(shlex.split(warm_cmd) + ["factory", "start"], capture_output=True, text=True)
+    no_factory = None if started.returncode == 0 else f"factory did not start: {started.stderr.strip()}"
     b = q(bundle)
 
     def cleanup() -> None:
-        for cmd, root in ((runc_cmd, runc_root), (runsc_cmd, runsc_root)):
+        subprocess.run(shlex.split(warm_cmd) + ["factory", "stop"], capture_output=True)
+        for cmd, root in ((runc_cmd, runc_root), (runsc_cmd, runsc_root), (warm_cmd, warm_root)):
             if cmd and os.path.isdir(root):
                 for cid in os.listdir(root):
                     if not cid.startswith("."):
@@ -103,10 +113,18 @@ def contestants(args) -> list[Contestant]:
                    lambda n: sh(f"{runsc_cmd} create --bundle {b} c$$ && {runsc_cmd} start c$$ && "
                                 f"{runsc_cmd} wait c$$ >/dev/null; {runsc_cmd} delete c$$"),
                    ok_returncodes=(0,)),
+        Contestant("runsc-py run, factory", lambda n: sh(f"exec {warm_cmd} run --bundle {b} r$$"),
+                   skip=no_factory, note="forked from a warm factory"),
+        Contestant("runsc-py create,start,wait,delete, factory",
+                   lambda n: sh(f"{warm_cmd} create --bundle {b} c$$ && {warm_cmd} start c$$ && "
+                                f"{warm_cmd} wait c$$ >/dev/null; {warm_cmd} delete c$$"),
+                   ok_returncodes=(0,), skip=no_factory, note="create cold, the rest forked"),
         Contestant("native true", lambda n: [os.path.join(bundle, "rootfs", "bin", "true")],
                    note="host, no container"),
         Contestant("python3 -c pass", lambda n: [sys.executable, "-c", "pass"],
-                   note="interpreter start: the floor of each runsc-py command"),
+                   note="interpreter start, with site"),
+        Contestant("python3 -IS -c pass", lambda n: [sys.executable, "-IS", "-c", "pass"],
+                   note="interpreter start as the launcher does it: the floor of each cold command"),
     ]
 
 
