@@ -19,17 +19,20 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from runsc_py import launch, lifecycle
-from runsc_py import errors
+from runsc_py import errors, lifecycle
 from runsc_py.errors import ErrorLog, UserError
 from runsc_py.ids import validate_id
-from runsc_py.spec import Bundle, load_bundle, write_default_spec
 from runsc_py.state import OCI_VERSION, StateStore
-from sentry.config import SandboxConfig
+
+if TYPE_CHECKING:
+    from runsc_py.spec import Bundle
+    from sentry.config import SandboxConfig
+# `launch` and `spec` (and through them the Sentry) are imported by the commands that start a
+# sandbox: a cold `state`, `kill` or `delete` does not pay for them.
 
 DEFAULT_ROOT = "/var/run/runsc-py"
 
@@ -81,6 +84,7 @@ def _globals() -> Globals:
 
 
 def _bundle_for(g: Globals, container_id: str, bundle_dir: str, command: str) -> Bundle:
+    from runsc_py.spec import load_bundle
     validate_id(container_id)
     bundle = load_bundle(bundle_dir, container_id)
     g.apply(bundle.config, container_id, command)
@@ -150,6 +154,7 @@ def spec(bundle: str, args: tuple[str, ...]) -> None:
 
     ARGS after `--` replace process.args (and turn the terminal off).
     """
+    from runsc_py.spec import write_default_spec
     write_default_spec(bundle, list(args) or None)
 
 
@@ -169,6 +174,7 @@ def spec(bundle: str, args: tuple[str, ...]) -> None:
 def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: bool,
         no_pivot: bool, no_new_keyring: bool, container_id: str) -> int:
     """Run a container in the foreground and exit with its exit status (128+N if killed by signal N)."""
+    from runsc_py import launch
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "run")
     opts = launch.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd,
@@ -230,6 +236,7 @@ def syscalls(fmt: str) -> None:
 def create(bundle: str, pid_file: str | None, console_socket: str | None, no_pivot: bool,
            no_new_keyring: bool, container_id: str) -> None:
     """Create a container: start its Sentry, loaded but parked until `start`."""
+    from runsc_py import launch
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "create")
     opts = launch.LaunchOptions(pid_file=pid_file, console_socket=console_socket,

@@ -313,9 +313,7 @@ def _become_daemon(root: str, path: str, ready_w: int) -> None:
         os.close(log)
         os.chdir("/")
         # Everything a command may need, imported once (the Sentry's whole tree: it cannot import later).
-        import runsc_py.cli  # noqa: F401
-        from sentry.boot import _preimport
-        _preimport()
+        _preimport_all()
         factory = Factory(root)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
@@ -348,6 +346,20 @@ def _become_daemon(root: str, path: str, ready_w: int) -> None:
                 pass
         factory._log("stopped")
     os._exit(0)
+
+
+def _preimport_all() -> None:
+    """Every module a command may import (the front end's, the Sentry's and the costly stdlib ones)."""
+    import importlib
+    import pkgutil
+    import shutil  # noqa: F401
+    import subprocess  # noqa: F401
+    import runsc_py
+    for info in pkgutil.iter_modules(runsc_py.__path__, "runsc_py."):
+        if info.name not in ("runsc_py.launcher",):
+            importlib.import_module(info.name)
+    from sentry.boot import _preimport
+    _preimport()
 
 
 def stop(root: str, timeout: float = 10.0) -> bool:

@@ -18,7 +18,6 @@ warning and does not, as the runtime spec says.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 from runsc_py import errors
@@ -61,6 +60,9 @@ def validate_hooks(raw: Any) -> dict[str, list[dict[str, Any]]]:
 
 def run_hooks(hooks: dict[str, list[dict[str, Any]]], kind: str, state: dict[str, Any]) -> None:
     """Run every hook of `kind` in order with `state` on stdin; UserError on the first failure."""
+    if not hooks.get(kind):
+        return
+    import subprocess      # only when there are hooks to run: a costly import for every command
     payload = json.dumps(state).encode()
     for i, h in enumerate(hooks.get(kind, [])):
         args = h.get("args") or [h["path"]]

@@ -31,7 +31,6 @@ import fcntl
 import json
 import os
 import pwd
-import shutil
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator
 
@@ -148,7 +147,7 @@ class StateStore:
             if lock_fd >= 0:
                 os.close(lock_fd)
             if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _rmtree(tmp, ignore_errors=True)
             raise
         owner = os.getpid()
         try:
@@ -171,7 +170,7 @@ class StateStore:
                 fcntl.flock(fd, fcntl.LOCK_EX)      # a live creator holds it until state.json exists
             if os.path.exists(self.path(container_id, STATE_FILE)):
                 return False
-            shutil.rmtree(self.dir(container_id), ignore_errors=True)
+            _rmtree(self.dir(container_id), ignore_errors=True)
             return not os.path.lexists(self.dir(container_id))
         finally:
             if fd >= 0:
@@ -217,7 +216,7 @@ class StateStore:
             os.unlink(self.path(container_id, STATE_FILE))
         except OSError:
             pass
-        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+        _rmtree(self.dir(container_id), ignore_errors=True)
 
     def ids(self) -> list[str]:
         """Ids of every container under the root, sorted."""
@@ -244,3 +243,8 @@ def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
+
+
+def _rmtree(path: str, ignore_errors: bool = False) -> None:
+    import shutil          # only when a state directory goes: shutil (bz2, lzma...) is costly to import
+    shutil.rmtree(path, ignore_errors=ignore_errors)
