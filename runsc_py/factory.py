@@ -104,7 +104,7 @@ class Factory:
         self.ns = _ns_ids("self")
         self.cgroups = _cgroups("self")
         self.uid = os.getuid()
-        self.children: dict[int, socket.socket] = {}
+        self.children: dict[int, tuple[socket.socket, str, float]] = {}
         self.stopping = False
 
     # ---------------------------------------------------------- serving
@@ -147,8 +147,8 @@ class Factory:
     def _log(self, line: str) -> None:
         os.write(2, f"{time.strftime('%Y-%m-%dT%H:%M:%S')} factory[{os.getpid()}]: {line}\n".encode())
 
-    @staticmethod
-    def _refuse(conn: socket.socket, why: str) -> None:
+    def _refuse(self, conn: socket.socket, why: str) -> None:
+        self._log(f"refused: {why}")
         try:
             conn.send(b"NO " + why.encode())
         except OSError:
@@ -163,8 +163,11 @@ class Factory:
                 return
             if pid == 0:
                 return
-            conn = self.children.pop(pid, None)
-            if conn is not None:
+            child = self.children.pop(pid, None)
+            if child is not None:
+                conn, what, started = child
+                self._log(f"served: {what} (exit {front.exit_code(status)}, "
+                          f"{(time.monotonic() - started) * 1000:.1f} ms)")
                 try:
                     conn.send(b"EXIT %d" % status)
                 except OSError:
@@ -205,7 +208,7 @@ class Factory:
             pid = os.fork()
             if pid == 0:
                 self._child(conn, fds, argv, cwd, umask, env)    # never returns
-            self.children[pid] = conn
+            self.children[pid] = (conn, f"{command} pid {pid} for {peer_pid}", time.monotonic())
             conn.send(b"PID %d" % pid)
         finally:
             for fd in fds:

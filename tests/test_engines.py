@@ -646,3 +646,28 @@ def test_200_cycles_leave_no_process_mount_fd_or_state(tmp_path: Path, images: P
     assert [ln for ln in open("/proc/self/mountinfo") if str(tmp_path) in ln] == []
     assert sorted(os.listdir("/proc/self/fd")) == fds_before
     assert _remove_test_cgroups(cycles_cgroup.split("/")[1]) == [], "the container's cgroup was left behind"
+
+
+# ------------------------------------------------------------------ a warm factory under Docker
+
+def test_docker_with_a_factory_serving_its_root(dockerd: Dockerd) -> None:
+    """The shim's short commands are forked from a factory (runsc_py/factory.py); results are unchanged."""
+    p = docker_run(dockerd, "--rm", IMAGE, "true")           # the shim's --root exists from now on
+    assert p.returncode == 0, p.stderr
+    roots = list(dockerd.dir.glob("exec/runtime-*/moby"))  # dockerd 20.10 names it runtime-runc
+    assert len(roots) == 1, roots
+    root = roots[0]
+    p = subprocess.run([RUNSC, "--root", str(root), "factory", "start"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    try:
+        p = docker_run(dockerd, "--rm", IMAGE, "sh", "-c", "echo hi; exit 3")
+        assert (p.returncode, p.stdout) == (3, "hi\n"), p.stderr
+        p = docker_run(dockerd, "--rm", IMAGE, "echo", "again")
+        assert (p.returncode, p.stdout) == (0, "again\n"), p.stderr
+        log = (root / ".factory" / "log").read_text()
+        for command in ("start", "delete"):
+            assert f"served: {command} " in log, log      # containerd's shim went through the factory
+        assert "served: create" not in log                 # create always starts cold
+    finally:
+        subprocess.run([RUNSC, "--root", str(root), "factory", "stop"], capture_output=True, timeout=60)
+    assert runtime_state_dirs(dockerd) == []
