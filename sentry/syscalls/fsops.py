@@ -21,7 +21,7 @@ from sentry.syscalls.args import s32, s64, u32
 from sentry.syscalls.files import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, _path
 from sentry.syscalls.registry import Support, syscall
 from sentry.vfs.inode import MAY_EXEC, MAY_WRITE, Dentry, may_access
-from sentry.vfs.walk import AT_FDCWD
+from sentry.vfs.walk import AT_FDCWD, invalidate_paths
 
 RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
@@ -79,6 +79,7 @@ def _create_target(t, dirfd: int, path: bytes, want_dir: bool = False) -> tuple[
 
 
 def _add(parent: Dentry, name: bytes, inode) -> Dentry:
+    invalidate_paths()
     d = Dentry(name, parent, inode, parent.mount)
     parent.children[name] = d
     return d
@@ -220,6 +221,7 @@ def _unlink(t, dirfd: int, path: bytes) -> int:
         raise SyscallError(errno.EISDIR)
     if child.mounted is not None:
         raise SyscallError(errno.EBUSY)
+    invalidate_paths()
     _op(parent.inode, "unlink")(t, name, child.inode, False)
     parent.children[name] = None
     return 0
@@ -242,6 +244,7 @@ def _rmdir(t, dirfd: int, path: bytes) -> int:
         raise SyscallError(errno.ENOTDIR)
     if child.mounted is not None or child is t.tg.fs.root:
         raise SyscallError(errno.EBUSY)
+    invalidate_paths()
     _op(parent.inode, "unlink")(t, name, child.inode, True)
     parent.children[name] = None
     return 0
@@ -325,6 +328,7 @@ def _rename(t, olddirfd: int, old_addr: int, newdirfd: int, new_addr: int, flags
     if old.mounted is not None or (new is not None and new.mounted is not None) \
             or old is t.tg.fs.root:
         raise SyscallError(errno.EBUSY)
+    invalidate_paths()
     _op(old_parent.inode, "rename")(t, old_name, new_parent.inode, new_name, flags)
     # The cache (and the filesystem's own notion of names, where it keeps one) follows the tree.
     moved = getattr(old.inode, "moved", None)
@@ -370,6 +374,7 @@ def renameat2(t, olddirfd, oldpath, newdirfd, newpath, flags):
 
 def _setstat(t, d: Dentry, **kw) -> None:
     _check_writable_mount(d)
+    invalidate_paths()              # a mode or owner a walk's permission checks see
     _op(d.inode, "setstat")(t, **kw)
 
 
@@ -668,6 +673,7 @@ def chroot(t, path):
         raise SyscallError(errno.EACCES)
     if creds.euid != 0:
         raise SyscallError(errno.EPERM)
+    invalidate_paths()              # the root is part of every cache key; this is belt and braces
     t.tg.fs.root = d
     return 0
 

@@ -17,6 +17,7 @@ from sentry.errors import SyscallError
 from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_DIRECTORY, O_EXCL, O_NONBLOCK, O_PATH, O_RDONLY, O_TRUNC,
                              File, HostFDFile, _seek_common)
 from sentry.vfs.inode import Inode, Stat
+from sentry.vfs.walk import invalidate_paths
 
 
 AT_REMOVEDIR = 0x200
@@ -29,7 +30,12 @@ def _oserror(e: OSError) -> SyscallError:
 class GoferFS:
     """One served tree.  Keeps the Gofer's handle count bounded: handles of inodes not
     used lately are closed (least recently used first) and taken again by name when
-    next needed; an inode open as a file is never evicted (its name may be gone)."""
+    next needed; an inode open as a file is never evicted (its name may be gone).
+
+    The container has the tree to itself (as gVisor assumes by default), so names, modes
+    and symlink targets change only through the Sentry: the VFS may cache whole walks here."""
+
+    path_cacheable = True
 
     HANDLES_HIGH = 4096       # the Gofer allows 10000; leave room for bind mounts and bursts
     HANDLES_LOW = 3072
@@ -125,6 +131,8 @@ class GoferFS:
                     del children[name]
                     pruned += 1
         self.pruned += pruned
+        if pruned:
+            invalidate_paths()          # a cached walk must not hand out a dentry no longer in the tree
 
     # Donated host fds of closed files, kept per (inode, access mode) for the next open.
     FD_CACHE_MAX = 512
@@ -250,12 +258,15 @@ class GoferInode(Inode):
         self._stale = True
 
     def refresh(self) -> Stat:
+        old = self._stat
         try:
-            self._stat = self.fs.client.fstat(self.handle)
+            self._stat = s = self.fs.client.fstat(self.handle)
         except OSError as e:
             raise _oserror(e) from None
         self._stale = False
-        self.mode = self._stat[2]
+        self.mode = s[2]
+        if s[2] != old[2] or s[4] != old[4] or s[5] != old[5]:
+            invalidate_paths()          # mode or owner changed: a walk's permission checks differ
         return self.stat()
 
     def lookup(self, name: bytes) -> "GoferInode | None":
@@ -424,6 +435,8 @@ class GoferInode(Inode):
             raise _oserror(e) from None
         self._stale = False
         self.mode = self._stat[2]
+        if mode is not None or uid is not None or gid is not None:
+            invalidate_paths()
         if self.ino in self.fs.links:
             self.fs.changed(self)
 
@@ -442,6 +455,7 @@ class GoferInode(Inode):
 
 def _add_child(parent, name: bytes, inode: Inode):
     from sentry.vfs.inode import Dentry
+    invalidate_paths()
     d = Dentry(name, parent, inode, parent.mount)
     parent.children[name] = d
     return d

@@ -66,7 +66,8 @@ class Inode:
 
 
 class Mount:
-    __slots__ = ("fs", "root", "mountpoint", "parent", "flags", "source", "fstype", "options", "mount_id")
+    __slots__ = ("fs", "root", "mountpoint", "parent", "flags", "source", "fstype", "options", "mount_id",
+                 "cacheable")
 
     def __init__(self, fs, root: "Dentry", mountpoint: "Dentry | None", parent: "Mount | None",
                  flags: frozenset = frozenset(), source: str = "none", fstype: str = "", options: str = "",
@@ -80,6 +81,9 @@ class Mount:
         self.fstype = fstype
         self.options = options
         self.mount_id = mount_id
+        # Walks within this filesystem may be remembered by the VFS's path cache: its names,
+        # modes and symlink targets change only through the Sentry (which then invalidates).
+        self.cacheable = bool(getattr(fs, "path_cacheable", False))
 
     @property
     def readonly(self) -> bool:

@@ -781,16 +781,6 @@ def _uuid() -> bytes:
 
 
 def install_current_task_hook(vfs, procfs: ProcFS) -> None:
-    """Record the task resolving each path in `procfs.current` (for /proc/self)."""
-    resolve, resolve_parent = vfs.resolve, vfs.resolve_parent
-
-    def resolve_hooked(t, *a, **kw):
-        procfs.current = t
-        return resolve(t, *a, **kw)
-
-    def resolve_parent_hooked(t, *a, **kw):
-        procfs.current = t
-        return resolve_parent(t, *a, **kw)
-    vfs.resolve = resolve_hooked
-    vfs.resolve_parent = resolve_parent_hooked
+    """Record the task resolving each path in `procfs.current` (for /proc/self): the VFS's
+    resolve and resolve_parent set it when `vfs.procfs` is set."""
     vfs.procfs = procfs                 # for resolvers that walk by themselves (openat2)
