@@ -280,6 +280,8 @@ class Kernel:
                 r = handler(t, regs.rdi, regs.rsi)
             elif n == 3:
                 r = handler(t, regs.rdi, regs.rsi, regs.rdx)
+            elif n == 4:                  # openat, newfstatat...: no six-field tuple to slice
+                r = handler(t, regs.rdi, regs.rsi, regs.rdx, regs.r10)
             else:
                 r = handler(t, *(regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)[:n])
             regs.rax = r & MASK64

@@ -92,6 +92,7 @@ class MemoryManager:
         self.platform = platform
         self.memfile = memfile
         self.view = memfile.view
+        self._map = memfile.map
         self.space = platform.new_address_space()
         self.vmas: list[Vma] = []
         self._starts: list[int] = []
@@ -379,17 +380,21 @@ class MemoryManager:
     def read(self, addr: int, n: int) -> bytes:
         if n == 0:
             return b""
-        v = self.find(addr)
+        v = self._last
+        if v is None or not v.start <= addr < v.end:
+            v = self.find(addr)
         if v is not None and v.prot and addr + n <= v.end:
             off = v.offset + (addr - v.start)
-            return self.view[off:off + n].tobytes()
+            return self._map[off:off + n]
         return b"".join(self.iovecs(addr, n, False))
 
     def write(self, addr: int, data) -> None:
         n = len(data)
         if n == 0:
             return
-        v = self.find(addr)
+        v = self._last
+        if v is None or not v.start <= addr < v.end:
+            v = self.find(addr)
         if v is not None and v.prot & PROT_WRITE and addr + n <= v.end:
             off = v.offset + (addr - v.start)
             self.view[off:off + n] = data
@@ -401,6 +406,20 @@ class MemoryManager:
 
     def cstring(self, addr: int, maxlen: int = 4096) -> bytes:
         """A NUL-terminated string; ENAMETOOLONG past `maxlen` bytes (as strncpy_from_user callers do)."""
+        # Fast path: the NUL is within the mapping `addr` is in (a path in one VMA): one memchr
+        # over the MemoryFile mapping, one slice of it (bytes, no memoryview in between).
+        v = self._last
+        if v is None or not v.start <= addr < v.end:
+            v = self.find(addr)
+        if v is not None and v.prot:
+            off = v.offset + (addr - v.start)
+            take = v.end - addr
+            if take > maxlen + 1:
+                take = maxlen + 1
+            mp = self._map
+            i = mp.find(b"\0", off, off + take)
+            if i >= 0:
+                return mp[off:i]
         out = b""
         find = self.memfile.map.find          # searches the mapping in place: no copy per probe
         while True:

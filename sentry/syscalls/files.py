@@ -16,6 +16,7 @@ from sentry.vfs.file import (MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_
                              O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
                              O_WRONLY, STATUS_FLAGS_SETTABLE)
 from sentry.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, may_access
+from sentry.vfs.lock import _TABLES as _LOCK_TABLES, existing_table
 from sentry.vfs.walk import AT_FDCWD, MAXSYMLINKS, NAME_MAX, PATH_MAX, dotdot, follow_mounts
 
 AT_SYMLINK_NOFOLLOW, AT_EACCESS, AT_REMOVEDIR, AT_SYMLINK_FOLLOW = 0x100, 0x200, 0x200, 0x400
@@ -90,28 +91,34 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None, _l
             file.flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE
             return t.fds.install(file, bool(flags & O_CLOEXEC), limit=_rlimit_nofile(t))
     else:
-        d = vfs.resolve(t, dirfd, path, follow=not flags & O_NOFOLLOW)
+        d = vfs.resolve(t, dirfd, path, not flags & O_NOFOLLOW)
     inode = d.inode
-    if inode.is_symlink and not flags & O_PATH:
+    fmt = inode.mode & S_IFMT
+    if fmt == S_IFLNK and not flags & O_PATH:
         raise SyscallError(errno.ENOTDIR if flags & O_DIRECTORY else errno.ELOOP)
-    if flags & O_DIRECTORY and not inode.is_dir:
+    if flags & O_DIRECTORY and fmt != S_IFDIR:
         raise SyscallError(errno.ENOTDIR)
-    if inode.is_dir and not flags & O_PATH and (acc != O_RDONLY or flags & (O_CREAT | O_TRUNC)):
+    if fmt == S_IFDIR and not flags & O_PATH and (acc != O_RDONLY or flags & (O_CREAT | O_TRUNC)):
         raise SyscallError(errno.EISDIR)
     if not flags & O_PATH:
-        want = (MAY_READ if acc in (O_RDONLY, O_RDWR) else 0) | (MAY_WRITE if acc in (O_WRONLY, O_RDWR) else 0)
+        want = _OPEN_WANT[acc]
         if flags & O_TRUNC:
             want |= MAY_WRITE
-        if want and not may_access(inode.stat(), creds, want):
+        # Root passes every read/write check (may_access: only exec needs an x bit).
+        if want and creds.fsuid != 0 and not may_access(inode.stat(), creds, want):
             raise SyscallError(errno.EACCES)
         if flags & O_NOATIME and creds.fsuid not in (0, inode.stat().uid):
             raise SyscallError(errno.EPERM)
-        if want & MAY_WRITE and d.mount.readonly and not (inode.mode & 0o170000) in (0o020000, 0o060000, 0o010000, 0o140000):
+        if want & MAY_WRITE and d.mount.readonly and fmt not in _NOT_ON_THE_MOUNT:
             raise SyscallError(errno.EROFS)
-    stored = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE
     file = inode.open(t, d, flags)
-    file.flags = stored
-    return t.fds.install(file, bool(flags & O_CLOEXEC), limit=_rlimit_nofile(t))
+    file.flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE
+    return t.fds.install(file, flags & O_CLOEXEC, 0, t.tg.rlimits[7][0])
+
+
+S_IFMT, S_IFDIR, S_IFLNK = 0o170000, 0o040000, 0o120000
+_OPEN_WANT = (MAY_READ, MAY_WRITE, MAY_READ | MAY_WRITE, 0)     # by O_ACCMODE (3: O_PATH only)
+_NOT_ON_THE_MOUNT = (0o020000, 0o060000, 0o010000, 0o140000)    # devices, fifos, sockets: no EROFS
 
 
 def _open_tmpfile(t, vfs, dirfd: int, path: bytes, flags: int, mode: int) -> int:
@@ -294,12 +301,9 @@ def creat(t, path, mode):
 @syscall("close")
 def close(t, fd):
     """close(2): also drops the process's POSIX record locks on the file (fcntl(2))."""
-    fd = s32(fd)
-    f = t.fds.get(fd)
-    t.fds.close(fd)
+    f = t.fds.close(s32(fd))
     d = f.dentry
-    if d is not None:
-        from sentry.vfs.lock import existing_table
+    if d is not None and _LOCK_TABLES:          # no lock was ever taken: nothing to drop
         tab = existing_table(d.inode)
         if tab is not None:
             tab.release_owner(t.tg)
@@ -428,9 +432,20 @@ def lseek(t, fd, offset, whence):
 # -- stat -------------------------------------------------------------------
 
 def pack_stat(s) -> bytes:
-    return STAT.pack(s.dev, s.ino, s.nlink, s.mode, s.uid, s.gid, 0, s.rdev, s.size, s.blksize, s.blocks,
-                     s.atime_ns // 10**9, s.atime_ns % 10**9, s.mtime_ns // 10**9, s.mtime_ns % 10**9,
-                     s.ctime_ns // 10**9, s.ctime_ns % 10**9)
+    """struct stat of `s`.  A Stat is immutable, and a filesystem hands out the same object while
+    nothing changed (GoferInode.stat), so the last one packed is remembered by identity."""
+    last = _PACKED
+    if last[0] is s:
+        return last[1]
+    b = STAT.pack(s.dev, s.ino, s.nlink, s.mode, s.uid, s.gid, 0, s.rdev, s.size, s.blksize, s.blocks,
+                  s.atime_ns // 10**9, s.atime_ns % 10**9, s.mtime_ns // 10**9, s.mtime_ns % 10**9,
+                  s.ctime_ns // 10**9, s.ctime_ns % 10**9)
+    last[0] = s
+    last[1] = b
+    return b
+
+
+_PACKED: list = [None, b""]         # [the Stat last packed, its bytes]
 
 
 def _stat_at(t, dirfd: int, path_addr: int, flags: int):

@@ -120,9 +120,10 @@ class HostFDFile(File):
             mode = os.fstat(host_fd).st_mode
         # Stdio handed in by the caller shares its open file description (and offset) with the
         # host: e.g. `runsc-py run ... >> log` must append where the shell's offset is.
-        self.host_seekable = st.S_ISREG(mode) or st.S_ISBLK(mode)
-        self.seekable = self.host_seekable and not host_offset
-        self.is_tty = st.S_ISCHR(mode) and os.isatty(host_fd)
+        fmt = mode & 0o170000
+        self.host_seekable = hs = fmt == 0o100000 or fmt == 0o060000         # S_ISREG, S_ISBLK
+        self.seekable = hs and not host_offset
+        self.is_tty = fmt == 0o020000 and os.isatty(host_fd)               # S_ISCHR
         self._host_mode = mode
 
     def stat(self) -> Stat:
@@ -274,7 +275,12 @@ class FDTable:
             fd += 1
         if fd >= limit:
             raise SyscallError(errno.EMFILE)
-        self.install_at(fd, file, cloexec)
+        file.refs += 1                  # install_at(), for a free slot
+        files[fd] = file
+        if cloexec:
+            self.cloexec.add(fd)
+        else:
+            self.cloexec.discard(fd)
         return fd
 
     def install_at(self, fd: int, file: File, cloexec: bool) -> None:
@@ -288,12 +294,16 @@ class FDTable:
         if old is not None:
             self._drop(old)
 
-    def close(self, fd: int) -> None:
+    def close(self, fd: int) -> File:
+        """Remove `fd` (EBADF if it is not open); return its File, released if that was the last reference."""
         f = self.files.pop(fd, None)
         if f is None:
             raise SyscallError(errno.EBADF)
         self.cloexec.discard(fd)
-        self._drop(f)
+        f.refs -= 1
+        if f.refs == 0:
+            f.release()
+        return f
 
     def _drop(self, f: File) -> None:
         f.refs -= 1

@@ -14,8 +14,8 @@ import stat as st
 from collections import OrderedDict
 
 from sentry.errors import SyscallError
-from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_DIRECTORY, O_EXCL, O_NONBLOCK, O_PATH, O_RDONLY, O_TRUNC,
-                             File, HostFDFile, _seek_common)
+from sentry.vfs.file import (O_ACCMODE, O_APPEND, O_DIRECTORY, O_EXCL, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR,
+                             O_TRUNC, O_WRONLY, File, HostFDFile, _seek_common)
 from sentry.vfs.inode import Inode, Stat
 from sentry.vfs.walk import invalidate_paths
 
@@ -310,14 +310,18 @@ class GoferInode(Inode):
     def open(self, t, dentry, flags: int) -> File:
         if flags & O_PATH:
             return File(flags, dentry, dentry.mount)
-        mode = self.mode
-        if st.S_ISDIR(mode):
+        fmt = self.mode & 0o170000
+        if fmt == 0o040000:
             return GoferDirFile(flags, dentry)
-        if st.S_ISFIFO(mode):
+        if fmt == 0o010000:
             from sentry.vfs.fifo import open_fifo
             return open_fifo(t, self, dentry, flags)
         host_flags = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_TRUNC)
-        fd = self.fs.take_fd(self, host_flags & (O_ACCMODE | O_APPEND)) if st.S_ISREG(mode) else None
+        fd = None
+        if self.kept and fmt == 0o100000:            # fs.take_fd(), inlined: the open(2) hot path
+            fd = self.fs.fd_cache.pop((self, host_flags & (O_ACCMODE | O_APPEND)), None)
+            if fd is not None:
+                self.kept -= 1
         if fd is not None:
             if flags & O_TRUNC and flags & O_ACCMODE:
                 try:
@@ -467,13 +471,16 @@ class GoferFile(HostFDFile):
     While open for writing its fd is the inode's source of truth for stat."""
 
     def __init__(self, host_fd: int, flags: int, dentry, mount, inode: "GoferInode | None" = None) -> None:
-        src = inode if inode is not None else (dentry.inode if dentry is not None else None)
-        super().__init__(host_fd, flags, dentry, mount, mode=src.mode if src is not None else None)
         # The inode is given where the dentry's is another filesystem's view of it (overlay).
-        self.inode = inode = inode if inode is not None else dentry.inode
+        if inode is None:
+            inode = dentry.inode
+        HostFDFile.__init__(self, host_fd, flags, dentry, mount, True, False, inode.mode)
+        self.inode = inode
         inode.open_count += 1
-        self._tracked = self.writable and self.seekable and isinstance(inode, GoferInode)
-        if self._tracked:
+        acc = flags & O_ACCMODE
+        self._tracked = t = ((acc == O_WRONLY or acc == O_RDWR) and not flags & O_PATH and self.seekable
+                             and isinstance(inode, GoferInode))
+        if t:
             inode.writers.append(host_fd)
 
     def release(self) -> None:
