@@ -198,9 +198,10 @@ class GoferClient:
         r = self._call([Op.LINK_AT, dir_handle, name, target_handle])
         return r[1], Stat(*r[2])
 
-    def unlink_at(self, dir_handle: int, name: bytes, flags: int) -> None:
-        """unlinkat(2); flags 0 or AT_REMOVEDIR."""
-        self._call([Op.UNLINK_AT, dir_handle, name, flags])
+    def unlink_at(self, dir_handle: int, name: bytes, flags: int, close: list[int] | None = None) -> None:
+        """unlinkat(2); flags 0 or AT_REMOVEDIR.  The handles in `close` (the removed file's) are
+        closed by the same request once the entry is gone, and stay open if it fails."""
+        self._call([Op.UNLINK_AT, dir_handle, name, flags, close or []])
 
     def rename_at(self, old_dir: int, old_name: bytes, new_dir: int, new_name: bytes,
                   flags: int) -> None:

@@ -209,7 +209,9 @@ REQUESTS: dict[Op, tuple[Validator, ...]] = {
     Op.MKNOD_AT: (handle, check_name, u32, u32, u32),           # dir, name, mode, uid, gid
     Op.SYMLINK_AT: (handle, check_name, symlink_target, u32, u32),  # dir, name, target, uid, gid
     Op.LINK_AT: (handle, check_name, handle),                   # dir, name, target handle
-    Op.UNLINK_AT: (handle, check_name, u32),                    # dir, name, flags
+    # dir, name, flags, handles to close once the entry is gone (the removed file's own, so
+    # an unlink costs one round trip, not two); all must be known or nothing is done (EBADF)
+    Op.UNLINK_AT: (handle, check_name, u32, handles),
     Op.RENAME_AT: (handle, check_name, handle, check_name, u32),  # old dir, old name, new dir, new name, flags
     # handle, mode, uid, gid, size, atime_ns, mtime_ns; None = leave unchanged
     Op.SET_STAT: (handle, opt_u32, opt_u32, opt_u32, opt_u64, opt_time, opt_time),

@@ -495,16 +495,21 @@ class GoferServer:
             raise OSError(errno.ESTALE, "new link was replaced")
         return [0, h, stat_to_wire(st)], None
 
-    def unlink_at(self, dir_handle: int, name: bytes, flags: int) -> Reply:
+    def unlink_at(self, dir_handle: int, name: bytes, flags: int, close: list[int]) -> Reply:
         if flags & ~AT_REMOVEDIR:
             raise OSError(errno.EINVAL, "bad unlink flags")
         parent = self._dir(dir_handle)
+        for h in close:                      # checked before anything is done
+            self._node(h)
         if flags & AT_REMOVEDIR:
             os.rmdir(name, dir_fd=parent.fd)
         else:
             os.unlink(name, dir_fd=parent.fd)
         # Nodes still remembered under this name would be "moved" by a later rename onto it.
         self._names.pop((*parent.ident, name), None)
+        for h in close:
+            if h in self._handles:           # a handle listed twice is closed once
+                self._close_handle(h)
         return [0], None
 
     def rename_at(self, old_dir: int, old_name: bytes, new_dir: int, new_name: bytes,

@@ -523,6 +523,20 @@ def test_unlink_at_removes_files_and_empty_directories(client, tree):
     assert (tree / "canary").read_bytes() == CANARY
 
 
+def test_unlink_at_closes_the_handles_it_is_given_only_on_success(client, tree):
+    d = handle_of(client, b"d")
+    f = handle_of(client, b"d/file")
+    raises_errno(errno.EBADF, client.unlink_at, d, b"file", 0, [f, 99999])   # an unknown handle: nothing done
+    assert os.path.exists(tree / "rootfs/d/file")
+    assert client.fstat(f).size == 10
+    raises_errno(errno.ENOENT, client.unlink_at, d, b"nothere", 0, [f])       # failed unlink: f stays open
+    assert client.fstat(f).size == 10
+    client.unlink_at(d, b"file", 0, [f, f])                                   # listed twice, closed once
+    assert not os.path.lexists(tree / "rootfs/d/file")
+    raises_errno(errno.EBADF, client.fstat, f)
+    assert client.fstat(d).nlink >= 2                                         # the directory's handle lives
+
+
 def test_rename_at_moves_an_entry_and_its_handles_follow(client, tree):
     f = handle_of(client, b"d/file")
     root, _ = client.mount()

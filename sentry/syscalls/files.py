@@ -82,7 +82,7 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None, _l
         else:
             if parent.mount.readonly:
                 raise SyscallError(errno.EROFS)
-            if creds.fsuid != 0 and not may_access(parent.inode.stat(), creds, MAY_WRITE | MAY_EXEC):
+            if creds.fsuid != 0 and not may_access(parent.inode.perm_stat(), creds, MAY_WRITE | MAY_EXEC):
                 raise SyscallError(errno.EACCES)
             create = getattr(parent.inode, "create", None)
             if create is None:
@@ -133,7 +133,7 @@ def _open_tmpfile(t, vfs, dirfd: int, path: bytes, flags: int, mode: int) -> int
     if d.mount.readonly:
         raise SyscallError(errno.EROFS)
     creds = t.tg.creds
-    if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_WRITE | MAY_EXEC):
+    if creds.fsuid != 0 and not may_access(d.inode.perm_stat(), creds, MAY_WRITE | MAY_EXEC):
         raise SyscallError(errno.EACCES)
     make = getattr(d.inode, "tmpfile", None)
     if make is None:
@@ -251,7 +251,7 @@ class Resolver:
         for i, name in enumerate(comps):
             if not d.inode.is_dir:
                 raise SyscallError(errno.ENOTDIR)
-            if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_EXEC):
+            if creds.fsuid != 0 and not may_access(d.inode.perm_stat(), creds, MAY_EXEC):
                 raise SyscallError(errno.EACCES)
             if name == b".":
                 continue

@@ -47,7 +47,7 @@ def _check_writable_mount(d: Dentry) -> None:
 
 def _may_create(t, parent: Dentry) -> None:
     creds = t.tg.creds
-    if creds.fsuid != 0 and not may_access(parent.inode.stat(), creds, MAY_WRITE | MAY_EXEC):
+    if creds.fsuid != 0 and not may_access(parent.inode.perm_stat(), creds, MAY_WRITE | MAY_EXEC):
         raise SyscallError(errno.EACCES)
 
 
@@ -56,10 +56,10 @@ def _may_delete(t, parent: Dentry, child: Dentry) -> None:
     creds = t.tg.creds
     if creds.fsuid == 0:
         return
-    ps = parent.inode.stat()
+    ps = parent.inode.perm_stat()
     if not may_access(ps, creds, MAY_WRITE | MAY_EXEC):
         raise SyscallError(errno.EACCES)
-    if ps.mode & st.S_ISVTX and creds.fsuid not in (ps.uid, child.inode.stat().uid):
+    if ps.mode & st.S_ISVTX and creds.fsuid not in (ps.uid, child.inode.perm_stat().uid):
         raise SyscallError(errno.EPERM)
 
 
@@ -669,7 +669,7 @@ def chroot(t, path):
     if not d.inode.is_dir:
         raise SyscallError(errno.ENOTDIR)
     creds = t.tg.creds
-    if creds.fsuid != 0 and not may_access(d.inode.stat(), creds, MAY_EXEC):
+    if creds.fsuid != 0 and not may_access(d.inode.perm_stat(), creds, MAY_EXEC):
         raise SyscallError(errno.EACCES)
     if creds.euid != 0:
         raise SyscallError(errno.EPERM)

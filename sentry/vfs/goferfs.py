@@ -253,6 +253,20 @@ class GoferInode(Inode):
                               s[12])
         return r
 
+    def perm_stat(self) -> Stat:
+        """For permission checks.  A directory's mode and owner change only through setstat
+        (which takes the Gofer's new stat as it is), never by a change inside it: a directory
+        made stale by a create or unlink in it (times, nlink, size) answers from its cached
+        stat, without the round trip a walk or create through it would otherwise cost."""
+        if self._stale and self.mode & 0o170000 == 0o040000:
+            s = self._stat
+            if self._built_from is not s:
+                self._built_from = s
+                self._built = Stat(s[0], self.fs.dev, s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10],
+                                   s[11], s[12])
+            return self._built
+        return self.stat()
+
     def invalidate(self) -> None:
         """Our own change made the cached stat stale (mtime, nlink, size...): refetch on next stat."""
         self._stale = True
@@ -344,7 +358,7 @@ class GoferInode(Inode):
     def _new_owner(self, t) -> tuple[int, int]:
         """(uid, gid) of a file made in this directory: the fsgid, or the directory's group if setgid."""
         c = t.tg.creds
-        s = self.stat()
+        s = self.perm_stat()
         return c.fsuid, (s.gid if s.mode & st.S_ISGID else c.fsgid)
 
     def create(self, t, parent, name: bytes, flags: int, mode: int) -> File:
@@ -362,7 +376,7 @@ class GoferInode(Inode):
 
     def mkdir(self, t, name: bytes, mode: int) -> "GoferInode":
         uid, gid = self._new_owner(t)
-        if self.stat().mode & st.S_ISGID:
+        if self.perm_stat().mode & st.S_ISGID:
             mode |= st.S_ISGID
         return self._made(self.fs.client.mkdir_at, name, mode, uid, gid)
 
@@ -402,10 +416,21 @@ class GoferInode(Inode):
         return GoferInode(self.fs, h, s, self, name)
 
     def unlink(self, t, name: bytes, child: Inode, rmdir: bool) -> None:
+        # The removed file's handle goes with the same request (fs.forget would close it
+        # next), unless a file still holds it open.  The directory's handle first: taking it
+        # again (after eviction) may evict others, the child's too.
+        dir_h = self.handle
+        close = []
+        if isinstance(child, GoferInode) and child.fs is self.fs and child._h is not None \
+                and not child.open_count and not child.writers:
+            close.append(child._h)
         try:
-            self.fs.client.unlink_at(self.handle, name, AT_REMOVEDIR if rmdir else 0)
+            self.fs.client.unlink_at(dir_h, name, AT_REMOVEDIR if rmdir else 0, close)
         except OSError as e:
             raise _oserror(e) from None
+        if close:
+            self.fs.lru.pop(child, None)
+            child._h = None
         self._stale = True
         if isinstance(child, GoferInode):
             child._stale = True

@@ -46,6 +46,11 @@ class Inode:
     def stat(self) -> Stat:
         raise NotImplementedError
 
+    def perm_stat(self) -> Stat:
+        """The stat a permission check needs (mode, uid, gid); a filesystem may answer it
+        from a cache that is stale only in other fields."""
+        return self.stat()
+
     def lookup(self, name: bytes) -> "Inode | None":
         raise SyscallError(errno.ENOTDIR)
 

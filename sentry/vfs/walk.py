@@ -180,7 +180,7 @@ class VFS:
             inode = d.inode
             if inode.mode & S_IFMT != S_IFDIR:
                 raise SyscallError(errno.ENOTDIR)
-            if check_perm and not may_access(inode.stat(), creds, MAY_EXEC):
+            if check_perm and not may_access(inode.perm_stat(), creds, MAY_EXEC):
                 raise SyscallError(errno.EACCES)
             if name == b".":
                 continue

@@ -5,7 +5,8 @@
  * Each block here first looks a path up several times (so the walk is
  * cached), then changes the tree -- rename (of a file, over a file, of a
  * directory), unlink, a symlink swapped for another, a file replaced by a
- * directory, chmod of a directory a non-root caller searches, chroot -- and
+ * directory, chmod of a directory a non-root caller searches, a directory's
+ * set-group-ID bit and group changed after files were made in it, chroot -- and
  * checks that the very next stat/open answers as Linux does.  Also the errno
  * paths repeated on a warm cache (ENOENT, ENOTDIR, ELOOP, EACCES, EBADF),
  * O_NOFOLLOW/lstat after a following stat of the same symlink, and relative
@@ -86,7 +87,7 @@ int main(void)
 	ino_t i1, i2;
 	int dfd, fd, i;
 
-	tap_plan(61);
+	tap_plan(67);
 	stat("/tmp", &tmp_st);
 	umask(022);
 	check_ok(mkdir(D, 0755), "mkdir the test directory");
@@ -195,6 +196,19 @@ int main(void)
 	check_ok(chmod(D "/p", 0711), "chmod p 0711");
 	check_eq(as_user("fs_pathcache.d/p/f"), 0, "uid 1000: stat p/f works again");
 
+	/* a directory's set-group-ID bit and group, changed after files were made in it */
+	mkdir(D "/g", 0755);
+	put(D "/g/a", "a");
+	check_ok(chown(D "/g", 0, 1000), "chown g to group 1000");
+	check_ok(chmod(D "/g", 02755), "chmod g 02755");
+	put(D "/g/b", "b");
+	check(stat(D "/g/b", &s) == 0 && s.st_gid == 1000, "a file made in g now has g's group");
+	mkdir(D "/g/sub", 0755);
+	check(stat(D "/g/sub", &s) == 0 && s.st_gid == 1000 && (s.st_mode & S_ISGID), "a directory made in g inherits group and S_ISGID");
+	check_ok(chmod(D "/g", 0755), "chmod g 0755");
+	put(D "/g/c", "c");
+	check(stat(D "/g/c", &s) == 0 && s.st_gid == 0, "without S_ISGID a new file has the creator's group");
+
 	/* chroot: the same absolute path under another root */
 	if (fork() == 0) {
 		int ok = chroot(D "/x") == 0 && chdir("/") == 0 && first_byte("/f") == 'x' &&
@@ -205,6 +219,11 @@ int main(void)
 	check_eq(WIFEXITED(i) ? WEXITSTATUS(i) : -1, 0, "chroot: /f is x/f, /.. stays at the root");
 
 	/* clean up */
+	unlink(D "/g/a");
+	unlink(D "/g/b");
+	unlink(D "/g/c");
+	rmdir(D "/g/sub");
+	rmdir(D "/g");
 	unlink(D "/p/f");
 	rmdir(D "/p");
 	unlink(D "/x/y/f");
