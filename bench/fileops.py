@@ -7,10 +7,16 @@ under proot (-r the directory's rootfs), and under `runsc-py run` of a bundle
 whose rootfs is that directory (so the Gofer serves it: its round trips and
 the Sentry's dentry cache are part of what is measured).
 
-    python3 bench/fileops.py [--only NAME]
+    python3 bench/fileops.py [--only NAME] [--mode stat --mode open] [--pin [--cpu N]]
+
+--mode MODE (repeatable) runs only those workloads; --pin runs every contestant (native,
+the whole sandbox, proot) on one CPU (--cpu, default the first allowed one).  Unpinned, on
+a machine with an idle second CPU, every ptrace stop can become a cross-CPU wake-up of a
+halted vCPU (tens of microseconds: see README, getpid.py), for proot and runsc-py alike.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -48,6 +54,18 @@ def _world() -> tuple[str, str, str]:
 
 
 def main(argv=None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--mode", action="append", default=[], choices=[m[0] for m in MODES])
+    pre.add_argument("--pin", action="store_true")
+    own, argv = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print("fileops.py's own options: --mode {%s} (repeatable: only those workloads), --pin (every "
+              "contestant on one CPU, --cpu)\n" % ",".join(m[0] for m in MODES))
+    pin = None
+    if own.pin:                         # the harness's own --cpu names the CPU
+        cpu = argparse.ArgumentParser(add_help=False)
+        cpu.add_argument("--cpu", type=int, default=harness.first_cpu())
+        pin = cpu.parse_known_args(argv)[0].cpu
     base, root, bundle = _world()
     pypath = os.pathsep.join(p for p in (harness.REPO_DIR, os.environ.get("PYTHONPATH")) if p)
     runsc = [sys.executable, "-m", "runsc_py.cli", "--root", os.path.join(base, "state")]
@@ -55,6 +73,8 @@ def main(argv=None) -> int:
     status = 0
     try:
         for mode, metric, unit, iters in MODES:
+            if own.mode and mode not in own.mode:
+                continue
             bench = Benchmark(name=f"fileops-{mode}", title=f"fileops {mode}: {unit}", metric=metric, unit=unit,
                               references=("native",), default_iterations=iters)
 
@@ -67,11 +87,11 @@ def main(argv=None) -> int:
                         json.dump(cfg, f)
                     return [*runsc, "run", "--bundle", bundle, f"fileops-{mode}-{os.getpid()}"]
                 cs = [Contestant("native", lambda n: [os.path.join(root, "fileops"), mode, str(n),
-                                                      os.path.join(root, "data")], iterations=iters),
-                      Contestant("runsc-py", in_bundle, iterations=iters, env={"PYTHONPATH": pypath})]
+                                                      os.path.join(root, "data")], iterations=iters, cpu=pin),
+                      Contestant("runsc-py", in_bundle, iterations=iters, env={"PYTHONPATH": pypath}, cpu=pin)]
                 if proot:
                     cs.append(Contestant("proot", lambda n: [proot, "-r", root, "/fileops", mode, str(n), "/data"],
-                                         iterations=iters))
+                                         iterations=iters, cpu=pin))
                 else:
                     cs.append(Contestant("proot", None, skip="proot not installed"))
                 return cs
