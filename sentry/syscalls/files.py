@@ -146,13 +146,18 @@ def _open_tmpfile(t, vfs, dirfd: int, path: bytes, flags: int, mode: int) -> int
 @syscall("open")
 def open_(t, path, flags, mode):
     """open(2)."""
-    return do_open(t, AT_FDCWD, _path(t, path), u32(flags), u32(mode))
+    return do_open(t, AT_FDCWD, t.mm.cstring(path, PATH_MAX - 1) if path else _efault(), flags & 0xFFFFFFFF,
+                   mode & 0xFFFFFFFF)
 
 
 @syscall("openat")
 def openat(t, dirfd, path, flags, mode):
-    """openat(2)."""
-    return do_open(t, s32(dirfd), _path(t, path), u32(flags), u32(mode))
+    """openat(2).  (Argument decoding inlined: s32(dirfd), _path(t, path), u32(flags), u32(mode).)"""
+    dirfd &= 0xFFFFFFFF
+    if dirfd & 0x80000000:
+        dirfd -= 0x100000000
+    return do_open(t, dirfd, t.mm.cstring(path, PATH_MAX - 1) if path else _efault(), flags & 0xFFFFFFFF,
+                   mode & 0xFFFFFFFF)
 
 
 RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
@@ -301,7 +306,8 @@ def creat(t, path, mode):
 @syscall("close")
 def close(t, fd):
     """close(2): also drops the process's POSIX record locks on the file (fcntl(2))."""
-    f = t.fds.close(s32(fd))
+    # The fd as an unsigned int: a negative one (s32) is never open either, EBADF all the same.
+    f = t.fds.close(fd & 0xFFFFFFFF)
     d = f.dentry
     if d is not None and _LOCK_TABLES:          # no lock was ever taken: nothing to drop
         tab = existing_table(d.inode)

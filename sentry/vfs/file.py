@@ -29,13 +29,16 @@ MAX_RW = 0x7FFFF000
 class File:
     """Base open file description."""
 
+    # Initial values shared by every new File (ints and None: an assignment makes the instance's
+    # own), so opening a file does not spend a store on each.
+    offset = 0
+    refs = 0
+    dir_cursor: list | None = None
+
     def __init__(self, flags: int, dentry=None, mount=None) -> None:
         self.flags = flags
         self.dentry = dentry
         self.mount = mount
-        self.offset = 0
-        self.refs = 0
-        self.dir_cursor: list | None = None
 
     # Access checks shared by every file type.
     @property
