@@ -58,7 +58,16 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None, _l
         parent, name = vfs.resolve_parent(t, dirfd, path)
         if name in (b".", b"..") or path.endswith(b"/"):
             raise SyscallError(errno.EISDIR)
-        child = parent.child(name)
+        if flags & O_EXCL and name not in parent.children and getattr(parent.inode, "create_excl_finds", False) \
+                and not parent.mount.readonly \
+                and (creds.fsuid == 0 or may_access(parent.inode.perm_stat(), creds, MAY_WRITE | MAY_EXEC)):
+            # O_CREAT|O_EXCL of a name the cache does not know, where the create would succeed if
+            # the name is free: the filesystem's exclusive create answers EEXIST itself, so the
+            # lookup's round trip is spared.  (Where EROFS or EACCES would follow, the lookup
+            # runs first: an existing name is EEXIST before those, as in Linux.)
+            child = None
+        else:
+            child = parent.child(name)
         if child is not None:
             if flags & O_EXCL:
                 raise SyscallError(errno.EEXIST)

@@ -361,6 +361,10 @@ class GoferInode(Inode):
         s = self.perm_stat()
         return c.fsuid, (s.gid if s.mode & st.S_ISGID else c.fsgid)
 
+    # create() with O_EXCL fails with EEXIST by itself when the name exists (symlinks, dangling or
+    # not, included): do_open may skip the lookup of a name it does not know.
+    create_excl_finds = True
+
     def create(self, t, parent, name: bytes, flags: int, mode: int) -> File:
         """open(O_CREAT) of a name that did not exist: a new file and an open host fd on it."""
         uid, gid = self._new_owner(t)

@@ -10,7 +10,8 @@
  * checks that the very next stat/open answers as Linux does.  Also the errno
  * paths repeated on a warm cache (ENOENT, ENOTDIR, ELOOP, EACCES, EBADF),
  * O_NOFOLLOW/lstat after a following stat of the same symlink, and relative
- * paths from two working directories and from a dirfd.
+ * paths from two working directories and from a dirfd; and first of all
+ * O_CREAT|O_EXCL of existing names no lookup has seen (EEXIST, before EACCES).
  *
  * Everything is made under /tmp/fs_pathcache.d and removed again; /tmp's own
  * times are put back at the end.
@@ -87,9 +88,31 @@ int main(void)
 	ino_t i1, i2;
 	int dfd, fd, i;
 
-	tap_plan(67);
+	tap_plan(72);
 	stat("/tmp", &tmp_st);
 	umask(022);
+
+	/* O_CREAT|O_EXCL of existing names no lookup has seen yet (first thing: nothing cached) */
+	check_errno(open("/fixtures/dir/alpha", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST,
+		    "O_CREAT|O_EXCL of an existing, never looked up file: EEXIST");
+	check_errno(open("/fixtures/dangling", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST,
+		    "O_CREAT|O_EXCL of a dangling symlink: EEXIST");
+	check_errno(open("/fixtures/link-rel", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST,
+		    "O_CREAT|O_EXCL of a symlink to a file: EEXIST");
+	check_errno(open("/fixtures/emptydir", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST,
+		    "O_CREAT|O_EXCL of a directory: EEXIST");
+	if (fork() == 0) {
+		/* uid 1000 in a root 0755 directory: an existing name is EEXIST before EACCES */
+		int a, b;
+		if (chdir("/fixtures/dir") || setresgid(1000, 1000, 1000) || setresuid(1000, 1000, 1000))
+			_exit(9);
+		a = open("beta", O_CREAT | O_EXCL | O_WRONLY, 0644) < 0 ? errno : 0;
+		b = open("nope", O_CREAT | O_EXCL | O_WRONLY, 0644) < 0 ? errno : 0;
+		_exit(a == EEXIST && b == EACCES ? 0 : a == EEXIST ? 2 : 1);
+	}
+	wait(&i);
+	check_eq(WIFEXITED(i) ? WEXITSTATUS(i) : -1, 0,
+		 "uid 1000, unwritable directory: O_CREAT|O_EXCL of an existing name EEXIST, of a new one EACCES");
 	check_ok(mkdir(D, 0755), "mkdir the test directory");
 
 	/* rename of a file */
