@@ -10,8 +10,18 @@ signals to the child, and exits with the child's status.
 
 Protocol (SOCK_SEQPACKET, ROOT/.factory/sock, mode 0600 in a 0700 dir):
   front -> factory : request (front.encode_request) + SCM_RIGHTS stdio fds
+                     (and for `create` a fourth: the Sentry's end of the proxy's watch socket)
   factory -> front : b"PID <child pid>"  or  b"NO <reason>" (run it cold)
+  factory -> front : for `create`: b"SENTRY <pid> <exit status file>"
   factory -> front : b"EXIT <wait status>" when the child has gone.
+
+`create` needs one more piece: the engine reaps the pid it finds in the pid
+file, so that process must be the caller's child.  The front forks a small
+proxy (runsc_py/front.py `_proxy`) and writes *its* pid: it relays signals to
+the Sentry process, exits with the container's exit status when that
+process has gone, and when the proxy is killed the Sentry process kills
+itself (it watches the proxy's socket).  The Sentry process itself, forked
+by the factory's child, is adopted and reaped by the factory (a subreaper).
 
 What a child inherits must not differ from a cold start, so the factory
 refuses (b"NO ...") rather than guess: a peer of another uid; other
@@ -61,6 +71,24 @@ def running_pid(root: str) -> int | None:
     except (OSError, ValueError):
         return None
     return pid
+
+
+def _has_cgroups_path(argv: list[str], cwd: str) -> bool:
+    """Does the bundle of this `create` name linux.cgroupsPath (where its Sentry will be put)?"""
+    import json
+    bundle = "."
+    args = argv[argv.index("create") + 1:] if "create" in argv else []
+    for i, a in enumerate(args):
+        if a in ("-b", "--bundle") and i + 1 < len(args):
+            bundle = args[i + 1]
+        elif a.startswith("--bundle="):
+            bundle = a.split("=", 1)[1]
+    try:
+        with open(os.path.join(cwd, bundle, "config.json")) as f:
+            linux = json.load(f).get("linux")
+        return isinstance(linux, dict) and bool(linux.get("cgroupsPath"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _code_fingerprint() -> tuple:
@@ -156,7 +184,7 @@ class Factory:
         conn.close()
 
     def _reap(self) -> None:
-        while self.children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -186,12 +214,13 @@ class Factory:
                     fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
             if peer_uid != self.uid:
                 return self._refuse(conn, "another user")
-            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != 3:
-                return self._refuse(conn, "malformed request")
             try:
                 argv, cwd, umask, env = front.decode_request(data)
             except ValueError as e:
                 return self._refuse(conn, str(e))
+            _, command = front.scan(argv)
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC) or len(fds) != (4 if command == "create" else 3):
+                return self._refuse(conn, "malformed request")
             if _code_fingerprint() != self.fingerprint:
                 self._log("code changed since start: stopping")
                 self.stopping = True
@@ -199,9 +228,10 @@ class Factory:
             try:
                 if _ns_ids(str(peer_pid)) != self.ns:
                     return self._refuse(conn, "other namespaces")
-                _, command = front.scan(argv)
                 if command == "run" and _cgroups(peer_pid) != self.cgroups:
                     return self._refuse(conn, "other cgroups")
+                if command == "create" and _cgroups(peer_pid) != self.cgroups and not _has_cgroups_path(argv, cwd):
+                    return self._refuse(conn, "other cgroups and no linux.cgroupsPath")
             except OSError:
                 return self._refuse(conn, "peer gone")
             conn.settimeout(None)
@@ -210,6 +240,8 @@ class Factory:
                 self._child(conn, fds, argv, cwd, umask, env)    # never returns
             self.children[pid] = (conn, f"{command} pid {pid} for {peer_pid}", time.monotonic())
             conn.send(b"PID %d" % pid)
+            if command == "create":
+                self._log(f"create for {peer_pid}: Sentry process forked by {pid}, adopted by this factory")
         finally:
             for fd in fds:
                 os.close(fd)
@@ -226,11 +258,21 @@ class Factory:
             self.listener.close()
             os.close(self.wake_r)
             os.close(self.wake_w)
-            for target, fd in enumerate(fds):
+            watch = fds[3] if len(fds) > 3 else None
+            for target, fd in enumerate(fds[:3]):
                 os.dup2(fd, target)
-            for fd in fds:
-                if fd > 2:
+            for fd in fds[:3]:
+                if fd > 2 and fd != watch:
                     os.close(fd)
+            if watch is not None:
+                # `create`: the Sentry process dies with the caller's proxy and tells it its pid.
+                os.set_inheritable(watch, False)
+                from runsc_py import launch
+
+                def report(sentry_pid: int, exit_status_path: str) -> None:
+                    conn.send(b"SENTRY %d " % sentry_pid + os.fsencode(exit_status_path))
+                launch.FACTORY_HANDOFF = (watch, report)
+                os.register_at_fork(after_in_child=conn.close)     # not into the Sentry process
             os.chdir(cwd)
             os.umask(umask)
             os.environ.clear()
@@ -318,6 +360,9 @@ def _become_daemon(root: str, path: str, ready_w: int) -> None:
         # Everything a command may need, imported once (the Sentry's whole tree: it cannot import later).
         _preimport_all()
         factory = Factory(root)
+        # The Sentry processes of `create` outlive the child that forked them: adopt and reap them.
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)       # PR_SET_CHILD_SUBREAPER
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
             os.unlink(path)

@@ -12,9 +12,9 @@ forwards (TERM, INT, HUP, QUIT, USR1, USR2, WINCH, CONT) to the child, and
 if this process dies the child is killed (it watches the connection).
 
 The factory is only used where the result cannot differ from a cold run:
-* the command is one whose process does not outlive it in a way the caller
-  relies on (`run` in the foreground and the short lifecycle commands; never
-  `create` or `exec`, whose pids a shim must be able to reap);
+* the command is `run` in the foreground, `create` (the front then leaves a
+  proxy, its own child, as the pid an engine reaps; see runsc_py/factory.py)
+  or a short lifecycle command -- never `exec`, whose waiter a shim reaps;
 * no stdio fd is a terminal (a controlling terminal cannot be handed over);
 * the factory accepts: same uid, same namespaces and root as this process,
   code unchanged since it started; it refuses otherwise, and the command runs
@@ -27,7 +27,7 @@ import _signal
 import _socket
 
 # Commands a factory may run (see the module docstring).
-FACTORY_COMMANDS = frozenset({"run", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
+FACTORY_COMMANDS = frozenset({"run", "create", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
                               "pause", "resume", "update"})
 DEFAULT_ROOT = "/var/run/runsc-py"
 FACTORY_DIR = ".factory"
@@ -102,7 +102,75 @@ def exit_code(wait_status: int) -> int:
     return os.WEXITSTATUS(wait_status)
 
 
-def try_factory(root: str, argv: list[str]) -> int | None:
+def option_value(argv: list[str], command: str, *names: str) -> str | None:
+    """The value of a subcommand option (`--pid-file X` or `--pid-file=X`), or None."""
+    try:
+        args = argv[argv.index(command) + 1:]
+    except ValueError:
+        return None
+    for i, a in enumerate(args):
+        if a in names and i + 1 < len(args):
+            return args[i + 1]
+        for n in names:
+            if a.startswith(n + "="):
+                return a[len(n) + 1:]
+    return None
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, b"%d" % pid)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def _proxy(watch: _socket.socket, sentry: int, status_path: bytes) -> None:
+    """The process an engine reaps for a factory-made container (never returns).
+
+    Relays signals to the Sentry process; when the Sentry process and everything it
+    started are gone (the watch socket reaches EOF), exits with the status it recorded,
+    or dies of SIGKILL if it recorded none (it was killed).  If this process is killed,
+    the Sentry process sees EOF on its end and kills itself."""
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+
+        def relay(signum, _frame):
+            try:
+                os.kill(sentry, signum)
+            except OSError:
+                pass
+        for s in RELAYED:
+            _signal.signal(s, relay)
+        while True:
+            try:
+                if watch.recv(16) == b"":
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        try:
+            fd = os.open(status_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                code = int(os.read(fd, 64))
+            finally:
+                os.close(fd)
+        except (OSError, ValueError):
+            os.kill(os.getpid(), _signal.SIGKILL)
+            code = 137
+        os._exit(code & 0xFF)
+    finally:
+        os._exit(1)
+
+
+def try_factory(root: str, argv: list[str], command: str = "") -> int | None:
     """Run the command in the factory; its exit code, or None to run it here instead."""
     try:
         cwd = os.getcwd()
@@ -113,19 +181,32 @@ def try_factory(root: str, argv: list[str]) -> int | None:
     except OSError:                 # a closed stdio fd, a deleted cwd: the cold path reports it
         return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    send = [0, 1, 2]
+    if command == "create":         # the proxy's watch socket (see _proxy)
+        watch, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        send.append(theirs.fileno())
     try:
         sock.connect(socket_path(root))
         umask = os.umask(0)
         os.umask(umask)
-        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
-        sock.sendmsg([encode_request(argv, cwd, umask, dict(os.environb))],
-                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in send)
+        try:
+            sock.sendmsg([encode_request(argv, cwd, umask, dict(os.environb))],
+                         [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        finally:
+            if command == "create":
+                theirs.close()
         reply = sock.recv(256)
     except OSError:                 # no factory (or it went away before taking the command)
         sock.close()
+        if command == "create":
+            watch.close()
+            theirs.close()
         return None
     if not reply.startswith(b"PID "):
         sock.close()                # refused ("NO reason"): run it here
+        if command == "create":
+            watch.close()
         return None
     child = int(reply[4:])
 
@@ -136,18 +217,46 @@ def try_factory(root: str, argv: list[str]) -> int | None:
             pass
     for s in RELAYED:
         _signal.signal(s, relay)
+    sentry = None
     while True:
         try:
-            reply = sock.recv(256)
+            reply = sock.recv(4096 + 64)
         except InterruptedError:
             continue
         except OSError:
             reply = b""
+        if reply.startswith(b"SENTRY "):
+            pid, _, path = reply[7:].partition(b" ")
+            sentry = int(pid), path
+            continue
         break
     if reply.startswith(b"EXIT "):
-        return exit_code(int(reply[5:]))
+        code = exit_code(int(reply[5:]))
+        if command == "create":
+            if code == 0 and sentry is not None:
+                sock.close()
+                return _leave_proxy(watch, sentry, argv)
+            watch.close()
+        return code
     os.write(2, b"runsc-py: the factory lost the command (its process died)\n")
     return 1
+
+
+def _leave_proxy(watch: _socket.socket, sentry: tuple[int, bytes], argv: list[str]) -> int:
+    """`create` succeeded in the factory: fork the proxy and give the engine its pid."""
+    pid = os.fork()
+    if pid == 0:
+        _proxy(watch, *sentry)
+    watch.close()
+    pid_file = option_value(argv, "create", "--pid-file")
+    if pid_file:
+        try:
+            write_pid_file(pid_file, pid)
+        except OSError as e:
+            os.kill(pid, _signal.SIGKILL)         # the Sentry process follows its proxy
+            os.write(2, f"runsc-py: cannot write pid file {pid_file}: {e.strerror}\n".encode())
+            return 1
+    return 0
 
 
 def main() -> None:
@@ -155,7 +264,7 @@ def main() -> None:
     if os.environ.get("RUNSC_PY_FACTORY", "1") != "0":
         root, command = scan(argv)
         if command in FACTORY_COMMANDS and not (command == "run" and ("-d" in argv or "--detach" in argv)):
-            code = try_factory(root, argv)
+            code = try_factory(root, argv, command)
             if code is not None:
                 os._exit(code)
     from runsc_py.cli import main as cli_main

@@ -32,6 +32,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from runsc_py import cgroups, procfs
 from runsc_py.errors import UserError
@@ -44,6 +45,12 @@ from runsc_py.state import (CREATED, CREATING, EXIT_STATUS_FILE, GATE_FIFO, RUNN
 CONTROL_SOCKET = "control.sock"   # the Sentry's control channel (sentry/control.py): exec, ps
 READY_TIMEOUT = 120.0       # seconds for the Sentry to come up in `create`
 KILL_TIMEOUT = 10.0         # seconds for a failed sandbox to go
+
+
+# Set by a factory's child running `create` (runsc_py/factory.py): (watch fd, report).  The Sentry
+# process watches the fd -- its other end is held by the caller's proxy, the process the engine
+# reaps -- and dies with it; `report(sentry_pid, exit_status_path)` tells the proxy whom it stands for.
+FACTORY_HANDOFF: tuple[int, Callable[[int, str], None]] | None = None
 
 
 @dataclass
@@ -177,6 +184,8 @@ def create_container(store: StateStore, container_id: str, bundle: Bundle, opts:
                 write_pid_file(opts.pid_file, pid)
             state.status = CREATED
             store.save(state)
+            if FACTORY_HANDOFF is not None:
+                FACTORY_HANDOFF[1](pid, store.path(container_id, EXIT_STATUS_FILE))
         except BaseException:
             _kill_child(pid)
             cgroups.remove(cgroup_dirs)
@@ -192,6 +201,8 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, signal.SIG_DFL)
         _set_comm(b"runsc-sandbox")
+        if FACTORY_HANDOFF is not None:
+            _die_with_proxy(FACTORY_HANDOFF[0])
         cfg = bundle.config
         if terminal_fds is not None:
             os.close(terminal_fds[0])
@@ -231,6 +242,27 @@ def _sentry_child(bundle: Bundle, fifo: str, ready_w: int, err_w: int,
         _record_exit_status(os.path.dirname(fifo), status)
     finally:
         os._exit(status)
+
+
+def _die_with_proxy(fd: int) -> None:
+    """Started from a factory, the engine reaps our caller's proxy, not us: SIGKILL ourselves (the
+    confined Sentry, its stubs and Gofer follow) as soon as the proxy is gone, as a cold Sentry
+    process dies when the engine kills the pid it was given."""
+    import socket
+    import threading
+    watch = socket.socket(fileno=fd)
+
+    def watch_proxy() -> None:
+        while True:
+            try:
+                if watch.recv(16) == b"":
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watch_proxy, name="proxy-watch", daemon=True).start()
 
 
 def _record_exit_status(state_dir: str, status: int) -> None:

@@ -201,3 +201,52 @@ def test_without_a_factory_the_front_runs_the_command_itself(tmp_path: Path) -> 
         s.bind(str(root / ".factory" / "sock"))           # a stale socket: nobody listens
     p = front(root, "state", "nosuch")
     assert p.returncode == 1 and p.stderr.strip() == "runsc-py: container does not exist"
+
+
+SHIM = r"""
+import ctypes, os, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER, as containerd's shim is
+front, root, bundle, pid_file = sys.argv[1:5]
+base = [sys.executable, "-m", "runsc_py.front", "--root", root]
+null = subprocess.DEVNULL
+assert subprocess.run(base + ["create", "-b", bundle, "--pid-file", pid_file, "shimmed"],
+                      stdin=null, stdout=null, stderr=null).returncode == 0
+pid = int(open(pid_file).read())
+print("ppid", int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) == os.getpid(), flush=True)
+assert subprocess.run(base + ["start", "shimmed"]).returncode == 0
+got, status = os.waitpid(pid, 0)                   # what the shim's reaper does
+print("status", os.waitstatus_to_exitcode(status), flush=True)
+subprocess.run(base + ["delete", "shimmed"])
+"""
+
+
+def test_create_through_the_factory_leaves_a_proxy_the_engine_reaps(factory, tmp_path: Path) -> None:
+    """The pid file names the caller's child (adopted by the shim, a subreaper), which exits with the
+    container's status; the Sentry process itself was forked by the factory."""
+    root, fpid = factory
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/sh", "-c", "exit 6"])
+    p = subprocess.run([sys.executable, "-c", SHIM, "front", str(root), bundle, str(tmp_path / "pid")],
+                       capture_output=True, text=True, timeout=TIMEOUT, env=repo_env(), cwd=str(REPO))
+    assert p.stdout == "ppid True\nstatus 6\n", p.stderr
+    log = (root / ".factory" / "log").read_text()
+    assert "served: create " in log and "served: start " in log
+
+
+def test_killing_the_proxy_kills_the_sandbox(factory, tmp_path: Path) -> None:
+    root, fpid = factory
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/sh", "-c", "sleep 100"])
+    p = subprocess.run([sys.executable, "-m", "runsc_py.front", "--root", str(root), "create", "-b", bundle,
+                        "--pid-file", str(tmp_path / "pid"), "victim"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT, env=repo_env())
+    assert p.returncode == 0
+    proxy = int((tmp_path / "pid").read_text())
+    sentry = state_pid(root, "victim")
+    assert sentry != proxy and ppid_of(sentry) == fpid         # adopted by the factory
+    assert front(root, "start", "victim").returncode == 0
+    sandbox = wait_for(lambda: [int(q) for q in os.listdir("/proc") if q.isdigit() and alive(int(q))
+                                and _descends(int(q), sentry)], what="the sandbox's processes")
+    os.kill(proxy, signal.SIGKILL)
+    for q in [sentry, *sandbox]:
+        wait_for(lambda q=q: not alive(q), what=f"process {q} to go with the proxy")
+    assert '"status": "stopped"' in front(root, "state", "victim").stdout
+    assert front(root, "delete", "victim").returncode == 0
