@@ -11,9 +11,8 @@ once per sample, and the harness times the whole thing (wall clock, ms):
 * `runsc-py run`: the same in one runsc-py command;
 * `runsc-py create,start,wait,delete`: the engine's sequence, four processes;
 * the same two with a warm `runsc-py factory` serving their --root (started
-  once before the samples, stopped at exit): `run`, `start`, `wait` and
-  `delete` are forked from it; `create` always starts cold (its Sentry must
-  be the caller's child, see runsc_py/factory.py);
+  once before the samples, stopped at exit): every command is forked from
+  it (`create` leaves a proxy as the engine's pid, see runsc_py/factory.py);
 * `native true`: the program itself on the host, for scale;
 * `python3 -c pass`: the interpreter's start with `site`; `python3 -IS -c
   pass`: as the installed launcher starts it (runsc_py/launcher.py), which
@@ -118,7 +117,7 @@ def contestants(args) -> list[Contestant]:
         Contestant("runsc-py create,start,wait,delete, factory",
                    lambda n: sh(f"{warm_cmd} create --bundle {b} c$$ && {warm_cmd} start c$$ && "
                                 f"{warm_cmd} wait c$$ >/dev/null; {warm_cmd} delete c$$"),
-                   ok_returncodes=(0,), skip=no_factory, note="create cold, the rest forked"),
+                   ok_returncodes=(0,), skip=no_factory, note="every command forked"),
         Contestant("native true", lambda n: [os.path.join(bundle, "rootfs", "bin", "true")],
                    note="host, no container"),
         Contestant("python3 -c pass", lambda n: [sys.executable, "-c", "pass"],
