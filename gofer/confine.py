@@ -26,11 +26,12 @@ needs privileges the next one takes away):
    linkat(AT_EMPTY_PATH)), FOWNER (chmod/utimes of files owned by others) and
    FSETID (keep set-id bits on chmod).  ``PR_SET_NO_NEW_PRIVS`` and
    ``PR_SET_DUMPABLE=0`` (no ptrace of the Gofer by the unprivileged).
-5. seccomp: an allowlist of the forty-odd calls the serving loop and the Python
-   runtime make, with argument checks where they are cheap: send/recvmsg only
-   on the socket, openat only with O_NOFOLLOW, mmap/mprotect never with
-   PROT_EXEC.  The default action is KILL_PROCESS, not ERRNO(EPERM): the set
-   is fixed and exercised by the tests, so an unlisted call means a bug or a
+5. seccomp: an allowlist (ALLOWLIST; ``runsc-py debug --seccomp`` prints it) of
+   the forty-odd calls the serving loop and the Python runtime make, with
+   argument checks where they are cheap: send/recvmsg only on the socket,
+   openat only with O_NOFOLLOW, mmap/mprotect never with PROT_EXEC.  The
+   default action is KILL_PROCESS, not ERRNO(EPERM): the set is fixed and
+   exercised by the tests, so an unlisted call means a bug or a
    compromise, and for both the right outcome is a dead Gofer (the Sentry sees
    EOF and fails file operations with EIO; the kernel logs the SIGSYS), not an
    attacker free to probe the filter one EPERM at a time.
@@ -154,33 +155,62 @@ def drop_capabilities(last_cap: int) -> None:
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
 
 
-# Calls the serving loop makes (see server.py and hostcalls.py) ...
-_FILE_CALLS = (
-    "close", "fstat", "newfstatat", "statx", "lseek", "getdents64", "readlinkat", "mkdirat",
-    "mknodat", "symlinkat", "linkat", "unlinkat", "renameat", "renameat2", "fchownat", "fchown",
-    "fchmod", "ftruncate", "utimensat", "fstatfs", "fsync", "openat2",
-)
-# ... and the Python runtime under it: memory, signals, the GIL's futex, exit.
-_RUNTIME_CALLS = (
-    "brk", "munmap", "mremap", "madvise", "futex", "rt_sigprocmask", "rt_sigreturn",
-    "sigaltstack", "getpid", "gettid", "clock_gettime", "exit", "exit_group",
-)
+# The allowlist as data -- build_seccomp_filter() loads it and `runsc-py debug --seccomp`
+# prints it (the Sentry's, sentry/confine.py, has the same shape).  Syscall name ->
+# alternatives: the call is allowed when every check of one alternative holds.  A check is
+# (argument index, argument name, op, value, value name): op "==" compares the argument
+# with value, "has" means every bit of value is set in it, "lacks" that none is.  SOCK_FD
+# stands for the descriptor of the Sentry's socket, known when the filter is built.
+SOCK_FD = "sock_fd"
+_ALWAYS: tuple = ((),)
+
+
+def _when(*checks: tuple) -> tuple:
+    return (checks,)
+
+
+ALLOWLIST: dict[str, tuple] = {
+    # Calls the serving loop makes (see server.py and hostcalls.py) ...
+    **{name: _ALWAYS for name in (
+        "close", "fstat", "newfstatat", "statx", "lseek", "getdents64", "readlinkat", "mkdirat",
+        "mknodat", "symlinkat", "linkat", "unlinkat", "renameat", "renameat2", "fchownat", "fchown",
+        "fchmod", "ftruncate", "utimensat", "fstatfs", "fsync", "openat2", "fchmodat2")},
+    "openat": _when((2, "flags", "has", os.O_NOFOLLOW, "O_NOFOLLOW")),
+    "sendmsg": _when((0, "fd", "==", SOCK_FD, "the Sentry's socket")),
+    "recvmsg": _when((0, "fd", "==", SOCK_FD, "the Sentry's socket")),
+    "fcntl": (((1, "cmd", "==", F_GETFL, "F_GETFL"),), ((1, "cmd", "==", F_SETFL, "F_SETFL"),)),  # O_NONBLOCK
+    # ... and the Python runtime under it: memory (never executable), signals, the GIL's futex, exit.
+    "mmap": _when((2, "prot", "lacks", PROT_EXEC, "PROT_EXEC")),
+    "mprotect": _when((2, "prot", "lacks", PROT_EXEC, "PROT_EXEC")),
+    **{name: _ALWAYS for name in (
+        "brk", "munmap", "mremap", "madvise", "futex", "rt_sigprocmask", "rt_sigreturn",
+        "sigaltstack", "getpid", "gettid", "clock_gettime", "exit", "exit_group")},
+}
+DEFAULT_ACTION = "kill"        # SECCOMP_RET_KILL_PROCESS (see step 5)
+_NUMBERS = {"fchmodat2": SYS_FCHMODAT2}      # newer than some libseccomp releases know by name
+
+
+def _seccomp_args(checks: tuple, sock_fd: int) -> list[pyseccomp.Arg]:
+    out = []
+    for index, _, op, value, _ in checks:
+        value = sock_fd if value == SOCK_FD else value
+        if op == "==":
+            out.append(pyseccomp.Arg(index, pyseccomp.EQ, value))
+        elif op == "has":
+            out.append(pyseccomp.Arg(index, pyseccomp.MASKED_EQ, value, value))
+        elif op == "lacks":
+            out.append(pyseccomp.Arg(index, pyseccomp.MASKED_EQ, value, 0))
+        else:
+            raise ValueError(f"unknown check {op!r}")
+    return out
 
 
 def build_seccomp_filter(sock_fd: int) -> pyseccomp.SyscallFilter:
-    """Step 5's filter (built before the chroot, loaded last)."""
+    """Step 5's filter (built before the chroot, loaded last): ALLOWLIST, anything else kills."""
     f = pyseccomp.SyscallFilter(defaction=pyseccomp.KILL_PROCESS)
-    for name in _FILE_CALLS + _RUNTIME_CALLS:
-        f.add_rule(pyseccomp.ALLOW, name)
-    f.add_rule(pyseccomp.ALLOW, SYS_FCHMODAT2)
-    for name in ("sendmsg", "recvmsg"):
-        f.add_rule(pyseccomp.ALLOW, name, pyseccomp.Arg(0, pyseccomp.EQ, sock_fd))
-    for cmd in (F_GETFL, F_SETFL):                  # clearing O_NONBLOCK, nothing else
-        f.add_rule(pyseccomp.ALLOW, "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, cmd))
-    f.add_rule(pyseccomp.ALLOW, "openat",
-               pyseccomp.Arg(2, pyseccomp.MASKED_EQ, os.O_NOFOLLOW, os.O_NOFOLLOW))
-    for name in ("mmap", "mprotect"):
-        f.add_rule(pyseccomp.ALLOW, name, pyseccomp.Arg(2, pyseccomp.MASKED_EQ, PROT_EXEC, 0))
+    for name, alternatives in ALLOWLIST.items():
+        for checks in alternatives:
+            f.add_rule(pyseccomp.ALLOW, _NUMBERS.get(name, name), *_seccomp_args(checks, sock_fd))
     return f
 
 

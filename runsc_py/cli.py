@@ -222,6 +222,18 @@ def syscalls(fmt: str) -> None:
     click.echo(render(fmt), nl=False)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--seccomp", is_flag=True, help="Print the Sentry's and the Gofer's seccomp allowlists and sizes.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format.")
+def debug(seccomp: bool, fmt: str) -> None:
+    """Show how a sandbox is confined (--seccomp: the host syscalls each process may make)."""
+    if not seccomp:
+        raise click.UsageError("nothing to show: give --seccomp")
+    from runsc_py.debug_cmd import render_seccomp
+    click.echo(render_seccomp(fmt), nl=False)
+
+
 # ------------------------------------------------------------------ lifecycle
 
 @cli.command(context_settings=CONTEXT)

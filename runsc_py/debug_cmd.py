@@ -1,0 +1,86 @@
+"""`runsc-py debug --seccomp`: the host syscalls the Sentry and the Gofer may make.
+
+Nothing here is hand-written: both descriptions come from the allowlists the
+confinement code loads (`sentry.confine.ALLOWLIST`, `gofer.confine.ALLOWLIST`),
+so what this prints is what the kernel enforces.  For comparison: gVisor's
+Sentry allows about 70 host syscalls.
+"""
+from __future__ import annotations
+
+import json
+import textwrap
+
+from runsc_py.errors import UserError
+
+
+def _number(name: str | int) -> int:
+    import pyseccomp
+    if isinstance(name, int):
+        return name
+    numbers = {"fchmodat2": 452}            # newer than some libseccomp releases know by name
+    if name in numbers:
+        return numbers[name]
+    try:
+        return int(pyseccomp.resolve_syscall(0, name))      # 0: the native architecture
+    except Exception:
+        return -1
+
+
+def _check_text(check: tuple) -> str:
+    _, arg, op, _, value_name = check
+    return f"{arg} {op} {value_name}"
+
+
+def condition(alternatives: tuple) -> str:
+    """One line for a syscall's alternatives ("" when its arguments are not checked)."""
+    if any(not checks for checks in alternatives):
+        return ""
+    singles = [checks[0] for checks in alternatives if len(checks) == 1]
+    if len(alternatives) > 1 and len(singles) == len(alternatives) \
+            and len({(c[0], c[2]) for c in singles}) == 1 and singles[0][2] == "==":
+        return f"{singles[0][1]} in {{{', '.join(c[4] for c in singles)}}}"
+    return " or ".join(" and ".join(_check_text(c) for c in checks) for checks in alternatives)
+
+
+def _describe(name: str, allowlist: dict, default: str, refused: dict) -> dict:
+    allowed = sorted(({"nr": _number(call), "name": call, "condition": condition(alts)}
+                      for call, alts in allowlist.items()), key=lambda e: (e["nr"], e["name"]))
+    return {"name": name, "default": default, "allowed": allowed, "size": len(allowed), "refused": refused}
+
+
+def filters() -> list[dict]:
+    """Both filters, from the data the confinement code loads: the Sentry's, then the Gofer's."""
+    try:
+        import errno
+
+        from gofer import confine as gofer_confine
+        from sentry import confine as sentry_confine
+    except Exception as e:      # an ImportError (no pyseccomp...): one line, not a traceback
+        raise UserError(f"cannot load the seccomp allowlists: {type(e).__name__}: {e}") from None
+    s = sentry_confine
+    sentry = _describe("sentry", s.ALLOWLIST, s.DEFAULT_ACTION, {
+        f"errno {errno.errorcode[s.REFUSED_ERRNO]} (they name a host path)": list(s.PATH_CALLS)
+        + ["newfstatat without AT_EMPTY_PATH", "execveat without AT_EMPTY_PATH"],
+        "kill, never allowed (they reshape the host)": list(s.FATAL_CALLS),
+    })
+    gofer = _describe("gofer", gofer_confine.ALLOWLIST, gofer_confine.DEFAULT_ACTION, {})
+    return [sentry, gofer]
+
+
+def render_seccomp(fmt: str = "text") -> str:
+    """Both filters as "text" or "json", newline-terminated."""
+    fs = filters()
+    if fmt == "json":
+        return json.dumps(fs, indent=2) + "\n"
+    out = []
+    for f in fs:
+        out.append(f"{f['name']}: {f['size']} syscalls allowed (default: {f['default']})")
+        width = max(len(e["name"]) for e in f["allowed"])
+        for e in f["allowed"]:
+            line = f"  {e['nr']:>3} {e['name']:<{width}}  {e['condition']}".rstrip()
+            out.append(line)
+        for what, names in f["refused"].items():
+            out += textwrap.wrap(f"{what}: {', '.join(names)}", 100, initial_indent="  ",
+                                 subsequent_indent="      ", break_on_hyphens=False)
+        out.append("")
+    return "\n".join(out)
