@@ -256,7 +256,8 @@ class FDTable:
 
     def __init__(self) -> None:
         self.files: dict[int, File] = {}
-        self.cloexec: set[int] = set()
+        self.cloexec: set[int] = set()      # only ever open fds (close takes an fd out)
+        self.free_hint = 0                  # every fd below it is open: the search for a free one starts there
 
     def get(self, fd: int) -> File:
         try:
@@ -272,18 +273,20 @@ class FDTable:
         return f
 
     def install(self, file: File, cloexec: bool = False, minfd: int = 0, limit: int = 1024) -> int:
-        fd = minfd
+        """The lowest free fd >= `minfd`, below `limit` (EMFILE), now holding `file`."""
+        hint = self.free_hint
+        fd = minfd if minfd > hint else hint
         files = self.files
         while fd in files:
             fd += 1
         if fd >= limit:
             raise SyscallError(errno.EMFILE)
+        if minfd <= hint:
+            self.free_hint = fd + 1     # fd was the lowest free one
         file.refs += 1                  # install_at(), for a free slot
         files[fd] = file
-        if cloexec:
+        if cloexec:                     # (a free fd is never in cloexec: nothing to discard)
             self.cloexec.add(fd)
-        else:
-            self.cloexec.discard(fd)
         return fd
 
     def install_at(self, fd: int, file: File, cloexec: bool) -> None:
@@ -302,7 +305,11 @@ class FDTable:
         f = self.files.pop(fd, None)
         if f is None:
             raise SyscallError(errno.EBADF)
-        self.cloexec.discard(fd)
+        if fd < self.free_hint:
+            self.free_hint = fd
+        cloexec = self.cloexec
+        if cloexec:
+            cloexec.discard(fd)
         f.refs -= 1
         if f.refs == 0:
             f.release()
@@ -336,6 +343,7 @@ class FDTable:
             f.refs += 1
             n.files[fd] = f
         n.cloexec = set(self.cloexec)
+        n.free_hint = self.free_hint
         return n
 
     def close_on_exec(self) -> None:

@@ -46,7 +46,8 @@ class GoferFS:
         self.readonly = readonly
         self.lru: OrderedDict[GoferInode, None] = OrderedDict()
         self.evictions = 0
-        self.fd_cache: OrderedDict[tuple[GoferInode, int], int] = OrderedDict()
+        # A plain dict (insertion-ordered: the first key is the oldest), cheaper than an OrderedDict.
+        self.fd_cache: dict[tuple[GoferInode, int], int] = {}
         self.kernel = None                  # set at mount: prune() looks at every fd table
         self.pruned = 0
         # Inodes of hard-linked regular files by inode number: a change made through one
@@ -151,11 +152,18 @@ class GoferFS:
             return False
         cache[(inode, key)] = fd
         inode.kept += 1
-        while len(cache) > self.FD_CACHE_MAX:
-            (old_inode, _), old = cache.popitem(last=False)
-            old_inode.kept -= 1
-            os.close(old)
+        if len(cache) > self.FD_CACHE_MAX:
+            self.trim_fds()
         return True
+
+    def trim_fds(self) -> None:
+        """Close the oldest kept fds until at most FD_CACHE_MAX remain."""
+        cache = self.fd_cache
+        while len(cache) > self.FD_CACHE_MAX:
+            old_key = next(iter(cache))
+            old = cache.pop(old_key)
+            old_key[0].kept -= 1
+            os.close(old)
 
     def drop_fds(self, inode: "GoferInode") -> None:
         if not inode.kept:
@@ -499,17 +507,34 @@ class GoferFile(HostFDFile):
 
     While open for writing its fd is the inode's source of truth for stat."""
 
+    # What HostFDFile.__init__ works out for a regular file (almost every GoferFile), as class
+    # defaults: a regular file's constructor stores only what differs per open.  Other types
+    # (sockets, devices) run HostFDFile.__init__, whose instance values override these.
+    owns_fd = True
+    host_seekable = True
+    seekable = True
+    is_tty = False
+    _tracked = False
+
     def __init__(self, host_fd: int, flags: int, dentry, mount, inode: "GoferInode | None" = None) -> None:
         # The inode is given where the dentry's is another filesystem's view of it (overlay).
         if inode is None:
             inode = dentry.inode
-        HostFDFile.__init__(self, host_fd, flags, dentry, mount, True, False, inode.mode)
+        mode = inode.mode
+        if mode & 0o170000 == 0o100000:         # S_ISREG: HostFDFile.__init__, inlined
+            self.flags = flags
+            self.dentry = dentry
+            self.mount = mount
+            self.host_fd = host_fd
+            self._host_mode = mode
+        else:
+            HostFDFile.__init__(self, host_fd, flags, dentry, mount, True, False, mode)
         self.inode = inode
         inode.open_count += 1
         acc = flags & O_ACCMODE
-        self._tracked = t = ((acc == O_WRONLY or acc == O_RDWR) and not flags & O_PATH and self.seekable
-                             and isinstance(inode, GoferInode))
-        if t:
+        if (acc == O_WRONLY or acc == O_RDWR) and not flags & O_PATH and self.seekable \
+                and isinstance(inode, GoferInode):
+            self._tracked = True
             inode.writers.append(host_fd)
 
     def release(self) -> None:
@@ -526,9 +551,18 @@ class GoferFile(HostFDFile):
         inode.open_count -= 1
         if self.owns_fd and self.seekable and inode.parent is not None:
             # Kept for the next open of this file in the same mode: no Gofer round trip then.
-            if inode.fs.keep_fd(inode, self.flags & (O_ACCMODE | O_APPEND), self.host_fd):
+            # (GoferFS.keep_fd, inlined: the close(2) hot path.)
+            fs = inode.fs
+            cache = fs.fd_cache
+            key = (inode, self.flags & (O_ACCMODE | O_APPEND))
+            if key not in cache:
+                cache[key] = self.host_fd
+                inode.kept += 1
+                if len(cache) > fs.FD_CACHE_MAX:
+                    fs.trim_fds()
                 return
-        super().release()
+        if self.owns_fd:                 # HostFDFile.release
+            os.close(self.host_fd)
 
     def fsync(self) -> None:
         try:
