@@ -152,15 +152,11 @@ class Kernel:
         plat_run = plat.run
         syscall = self.syscall
         popleft = runq.popleft
+        serve = self._serve
         while self.exit_code is None:
             bits = forwarded_bits()
             if bits:
-                forwarded = plat.decode_forwarded(bits)
-                if signal.SIGIO in forwarded:
-                    forwarded.remove(signal.SIGIO)
-                    self.poll_watchers()
-                if forwarded:
-                    self.forward(forwarded)
+                self._forwarded(bits)
                 continue
             next_deadline = self._fire_timers() if self.timers else None
             if runq:
@@ -190,6 +186,10 @@ class Kernel:
                 else:
                     t.running = True
                     ctx, ev = plat_run(t.ctx)
+                    if ev is SYSCALL_EVENT and ctx is t.ctx and not self.strace:
+                        ctx, ev = serve(t)          # its syscalls, while nothing else needs the loop
+                        if ctx is None:
+                            continue
             else:
                 ctx, ev = self._wait(next_deadline)
             if ctx is None or ctx.task is None:
@@ -205,6 +205,78 @@ class Kernel:
             elif isinstance(ev, ExitEvent):
                 self.host_thread_died(task, ev.status)
         return self.exit_code
+
+    def _forwarded(self, bits: int) -> None:
+        """Host signals caught since the last look (`Platform.forwarded_bits`)."""
+        forwarded = self.platform.decode_forwarded(bits)
+        if signal.SIGIO in forwarded:
+            forwarded.remove(signal.SIGIO)
+            self.poll_watchers()
+        if forwarded:
+            self.forward(forwarded)
+
+    def _serve(self, t: Task):
+        """The task loop's fast path: `t`, the only runnable task, stopped at a syscall (nothing
+        else pending: no other runnable task, timer or host-fd wait).  Answer it and resume `t`
+        directly, again and again, for as long as the loop would do nothing else between: what
+        `syscall` and one turn of `run` do, without the run queue and the frames.
+
+        Returns the next event for the loop, (context, event), when it is not a plain syscall of
+        `t`; or (None, None) with `t` queued (as `syscall` leaves it) when the loop has work:
+        a syscall blocked or failed, another task became runnable, a signal is pending, `t` has a
+        new context (execve), etc."""
+        ctx = t.ctx
+        regs = ctx.regs
+        runq = self.runq
+        plat = self.platform
+        plat_run = plat.run
+        forwarded_bits = plat.forwarded_bits
+        dispatch = DISPATCH
+        while True:
+            t.running = False
+            nr = regs.orig_rax
+            handler = dispatch[nr][0] if nr < MAX_NR else None
+            if handler is None:
+                self.syscall(t)             # ENOSYS, logged once
+                return None, None
+            n = dispatch[nr][1]
+            try:
+                if n == 0:
+                    r = handler(t)
+                elif n == 1:
+                    r = handler(t, regs.rdi)
+                elif n == 2:
+                    r = handler(t, regs.rdi, regs.rsi)
+                elif n == 3:
+                    r = handler(t, regs.rdi, regs.rsi, regs.rdx)
+                elif n == 4:
+                    r = handler(t, regs.rdi, regs.rsi, regs.rdx, regs.r10)
+                else:
+                    r = handler(t, *(regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)[:n])
+                regs.rax = r & MASK64
+            except Exception as e:
+                self._raised(t, nr, e)
+                return None, None
+            if t.in_syscall or t.syscall_state is not None:
+                self._completed(t)
+                self.enqueue(t, first=True)
+                return None, None
+            # `syscall` would queue `t` first here, and the loop take it straight back unless
+            # something else needs it: look for that something, as the loop would.
+            tg = t.tg
+            if runq or self.timers or self.host_waits or self.exit_code is not None or t.exited \
+                    or t.ctx is not ctx or tg.group_stopped or t.pending or tg.shared_pending:
+                self.enqueue(t, first=True)
+                return None, None
+            bits = forwarded_bits()
+            if bits:
+                self.enqueue(t, first=True)
+                self._forwarded(bits)
+                return None, None
+            t.running = True
+            ctx2, ev = plat_run(ctx)
+            if ev is not SYSCALL_EVENT or ctx2 is not ctx:
+                return ctx2, ev
 
     def poll_watchers(self) -> None:
         import select as _select
@@ -292,32 +364,47 @@ class Kernel:
                     t.in_runq = True
                     self.runq.appendleft(t)
                 return
-        except SyscallError as e:
-            regs.rax = (-e.errno) & MASK64
+        except Exception as e:
+            self._raised(t, nr, e)
+            return
+        if t.in_syscall or t.syscall_state is not None:
+            self._completed(t)
+        self.enqueue(t, first=True)
+
+    def _raised(self, t: Task, nr: int, e: Exception) -> None:
+        """Syscall `nr` of `t` raised `e`: its errno, a park (Blocked), nothing (the task
+        exited), or a Sentry bug's SIGSYS; `t` queued again where it goes on."""
+        if isinstance(e, SyscallError):
+            t.ctx.regs.rax = (-e.errno) & MASK64
             if self.strace:
                 self.strace_line(t, TABLE[nr] if nr < MAX_NR else None, -e.errno, nr=nr)
-        except Blocked as b:
+        elif isinstance(e, Blocked):
             t.in_syscall = True
             if t.interrupted:
                 self._finish_interrupted(t)
                 self.enqueue(t, first=True)
                 return
-            self._park(t, b)
+            self._park(t, e)
             return
-        except TaskExited:
+        elif isinstance(e, TaskExited):
             if self.strace:
                 self.strace_line(t, TABLE[nr], None)
             return
-        except Exception as e:            # a Sentry bug: this process dies, the sandbox lives on
+        else:                             # a Sentry bug: this process dies, the sandbox lives on
             self.internal_error(t, TABLE[nr] if nr < MAX_NR else None, nr, e)
             return
         if t.in_syscall or t.syscall_state is not None:
-            t.syscall_state = None
-            t.timed_out = False
-            t.in_syscall = False
-            t.interrupted = False         # it completed after all: no EINTR
-            t.on_eintr = None
+            self._completed(t)
         self.enqueue(t, first=True)
+
+    @staticmethod
+    def _completed(t: Task) -> None:
+        """A syscall that had parked (or kept restart state) finished after all."""
+        t.syscall_state = None
+        t.timed_out = False
+        t.in_syscall = False
+        t.interrupted = False             # it completed after all: no EINTR
+        t.on_eintr = None
 
     # -- signals --------------------------------------------------------------
 
