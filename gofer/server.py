@@ -324,9 +324,15 @@ class GoferServer:
     def open_at(self, handle: int, flags: int) -> Reply:
         if flags & ~OPEN_FLAGS or flags & os.O_ACCMODE == os.O_ACCMODE:
             raise OSError(errno.EINVAL, "bad open flags")
+        node = self._node(handle)
+        if node.kind == st_.S_IFDIR:
+            # Never a directory descriptor: with one, fd-relative calls the Sentry's filter must
+            # allow (fstatat with AT_EMPTY_PATH and a path) could look up `..` past the rootfs.
+            # The Sentry lists directories with Getdents64 and needs none.
+            raise OSError(errno.EISDIR, "the gofer gives out no directory descriptors")
         if self._readonly and (flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC):
             raise OSError(errno.EROFS, "read-only file system")
-        return [0], self._reopen(self._node(handle), flags)
+        return [0], self._reopen(node, flags)
 
     def getdents64(self, handle: int, cookie: int) -> Reply:
         fd = hostcalls.open_beneath(self._dir(handle).fd, b".", os.O_RDONLY | os.O_DIRECTORY)
