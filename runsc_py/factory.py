@@ -208,7 +208,7 @@ class Factory:
         peer_pid, peer_uid, _ = struct.unpack("3i", creds)
         fds: list[int] = []
         try:
-            data, anc, flags, _ = conn.recvmsg(front.MAX_MESSAGE, socket.CMSG_SPACE(3 * 4))
+            data, anc, flags, _ = conn.recvmsg(front.MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))   # stdio, and the watch fd of create
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
@@ -280,7 +280,7 @@ class Factory:
             os.setsid()
             sys.argv = ["runsc-py", *argv]
             # The caller went away (killed): so does its command, as a cold one would.
-            watcher = threading.Thread(target=_watch, args=(conn,), daemon=True)
+            watcher = threading.Thread(target=front.kill_self_at_eof, args=(conn,), daemon=True)
             watcher.start()
             from runsc_py.cli import main
             try:
@@ -299,18 +299,6 @@ class Factory:
             except (OSError, ValueError):
                 pass
             os._exit(code)
-
-
-def _watch(conn: socket.socket) -> None:
-    while True:
-        try:
-            if conn.recv(16) == b"":
-                break
-        except InterruptedError:
-            continue
-        except OSError:
-            break
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -------------------------------------------------------------- commands

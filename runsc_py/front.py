@@ -127,6 +127,35 @@ def write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
+def relay_signals(pid: int) -> None:
+    """From now on, the signals runc forwards go to `pid` instead of us."""
+    def relay(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+    for s in RELAYED:
+        _signal.signal(s, relay)
+
+
+def await_eof(sock) -> None:
+    """Block until the peer of `sock` has gone (EOF or an error)."""
+    while True:
+        try:
+            if sock.recv(16) == b"":
+                return
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+
+
+def kill_self_at_eof(sock) -> None:
+    """SIGKILL this process once the peer of `sock` has gone (run in a daemon thread)."""
+    await_eof(sock)
+    os.kill(os.getpid(), _signal.SIGKILL)
+
+
 def _proxy(watch: _socket.socket, sentry: int, status_path: bytes) -> None:
     """The process an engine reaps for a factory-made container (never returns).
 
@@ -140,22 +169,8 @@ def _proxy(watch: _socket.socket, sentry: int, status_path: bytes) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
-
-        def relay(signum, _frame):
-            try:
-                os.kill(sentry, signum)
-            except OSError:
-                pass
-        for s in RELAYED:
-            _signal.signal(s, relay)
-        while True:
-            try:
-                if watch.recv(16) == b"":
-                    break
-            except InterruptedError:
-                continue
-            except OSError:
-                break
+        relay_signals(sentry)
+        await_eof(watch)
         try:
             fd = os.open(status_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -208,15 +223,7 @@ def try_factory(root: str, argv: list[str], command: str = "") -> int | None:
         if command == "create":
             watch.close()
         return None
-    child = int(reply[4:])
-
-    def relay(signum, _frame):
-        try:
-            os.kill(child, signum)
-        except OSError:
-            pass
-    for s in RELAYED:
-        _signal.signal(s, relay)
+    relay_signals(int(reply[4:]))
     sentry = None
     while True:
         try:

@@ -250,19 +250,9 @@ def _die_with_proxy(fd: int) -> None:
     process dies when the engine kills the pid it was given."""
     import socket
     import threading
-    watch = socket.socket(fileno=fd)
-
-    def watch_proxy() -> None:
-        while True:
-            try:
-                if watch.recv(16) == b"":
-                    break
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-        os.kill(os.getpid(), signal.SIGKILL)
-    threading.Thread(target=watch_proxy, name="proxy-watch", daemon=True).start()
+    from runsc_py.front import kill_self_at_eof
+    threading.Thread(target=kill_self_at_eof, args=(socket.socket(fileno=fd),), name="proxy-watch",
+                     daemon=True).start()
 
 
 def _record_exit_status(state_dir: str, status: int) -> None:
