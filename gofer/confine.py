@@ -190,10 +190,16 @@ DEFAULT_ACTION = "kill"        # SECCOMP_RET_KILL_PROCESS (see step 5)
 _NUMBERS = {"fchmodat2": SYS_FCHMODAT2}      # newer than some libseccomp releases know by name
 
 
-def _seccomp_args(checks: tuple, sock_fd: int) -> list[pyseccomp.Arg]:
+def seccomp_args(checks: tuple, placeholders: dict[str, int | None]) -> list[pyseccomp.Arg] | None:
+    """libseccomp comparisons for one alternative of an allowlist (this one's or the Sentry's).
+    A value may name a descriptor known only at load time (`placeholders`); None when one of
+    those is missing, i.e. the alternative cannot apply."""
     out = []
     for index, _, op, value, _ in checks:
-        value = sock_fd if value == SOCK_FD else value
+        if isinstance(value, str):
+            value = placeholders.get(value)
+            if value is None:
+                return None
         if op == "==":
             out.append(pyseccomp.Arg(index, pyseccomp.EQ, value))
         elif op == "has":
@@ -210,7 +216,7 @@ def build_seccomp_filter(sock_fd: int) -> pyseccomp.SyscallFilter:
     f = pyseccomp.SyscallFilter(defaction=pyseccomp.KILL_PROCESS)
     for name, alternatives in ALLOWLIST.items():
         for checks in alternatives:
-            f.add_rule(pyseccomp.ALLOW, _NUMBERS.get(name, name), *_seccomp_args(checks, sock_fd))
+            f.add_rule(pyseccomp.ALLOW, _NUMBERS.get(name, name), *seccomp_args(checks, {SOCK_FD: sock_fd}))
     return f
 
 

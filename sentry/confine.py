@@ -74,6 +74,8 @@ import os
 
 import pyseccomp
 
+from gofer.confine import seccomp_args as gofer_seccomp_args
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET = 0x20000, 0x04000000, 0x08000000, 0x40000000
@@ -205,21 +207,7 @@ def _mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int
 def seccomp_args(checks: tuple[Check, ...], stub_fd: int | None = None) -> list[pyseccomp.Arg] | None:
     """libseccomp argument comparisons for one alternative of ALLOWLIST (None: it needs the
     stub image's descriptor and there is none)."""
-    out = []
-    for index, _, op, value, _ in checks:
-        if value == STUB_FD:
-            if stub_fd is None:
-                return None
-            value = stub_fd
-        if op == "==":
-            out.append(pyseccomp.Arg(index, pyseccomp.EQ, value))
-        elif op == "has":
-            out.append(pyseccomp.Arg(index, pyseccomp.MASKED_EQ, value, value))
-        elif op == "lacks":
-            out.append(pyseccomp.Arg(index, pyseccomp.MASKED_EQ, value, 0))
-        else:
-            raise ValueError(f"unknown check {op!r}")
-    return out
+    return gofer_seccomp_args(checks, {STUB_FD: stub_fd})
 
 
 def build_filter(stub_fd: int | None = None) -> pyseccomp.SyscallFilter:
