@@ -338,10 +338,10 @@ class GoferInode(Inode):
         if fmt == 0o010000:
             from sentry.vfs.fifo import open_fifo
             return open_fifo(t, self, dentry, flags)
-        host_flags = flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_TRUNC)
+        host_flags = flags & _HOST_OPEN_FLAGS
         fd = None
         if self.kept and fmt == 0o100000:            # fs.take_fd(), inlined: the open(2) hot path
-            fd = self.fs.fd_cache.pop((self, host_flags & (O_ACCMODE | O_APPEND)), None)
+            fd = self.fs.fd_cache.pop((self, flags & _KEEP_KEY), None)
             if fd is not None:
                 self.kept -= 1
         if fd is not None:
@@ -502,6 +502,10 @@ def _add_child(parent, name: bytes, inode: Inode):
     return d
 
 
+_HOST_OPEN_FLAGS = O_ACCMODE | O_APPEND | O_NONBLOCK | O_TRUNC     # what the Gofer's open is given
+_KEEP_KEY = O_ACCMODE | O_APPEND                                   # a kept fd serves opens in its mode
+
+
 class GoferFile(HostFDFile):
     """A regular file (or fifo/socket) of the served tree, open on a donated host fd.
 
@@ -554,7 +558,7 @@ class GoferFile(HostFDFile):
             # (GoferFS.keep_fd, inlined: the close(2) hot path.)
             fs = inode.fs
             cache = fs.fd_cache
-            key = (inode, self.flags & (O_ACCMODE | O_APPEND))
+            key = (inode, self.flags & _KEEP_KEY)
             if key not in cache:
                 cache[key] = self.host_fd
                 inode.kept += 1

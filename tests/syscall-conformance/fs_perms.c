@@ -5,11 +5,12 @@
  * directory and a file of uid 1000's in sticky /tmp; then it becomes uid
  * and gid 1000 (real and effective; saved stays 0 so it can come back and
  * clean up) and checks what Linux refuses: EACCES to read a 0600 file, to
- * create in or remove from a directory without write permission, to search
- * a 0700 directory; EPERM to chmod/chown someone else's file, to remove
- * someone else's file from a sticky directory, to set explicit times on a
- * file one does not own; and what it allows (utimensat(NULL) with write
- * permission, chmod of one's own file, access() reporting the same).
+ * open a 0600 file for writing, to create in or remove from a directory
+ * without write permission, to search a 0700 directory; EPERM to chmod/chown
+ * someone else's file, to remove someone else's file from a sticky directory,
+ * to set explicit times on a file one does not own; and what it allows
+ * (utimensat(NULL) with write permission, chmod of one's own file, access()
+ * reporting the same).
  * Paths are relative to /tmp: the test rootfs's own root may be mode 0700.
  */
 #include "tap.h"
@@ -24,7 +25,7 @@ int main(void)
 	struct timespec ts[2];
 	int fd;
 
-	tap_plan(25);
+	tap_plan(27);
 	stat("/tmp", &tmp_st);
 	chdir("/tmp");
 	umask(022);
@@ -47,6 +48,8 @@ int main(void)
 	check_ok(setresuid(1000, 1000, 0), "setresuid(1000, 1000, 0)");
 	check_errno(open(D "/secret", O_RDONLY), EACCES, "read a root 0600 file: EACCES");
 	check_errno(access(D "/secret", R_OK), EACCES, "access(R_OK) agrees");
+	check_errno(open(D "/secret", O_WRONLY), EACCES, "write a root 0600 file: EACCES");
+	check_errno(open(D "/secret", O_RDWR | O_CLOEXEC), EACCES, "read-write a root 0600 file: EACCES");
 	check_errno(open(D "/new", O_CREAT | O_WRONLY, 0644), EACCES, "create in a root 0755 directory: EACCES");
 	check_errno(mkdir(D "/sub", 0755), EACCES, "mkdir in a root 0755 directory: EACCES");
 	check_errno(unlink(D "/shared"), EACCES, "unlink from a root 0755 directory: EACCES");
