@@ -49,6 +49,7 @@ class Globals:
     network: str = "none"
     overlay: str = "none"
     strace: bool = False
+    cpu_pin: str = "auto"
     _debug_fd: int | None = field(default=None, repr=False)
 
     @property
@@ -72,7 +73,7 @@ class Globals:
     def apply(self, cfg: SandboxConfig, container_id: str, command: str) -> SandboxConfig:
         """Copy the sandbox flags into `cfg`."""
         cfg.platform, cfg.network, cfg.overlay = self.platform, self.network, self.overlay
-        cfg.strace, cfg.debug = self.strace, self.debug
+        cfg.strace, cfg.debug, cfg.cpu_pin = self.strace, self.debug, self.cpu_pin
         cfg.container_id = container_id
         cfg.log_fd = self.debug_fd(container_id, command)
         return cfg
@@ -126,12 +127,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "ter
 @click.option("--overlay", type=click.Choice(["none", "memory"]), default="none", show_default=True,
               help="Put an in-memory writable layer over the root filesystem.")
 @click.option("--strace", is_flag=True, help="Log every syscall of the application with decoded arguments.")
+@click.option("--cpu-pin", type=click.Choice(["auto", "none"]), default="auto", show_default=True,
+              help="auto: run the sandbox's host threads on one CPU (ptrace stops stay local, several "
+                   "times cheaper); none: keep the host's CPU mask (parallel application threads).")
 @click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print the version and the OCI spec version, and exit.")
 @click.pass_context
 def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: bool,
         debug_log: str | None, systemd_cgroup: bool, rootless: str | None, criu: str | None,
-        platform: str, network: str, overlay: str, strace: bool) -> None:
+        platform: str, network: str, overlay: str, strace: bool, cpu_pin: str) -> None:
     """runsc-py: an OCI runtime whose containers run on a Python application kernel.
 
     Commands and flags follow runc, so Docker, containerd, podman and
@@ -139,7 +143,7 @@ def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: 
     """
     errors.set_log(ErrorLog(log, log_format, debug))
     ctx.obj = Globals(root=root, log=log, log_format=log_format, debug=debug, debug_log=debug_log,
-                      platform=platform, network=network, overlay=overlay, strace=strace)
+                      platform=platform, network=network, overlay=overlay, strace=strace, cpu_pin=cpu_pin)
     errors.log().debug(f"runsc-py {' '.join(sys.argv[1:])}")
 
 

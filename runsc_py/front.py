@@ -34,7 +34,7 @@ FACTORY_DIR = ".factory"
 SOCKET_NAME = "sock"
 # The global flags that take a value, as the click group in runsc_py.cli declares them.
 GLOBAL_VALUE_FLAGS = frozenset({"--root", "--log", "--log-format", "--debug-log", "--rootless", "--criu",
-                                "--platform", "--network", "--overlay"})
+                                "--platform", "--network", "--overlay", "--cpu-pin"})
 RELAYED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2,
            _signal.SIGWINCH, _signal.SIGCONT)
 MAGIC = b"RUNSC-PY-FACTORY 1"

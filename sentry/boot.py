@@ -84,6 +84,8 @@ def run_sandbox(cfg: SandboxConfig) -> int:
     status, so the front end can still do host-side bookkeeping afterwards.
     """
     _preimport()
+    from sentry.hostcpu import pin
+    pin(cfg.cpu_pin)              # before the Gofer and stubs are started: they inherit the mask
     if not cfg.confine:
         return _run_sentry(cfg, confine=False)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

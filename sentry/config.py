@@ -40,6 +40,7 @@ class SandboxConfig:
     network: str = "none"                  # "none" | "host"
     overlay: str = "none"                  # "none" | "memory"
     strace: bool = False                   # one line per syscall (gVisor's --strace)
+    cpu_pin: str = "auto"                  # "auto": the sandbox on one CPU | "none" (sentry/hostcpu.py)
     debug: bool = False
     log_fd: int | None = None              # host fd for --strace / --debug-log output (default: stderr)
     container_id: str = ""

@@ -6,6 +6,7 @@ import os
 import struct
 import time as _time
 
+from sentry.hostcpu import sandbox_cpus
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import Support, syscall
@@ -89,7 +90,7 @@ def sched_getaffinity(t, pid, size, mask):
         raise SyscallError(errno.EINVAL)
     if pid != 0 and pid not in t.kernel.tasks:
         raise SyscallError(errno.ESRCH)
-    cpus = os.sched_getaffinity(0)
+    cpus = sandbox_cpus()
     nbytes = ((os.cpu_count() or 1) + 63) // 64 * 8
     if size < nbytes or size & 7:
         raise SyscallError(errno.EINVAL)
@@ -130,7 +131,7 @@ def sched_setaffinity(t, pid, size, mask):
     if pid != 0 and pid not in t.kernel.tasks:
         raise SyscallError(errno.ESRCH)
     data = t.mm.read(mask, min(size, 128))
-    cpus = os.sched_getaffinity(0)
+    cpus = sandbox_cpus()
     if not any((int.from_bytes(data, "little") >> c) & 1 for c in cpus):
         raise SyscallError(errno.EINVAL)
     return 0
@@ -140,7 +141,7 @@ def sched_setaffinity(t, pid, size, mask):
 def getcpu(t, cpu, node, cache):
     """getcpu(2): the CPU the Sentry is on (application threads float), node 0."""
     if cpu:
-        t.mm.write_u32(cpu, os.sched_getaffinity(0).__iter__().__next__())
+        t.mm.write_u32(cpu, min(sandbox_cpus()))
     if node:
         t.mm.write_u32(node, 0)
     return 0

@@ -64,7 +64,8 @@ class ProcFS:
         self._inos: dict[tuple, int] = {}
         self.born_ns = time.time_ns()
         try:
-            self.ncpu = len(os.sched_getaffinity(0))
+            from sentry.hostcpu import sandbox_cpus
+            self.ncpu = len(sandbox_cpus())
         except OSError:
             self.ncpu = 1
         page = os.sysconf("SC_PAGE_SIZE")
