@@ -240,7 +240,7 @@ class Kernel:
                 self.syscall(t)             # ENOSYS, logged once
                 return None, None
             n = dispatch[nr][1]
-            try:
+            try:                            # the dispatch of `syscall`, inlined: the hot path
                 if n == 0:
                     r = handler(t)
                 elif n == 1:

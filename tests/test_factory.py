@@ -13,13 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.rootfs import make_bundle
 from tests.test_cli import REPO, repo_env
+from tests.test_security import _wait_for
 
 TIMEOUT = 60
 
@@ -43,13 +43,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return _wait_for(predicate, timeout, what)
 
 
 @pytest.fixture
