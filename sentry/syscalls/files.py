@@ -246,8 +246,6 @@ class Resolver:
         self.flags = resolve
         self.base = vfs.start(t, dirfd, b"x")
         self.root = self.base if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) else t.tg.fs.root
-        if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
-            self.flags |= RESOLVE_NO_MAGICLINKS
 
     def resolve(self, t, dirfd: int, path: bytes, follow: bool = True, empty_ok: bool = False):
         if not path:
@@ -316,15 +314,22 @@ class Resolver:
             if child.inode.is_symlink and (i + 1 < n or follow_last or trailing):
                 if flags & RESOLVE_NO_SYMLINKS:
                     raise SyscallError(errno.ELOOP)
-                if flags & RESOLVE_NO_MAGICLINKS and getattr(child.inode, "magic", False):
-                    raise SyscallError(errno.ELOOP)
+                if getattr(child.inode, "magic", False):
+                    if flags & RESOLVE_NO_MAGICLINKS:
+                        raise SyscallError(errno.ELOOP)
+                    if flags & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
+                        raise SyscallError(errno.EXDEV)   # Linux: not safe for scoped lookups
                 budget[0] -= 1
                 if budget[0] < 0:
                     raise SyscallError(errno.ELOOP)
-                target = child.inode.readlink()
-                if not target:
-                    raise SyscallError(errno.ENOENT)
-                child = self._walk(d, target, True, budget)
+                jump = getattr(child.inode, "jump", None)
+                if jump is not None:            # a magic link to a directory: jump there
+                    child = jump()
+                else:
+                    target = child.inode.readlink()
+                    if not target:
+                        raise SyscallError(errno.ENOENT)
+                    child = self._walk(d, target, True, budget)
             d = child
         if trailing and not d.inode.is_dir:
             raise SyscallError(errno.ENOTDIR)

@@ -187,10 +187,13 @@ class SeqFile(File):
 
 
 class ProcSymlink(ProcInode):
-    def __init__(self, fs, key, target, tg=None, magic: bool = False) -> None:
+    def __init__(self, fs, key, target, tg=None, magic: bool = False, jump=None) -> None:
         super().__init__(fs, key, S_IFLNK | 0o777, tg)
         self.target = target          # bytes, or a callable giving them
         self.magic = magic            # a /proc/PID link to a file, not a path (openat2's RESOLVE_NO_MAGICLINKS)
+        # A magic link the walk follows by jumping to a dentry, not by reading its text
+        # (/proc/PID/root and cwd: the task's own directories, whatever the reader's root is).
+        self.jump = jump
 
     def readlink(self) -> bytes:
         target = self.target
@@ -555,8 +558,13 @@ def _pid_entries(fs: ProcFS, tg, task=None):
     def f(name, gen, perm=0o444):
         return lambda: ProcFile(fs, key + (name,), gen, tg, perm)
 
-    def ln(name, target):
-        return lambda: ProcSymlink(fs, key + (name,), target, tg, magic=True)
+    def ln(name, target, jump=None):
+        return lambda: ProcSymlink(fs, key + (name,), target, tg, magic=True, jump=jump)
+
+    def seen_from_reader(d):
+        """The path of dentry `d` as the reading task names it (from its own root), as d_path does."""
+        reader = fs.current
+        return d.path(reader.tg.fs.root if reader is not None else None)
 
     def exe() -> bytes:
         if not tg.exe:
@@ -578,8 +586,8 @@ def _pid_entries(fs: ProcFS, tg, task=None):
         b"oom_score_adj": lambda: ProcWritable(fs, key + (b"oom_score_adj",), lambda: b"0\n"),
         b"loginuid": f(b"loginuid", lambda: b"4294967295"),
         b"exe": ln(b"exe", exe),
-        b"cwd": ln(b"cwd", lambda: tg.fs.cwd.path(tg.fs.root)),
-        b"root": ln(b"root", b"/"),
+        b"cwd": ln(b"cwd", lambda: seen_from_reader(tg.fs.cwd), jump=lambda: tg.fs.cwd),
+        b"root": ln(b"root", lambda: seen_from_reader(tg.fs.root), jump=lambda: tg.fs.root),
         b"fd": lambda: ProcFdDir(fs, key + (b"fd",), lambda: _fd_entries(fs, tg, key), tg, 0o500),
         b"fdinfo": lambda: ProcDir(fs, key + (b"fdinfo",), lambda: _fdinfo_entries(fs, tg, key), tg, 0o500),
     }

@@ -214,10 +214,15 @@ class VFS:
                 state[0] -= 1
                 if state[0] < 0:
                     raise SyscallError(errno.ELOOP)
-                target = cinode.readlink()
-                if not target:
-                    raise SyscallError(errno.ENOENT)
-                child = self._walk(t, d, target, True, state)
+                jump = getattr(cinode, "jump", None)
+                if jump is not None:            # a magic link (/proc/PID/root, cwd): to its dentry
+                    child = jump()
+                    state[1] = False
+                else:
+                    target = cinode.readlink()
+                    if not target:
+                        raise SyscallError(errno.ENOENT)
+                    child = self._walk(t, d, target, True, state)
             d = child
         if trailing and d.inode.mode & S_IFMT != S_IFDIR:
             raise SyscallError(errno.ENOTDIR)
