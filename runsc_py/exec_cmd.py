@@ -17,9 +17,17 @@ import json
 import os
 import socket
 
+from typing import Callable
+
 from runsc_py.errors import UserError
 from runsc_py.launch import CONTROL_SOCKET, write_pid_file
 from runsc_py.state import PAUSED, RUNNING, CREATED, StateStore
+
+
+# Set by a factory's child running `exec` (runsc_py/factory.py): instead of forking a waiter
+# (which the factory, not the engine, would reap), hand the control connection to the caller,
+# whose own child waits on it and is the pid the engine reaps.
+FACTORY_WAITER: Callable[[socket.socket, str | None], None] | None = None
 
 
 def _process_from_json(path: str) -> dict:
@@ -105,6 +113,10 @@ def exec_in_container(store: StateStore, container_id: str, request: dict, termi
             return exec_wait(conn)
         except ControlError as e:
             raise UserError(str(e), e.code) from None
+    if FACTORY_WAITER is not None:
+        FACTORY_WAITER(conn, pid_file)
+        conn.close()
+        return 0
     waiter = os.fork()
     if waiter == 0:
         code = 255
@@ -115,12 +127,19 @@ def exec_in_container(store: StateStore, container_id: str, request: dict, termi
                     os.dup2(os.open(os.devnull, os.O_RDWR), fd)
                 except OSError:
                     pass
-            code = exec_wait(conn)
-        except BaseException:        # noqa: BLE001 -- the waiter must always reach os._exit
-            pass
+            code = wait_detached(conn)
         finally:
             os._exit(code)
     conn.close()
     if pid_file:
         write_pid_file(pid_file, waiter)
     return 0
+
+
+def wait_detached(conn: socket.socket) -> int:
+    """The waiter's work (ours, or a factory caller's proxy): the exec'd process's exit status."""
+    from sentry.control import exec_wait
+    try:
+        return exec_wait(conn)
+    except BaseException:        # noqa: BLE001 -- a waiter reports 255, never a traceback
+        return 255

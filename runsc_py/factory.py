@@ -12,7 +12,8 @@ Protocol (SOCK_SEQPACKET, ROOT/.factory/sock, mode 0600 in a 0700 dir):
   front -> factory : request (front.encode_request) + SCM_RIGHTS stdio fds
                      (and for `create` a fourth: the Sentry's end of the proxy's watch socket)
   factory -> front : b"PID <child pid>"  or  b"NO <reason>" (run it cold)
-  factory -> front : for `create`: b"SENTRY <pid> <exit status file>"
+  factory -> front : for `create`: b"SENTRY <pid> <exit status file>"; for `exec --detach`:
+                     b"WAITER <pid file>" + SCM_RIGHTS the control connection to the process
   factory -> front : b"EXIT <wait status>" when the child has gone.
 
 `create` needs one more piece: the engine reaps the pid it finds in the pid
@@ -273,6 +274,14 @@ class Factory:
                     conn.send(b"SENTRY %d " % sentry_pid + os.fsencode(exit_status_path))
                 launch.FACTORY_HANDOFF = (watch, report)
                 os.register_at_fork(after_in_child=conn.close)     # not into the Sentry process
+            if argv and front.scan(argv)[1] == "exec":
+                # `exec --detach`: the caller's proxy waits on the control connection (see front).
+                from runsc_py import exec_cmd
+
+                def hand_over(control: socket.socket, pid_file: str | None) -> None:
+                    conn.sendmsg([b"WAITER " + os.fsencode(os.path.abspath(pid_file) if pid_file else "")],
+                                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", control.fileno()))])
+                exec_cmd.FACTORY_WAITER = hand_over
             os.chdir(cwd)
             os.umask(umask)
             os.environ.clear()

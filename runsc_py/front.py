@@ -12,9 +12,9 @@ forwards (TERM, INT, HUP, QUIT, USR1, USR2, WINCH, CONT) to the child, and
 if this process dies the child is killed (it watches the connection).
 
 The factory is only used where the result cannot differ from a cold run:
-* the command is `run` in the foreground, `create` (the front then leaves a
-  proxy, its own child, as the pid an engine reaps; see runsc_py/factory.py)
-  or a short lifecycle command -- never `exec`, whose waiter a shim reaps;
+* the command is `run` in the foreground, `create` or `exec` (for those the
+  front leaves a proxy, its own child, as the pid an engine reaps; see
+  runsc_py/factory.py) or a short lifecycle command;
 * no stdio fd is a terminal (a controlling terminal cannot be handed over);
 * the factory accepts: same uid, same namespaces and root as this process,
   code unchanged since it started; it refuses otherwise, and the command runs
@@ -27,7 +27,7 @@ import _signal
 import _socket
 
 # Commands a factory may run (see the module docstring).
-FACTORY_COMMANDS = frozenset({"run", "create", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
+FACTORY_COMMANDS = frozenset({"run", "create", "exec", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
                               "pause", "resume", "update"})
 DEFAULT_ROOT = "/var/run/runsc-py"
 FACTORY_DIR = ".factory"
@@ -117,7 +117,8 @@ def option_value(argv: list[str], command: str, *names: str) -> str | None:
     return None
 
 
-def write_pid_file(path: str, pid: int) -> None:
+def write_pid_file(path: str | bytes, pid: int) -> None:
+    path = os.fsdecode(path)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
@@ -224,17 +225,23 @@ def try_factory(root: str, argv: list[str], command: str = "") -> int | None:
             watch.close()
         return None
     relay_signals(int(reply[4:]))
-    sentry = None
+    sentry = waiter = None
     while True:
         try:
-            reply = sock.recv(4096 + 64)
+            reply, anc, _, _ = sock.recvmsg(4096 + 64, _socket.CMSG_SPACE(4))
         except InterruptedError:
             continue
         except OSError:
-            reply = b""
+            reply, anc = b"", []
         if reply.startswith(b"SENTRY "):
             pid, _, path = reply[7:].partition(b" ")
             sentry = int(pid), path
+            continue
+        if reply.startswith(b"WAITER "):
+            waiter_pid_file = reply[7:]
+            for level, kind, data in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= 4:
+                    waiter = int.from_bytes(data[:4], sys.byteorder, signed=True)
             continue
         break
     if reply.startswith(b"EXIT "):
@@ -244,6 +251,11 @@ def try_factory(root: str, argv: list[str], command: str = "") -> int | None:
                 sock.close()
                 return _leave_proxy(watch, sentry, argv)
             watch.close()
+        if waiter is not None:
+            sock.close()
+            if code == 0:
+                return _leave_waiter(waiter, waiter_pid_file)
+            os.close(waiter)
         return code
     os.write(2, b"runsc-py: the factory lost the command (its process died)\n")
     return 1
@@ -262,6 +274,33 @@ def _leave_proxy(watch: _socket.socket, sentry: tuple[int, bytes], argv: list[st
         except OSError as e:
             os.kill(pid, _signal.SIGKILL)         # the Sentry process follows its proxy
             os.write(2, f"runsc-py: cannot write pid file {pid_file}: {e.strerror}\n".encode())
+            return 1
+    return 0
+
+
+def _leave_waiter(control: int, pid_file: bytes) -> int:
+    """`exec --detach` ran in the factory: our child waits for the process (the engine reaps it)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 255
+        try:
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.close(null)
+            from runsc_py.exec_cmd import wait_detached   # imported here: off the caller's path
+            import socket
+            code = wait_detached(socket.socket(fileno=control))
+        finally:
+            os._exit(code)
+    os.close(control)
+    if pid_file:
+        try:
+            write_pid_file(pid_file, pid)
+        except OSError as e:
+            os.kill(pid, _signal.SIGKILL)
+            os.write(2, f"runsc-py: cannot write pid file {os.fsdecode(pid_file)}: {e.strerror}\n".encode())
             return 1
     return 0
 

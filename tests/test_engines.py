@@ -664,8 +664,15 @@ def test_docker_with_a_factory_serving_its_root(dockerd: Dockerd) -> None:
         assert (p.returncode, p.stdout) == (3, "hi\n"), p.stderr
         p = docker_run(dockerd, "--rm", IMAGE, "echo", "again")
         assert (p.returncode, p.stdout) == (0, "again\n"), p.stderr
+        p = docker_run(dockerd, "-d", "--name", "warm-exec", IMAGE, "sleep", "100")
+        assert p.returncode == 0, p.stderr
+        try:
+            p = dockerd.docker("exec", "warm-exec", "sh", "-c", "echo inside; exit 5")
+            assert (p.returncode, p.stdout) == (5, "inside\n"), p.stderr
+        finally:
+            dockerd.docker("rm", "-f", "warm-exec")
         log = (root / ".factory" / "log").read_text()
-        for command in ("start", "delete"):
+        for command in ("start", "delete", "exec"):
             assert f"served: {command} " in log, log      # containerd's shim went through the factory
         assert "served: create " in log                    # the pid the shim reaped was our proxy
     finally:

@@ -244,3 +244,38 @@ def test_killing_the_proxy_kills_the_sandbox(factory, tmp_path: Path) -> None:
         wait_for(lambda q=q: not alive(q), what=f"process {q} to go with the proxy")
     assert '"status": "stopped"' in front(root, "state", "victim").stdout
     assert front(root, "delete", "victim").returncode == 0
+
+
+def test_exec_through_the_factory(factory, tmp_path: Path) -> None:
+    """exec: without --detach the status comes back; with it, the pid file names the caller's child,
+    which a subreaper reaps with the exec'd process's status."""
+    root, fpid = factory
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/sh", "-c", "sleep 100"])
+    p = subprocess.run([sys.executable, "-m", "runsc_py.front", "--root", str(root), "run", "-d", "-b", bundle,
+                        "ex"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=TIMEOUT, env=repo_env())
+    assert p.returncode == 0
+    try:
+        p = front(root, "exec", "ex", "sh", "-c", "echo in; exit 4")
+        assert (p.returncode, p.stdout) == (4, "in\n"), p.stderr
+        script = SHIM_EXEC.replace("ROOT", repr(str(root))).replace("PIDFILE", repr(str(tmp_path / "exec.pid")))
+        p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=TIMEOUT,
+                           env=repo_env(), cwd=str(REPO))
+        assert p.stdout == "ppid True\nstatus 9\n", p.stderr
+        assert "served: exec " in (root / ".factory" / "log").read_text()
+    finally:
+        front(root, "delete", "--force", "ex")
+
+
+SHIM_EXEC = r"""
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER, as containerd's shim is
+null = subprocess.DEVNULL
+p = subprocess.run([sys.executable, "-m", "runsc_py.front", "--root", ROOT, "exec", "--detach", "--pid-file",
+                    PIDFILE, "ex", "sh", "-c", "sleep 0.2; exit 9"], stdin=null, stdout=null, stderr=null)
+assert p.returncode == 0
+pid = int(open(PIDFILE).read())
+print("ppid", int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) == os.getpid(), flush=True)
+got, status = os.waitpid(pid, 0)
+print("status", os.waitstatus_to_exitcode(status), flush=True)
+"""
