@@ -26,7 +26,7 @@ by the factory's child, is adopted and reaped by the factory (a subreaper).
 
 What a child inherits must not differ from a cold start, so the factory
 refuses (b"NO ...") rather than guess: a peer of another uid; other
-namespaces or another root directory than the factory's; for `run`, other
+namespaces or another root directory than the factory's; for `run` and `do`, other
 cgroups (the sandbox's processes must be accounted where the caller is);
 and code changed since the factory started (it then exits: the next
 command starts cold, `factory start` brings a fresh one).
@@ -51,6 +51,7 @@ from runsc_py import front
 from runsc_py.errors import UserError
 
 PID_FILE = "pid"
+FINGERPRINT_FILE = "code"
 LOG_FILE = "log"
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
 CODE_PACKAGES = ("runsc_py", "sentry", "gofer", "platforms")
@@ -107,6 +108,19 @@ def _code_fingerprint() -> tuple:
                         continue
                     out.append((dirpath, name, st.st_mtime_ns, st.st_size))
     return tuple(sorted(out))
+
+
+def _digest(fingerprint: tuple) -> str:
+    import hashlib
+    return hashlib.sha256(repr(fingerprint).encode()).hexdigest()
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _ns_ids(pid: str) -> tuple:
@@ -206,15 +220,15 @@ class Factory:
     def _take(self, conn: socket.socket) -> None:
         conn.settimeout(5.0)
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        peer_pid, peer_uid, _ = struct.unpack("3i", creds)
+        peer_pid, peer_uid, peer_gid = struct.unpack("3i", creds)
         fds: list[int] = []
         try:
             data, anc, flags, _ = conn.recvmsg(front.MAX_MESSAGE, socket.CMSG_SPACE(4 * 4))   # stdio, and the watch fd of create
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds += struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4])
-            if peer_uid != self.uid:
-                return self._refuse(conn, "another user")
+            if peer_uid != self.uid or peer_gid != os.getgid():
+                return self._refuse(conn, "another user or group")
             try:
                 argv, cwd, umask, env = front.decode_request(data)
             except ValueError as e:
@@ -229,7 +243,7 @@ class Factory:
             try:
                 if _ns_ids(str(peer_pid)) != self.ns:
                     return self._refuse(conn, "other namespaces")
-                if command == "run" and _cgroups(peer_pid) != self.cgroups:
+                if command in ("run", "do") and _cgroups(peer_pid) != self.cgroups:
                     return self._refuse(conn, "other cgroups")
                 if command == "create" and _cgroups(peer_pid) != self.cgroups and not _has_cgroups_path(argv, cwd):
                     return self._refuse(conn, "other cgroups and no linux.cgroupsPath")
@@ -316,7 +330,9 @@ def start(root: str) -> int:
     """Start this root's factory in the background; return its pid once it accepts commands."""
     pid = running_pid(root)
     if pid is not None:
-        return pid
+        if _read(os.path.join(factory_dir(root), FINGERPRINT_FILE)) == _digest(_code_fingerprint()):
+            return pid
+        stop(root)                    # it runs older code: it would refuse every command
     directory = factory_dir(root)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     os.chmod(directory, 0o700)
@@ -372,6 +388,8 @@ def _become_daemon(root: str, path: str, ready_w: int) -> None:
             os.umask(old)
         listener.listen(64)
         listener.setblocking(False)
+        with open(os.path.join(directory, FINGERPRINT_FILE), "w") as f:
+            f.write(_digest(factory.fingerprint))
         with open(os.path.join(directory, PID_FILE) + ".tmp", "w") as f:
             f.write(str(os.getpid()))
         os.rename(os.path.join(directory, PID_FILE) + ".tmp", os.path.join(directory, PID_FILE))

@@ -12,7 +12,7 @@ forwards (TERM, INT, HUP, QUIT, USR1, USR2, WINCH, CONT) to the child, and
 if this process dies the child is killed (it watches the connection).
 
 The factory is only used where the result cannot differ from a cold run:
-* the command is `run` in the foreground, `create` or `exec` (for those the
+* the command is `run` in the foreground, `do`, `create` or `exec` (for the last two the
   front leaves a proxy, its own child, as the pid an engine reaps; see
   runsc_py/factory.py) or a short lifecycle command;
 * no stdio fd is a terminal (a controlling terminal cannot be handed over);
@@ -27,7 +27,7 @@ import _signal
 import _socket
 
 # Commands a factory may run (see the module docstring).
-FACTORY_COMMANDS = frozenset({"run", "create", "exec", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
+FACTORY_COMMANDS = frozenset({"run", "do", "create", "exec", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
                               "pause", "resume", "update"})
 DEFAULT_ROOT = "/var/run/runsc-py"
 FACTORY_DIR = ".factory"

@@ -184,6 +184,15 @@ def test_a_changed_tree_stops_the_factory_and_the_command_runs_cold(factory, tmp
         p = front(root, "list", "-q")
         assert p.returncode == 0 and p.stdout == ""
         wait_for(lambda: not alive(fpid), what="the stale factory to stop")
+        p = front(root, "factory", "start")              # a fresh one for the changed tree
+        assert p.returncode == 0, p.stderr
+        fresh = int((root / ".factory" / "pid").read_text())
+        assert fresh != fpid and alive(fresh)
+        os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        p = front(root, "factory", "start")              # start replaces a factory running older code
+        assert p.returncode == 0, p.stderr
+        newest = int((root / ".factory" / "pid").read_text())
+        assert newest != fresh and not alive(fresh) and alive(newest)
     finally:
         os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
 
@@ -279,3 +288,15 @@ print("ppid", int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
 got, status = os.waitpid(pid, 0)
 print("status", os.waitstatus_to_exitcode(status), flush=True)
 """
+
+
+def test_do_through_the_factory_sees_the_callers_environment_and_directory(factory, tmp_path: Path) -> None:
+    root, fpid = factory
+    env = dict(repo_env(), RUNSC_PY_DO_MARK="warm value", PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+    outs = []
+    for use in ("1", "0"):
+        p = front(root, "do", "--", "/bin/sh", "-c", 'echo "$RUNSC_PY_DO_MARK"; pwd; exit 3',
+                  env=dict(env, RUNSC_PY_FACTORY=use), cwd=str(tmp_path))
+        outs.append((p.returncode, p.stdout, p.stderr))
+    assert outs[0] == outs[1] == (3, f"warm value\n{tmp_path}\n", "")
+    assert "served: do " in (root / ".factory" / "log").read_text()
