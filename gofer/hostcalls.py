@@ -85,6 +85,18 @@ def _int(v: int) -> ctypes.c_long:
     return ctypes.c_long(v)
 
 
+# openat2's own entry point: argument types declared once (no c_long wrapping per call), and
+# one open_how reused (the Gofer is single threaded), passed by its address.
+_openat2_call = _libc["syscall"]
+_openat2_call.restype = ctypes.c_long
+_openat2_call.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+_how = _OpenHow(0, 0, RESOLVE_GOFER)
+_how_addr = ctypes.addressof(_how)
+_HOW_SIZE = ctypes.sizeof(_OpenHow)
+_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+
+
 def open_beneath(dirfd: int, name: bytes, flags: int, mode: int = 0) -> int:
     """Open one component `name` of directory `dirfd`, never following a symlink.
 
@@ -94,13 +106,14 @@ def open_beneath(dirfd: int, name: bytes, flags: int, mode: int = 0) -> int:
     """
     global _openat2_works
     if flags & os.O_PATH:
-        flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC | (flags & os.O_DIRECTORY)  # openat2 allows no more
+        flags = _PATH_FLAGS | (flags & os.O_DIRECTORY)      # openat2 allows no more
     else:
-        flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+        flags |= _OPEN_FLAGS
     if _openat2_works:
-        how = _OpenHow(flags, mode if flags & os.O_CREAT else 0, RESOLVE_GOFER)
-        ret = _syscall(_int(SYS_OPENAT2), _int(dirfd), name, ctypes.byref(how),
-                       _int(ctypes.sizeof(how)))
+        how = _how
+        how.flags = flags
+        how.mode = mode if flags & os.O_CREAT else 0
+        ret = _openat2_call(SYS_OPENAT2, dirfd, name, _how_addr, _HOW_SIZE)
         if ret >= 0:
             return ret
         err = ctypes.get_errno()

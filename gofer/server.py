@@ -59,16 +59,20 @@ import socket
 import stat as st_
 from typing import Any, Callable
 
+import msgpack
+
 from gofer import hostcalls
 from gofer.protocol import (AT_REMOVEDIR, GETDENTS_BUFFER, MAX_MESSAGE, MUTATING_OPS,
                             RENAME_EXCHANGE, RENAME_NOREPLACE, STATFS_FIELDS, UTIME_NOW,
                             UTIME_OMIT, WALK_MISSING, WALK_OK, WALK_SYMLINK, Op, ProtocolError,
-                            decode_request, encode, stat_to_wire)
+                            decode_op, encode, stat_to_wire)
 
 DEFAULT_MAX_HANDLES = 10000
 OPEN_FLAGS = os.O_ACCMODE | os.O_DIRECTORY | os.O_APPEND | os.O_NONBLOCK | os.O_TRUNC
 CREATE_FLAGS = os.O_ACCMODE | os.O_EXCL | os.O_APPEND | os.O_NONBLOCK | os.O_TRUNC
 NO_CHANGE_ID = 0xFFFFFFFF               # chown(2)'s (uid_t)-1
+_MSG_TRUNC = int(socket.MSG_TRUNC)      # a plain int: IntFlag's & is a Python-level call
+_SOL_SOCKET, _SCM_RIGHTS, _MSG_NOSIGNAL = socket.SOL_SOCKET, socket.SCM_RIGHTS, int(socket.MSG_NOSIGNAL)
 
 
 class Node:
@@ -109,7 +113,8 @@ class GoferServer:
         self._root.refs = 1                          # the server's own reference
         self._dirents = hostcalls.DirentReader(GETDENTS_BUFFER)
         self._stats = {"requests": 0, "errors": 0, "internal_errors": 0}
-        self._ops: dict[Op, Callable[..., Reply]] = {
+        self._pack = msgpack.Packer(use_bin_type=True).pack    # one Packer for every reply
+        ops: dict[Op, Callable[..., Reply]] = {
             Op.MOUNT: self.mount, Op.WALK_STAT: self.walk_stat, Op.OPEN_AT: self.open_at,
             Op.GETDENTS64: self.getdents64, Op.READLINK_AT: self.readlink_at,
             Op.FSTAT: self.fstat, Op.CLOSE: self.close, Op.OPEN_CREATE_AT: self.open_create_at,
@@ -118,6 +123,11 @@ class GoferServer:
             Op.UNLINK_AT: self.unlink_at, Op.RENAME_AT: self.rename_at,
             Op.SET_STAT: self.set_stat, Op.FSTATFS: self.fstatfs, Op.FSYNC: self.fsync,
         }
+        # Dispatch by op number (decode_op has checked it names an op): the handler, or None
+        # when the tree is read-only and the op would change it (EROFS before anything else).
+        self._dispatch: list[Callable[..., Reply] | None] = [None] * (max(Op) + 1)
+        for op, fn in ops.items():
+            self._dispatch[op] = None if readonly and op in MUTATING_OPS else fn
 
     # ---- the loop ----
 
@@ -146,9 +156,9 @@ class GoferServer:
 
     def _send(self, reply: list[Any], fd: int | None) -> bool:
         """Send one reply (and donate `fd`); False when the peer is gone."""
-        anc = [] if fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        anc = () if fd is None else [(_SOL_SOCKET, _SCM_RIGHTS, array.array("i", (fd,)))]
         try:
-            self._sock.sendmsg([encode(reply)], anc, socket.MSG_NOSIGNAL)
+            self._sock.sendmsg((self._pack(reply),), anc, _MSG_NOSIGNAL)
         except (ConnectionResetError, BrokenPipeError):
             return False
         except OSError as e:
@@ -165,12 +175,13 @@ class GoferServer:
         """Decode, check and run one request; every failure is an errno reply."""
         self._stats["requests"] += 1
         try:
-            if msg_flags & socket.MSG_TRUNC:
+            if msg_flags & _MSG_TRUNC:
                 raise ProtocolError(errno.EMSGSIZE, "request too large")
-            op, args = decode_request(data)
-            if self._readonly and op in MUTATING_OPS:
+            op, message = decode_op(data)
+            fn = self._dispatch[op]
+            if fn is None:
                 raise ProtocolError(errno.EROFS)
-            return self._ops[op](*args)
+            return fn(*message[1:])
         except ProtocolError as e:
             err = e.errno
         except OSError as e:
