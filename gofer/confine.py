@@ -78,6 +78,8 @@ KEPT_CAPS = (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_F
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SYS_CAPSET = 126
 SYS_FCHMODAT2 = 452
+SYS_OPEN_TREE = 428
+OPEN_TREE_PATH_FLAGS = 0o2000000 | 0x1000 | 0x100     # OPEN_TREE_CLOEXEC|AT_EMPTY_PATH|AT_SYMLINK_NOFOLLOW
 
 PROT_EXEC = 0x4
 F_GETFL, F_SETFL = 3, 4
@@ -179,6 +181,11 @@ ALLOWLIST: dict[str, tuple] = {
     "sendmsg": _when((0, "fd", "==", SOCK_FD, "the Sentry's socket")),
     "recvmsg": _when((0, "fd", "==", SOCK_FD, "the Sentry's socket")),
     "fcntl": (((1, "cmd", "==", F_GETFL, "F_GETFL"),), ((1, "cmd", "==", F_SETFL, "F_SETFL"),)),  # O_NONBLOCK
+    # A created file's O_PATH handle, made from its open fd (hostcalls.path_of_fd): with exactly
+    # these flags (no OPEN_TREE_CLONE, so no mount copy, and CAP_SYS_ADMIN is gone anyway) it is
+    # openat(O_PATH|O_NOFOLLOW), which the openat rule already allows.
+    "open_tree": _when((2, "flags", "==", OPEN_TREE_PATH_FLAGS,
+                        "OPEN_TREE_CLOEXEC|AT_EMPTY_PATH|AT_SYMLINK_NOFOLLOW")),
     # ... and the Python runtime under it: memory (never executable), signals, the GIL's futex, exit.
     "mmap": _when((2, "prot", "lacks", PROT_EXEC, "PROT_EXEC")),
     "mprotect": _when((2, "prot", "lacks", PROT_EXEC, "PROT_EXEC")),
@@ -187,7 +194,7 @@ ALLOWLIST: dict[str, tuple] = {
         "sigaltstack", "getpid", "gettid", "clock_gettime", "exit", "exit_group")},
 }
 DEFAULT_ACTION = "kill"        # SECCOMP_RET_KILL_PROCESS (see step 5)
-_NUMBERS = {"fchmodat2": SYS_FCHMODAT2}      # newer than some libseccomp releases know by name
+_NUMBERS = {"fchmodat2": SYS_FCHMODAT2, "open_tree": SYS_OPEN_TREE}      # newer than some libseccomp releases know by name
 
 
 def seccomp_args(checks: tuple, placeholders: dict[str, int | None]) -> list[pyseccomp.Arg] | None:

@@ -30,6 +30,11 @@ the chroot has no /proc anyway).  So:
   Node keeps at most one other descriptor alive and the descriptor count is
   bounded by twice the handle cap.
 
+A file made by ``OpenCreateAt`` gets its Node the other way round: from the descriptor
+the create opened, by ``open_tree(fd, "", AT_EMPTY_PATH)`` (an O_PATH descriptor of that
+very file, no name looked up, so nothing to compare); where open_tree is refused, by a
+lookup of the name whose (st_dev, st_ino) must match the fd's (ESTALE otherwise).
+
 Device nodes are never opened (EPERM): the Sentry serves /dev itself, and a
 device node in an image must not hand the sandbox a host device.  FIFOs are
 opened with O_NONBLOCK, because the Gofer is one thread and an open(2) of a
@@ -250,16 +255,19 @@ class GoferServer:
             if not nodes:
                 del self._names[key]
 
-    def _new_handle(self, fd: int, parent: Node, name: bytes) -> tuple[int, os.stat_result]:
+    def _new_handle(self, fd: int, parent: Node, name: bytes,
+                    st: os.stat_result | None = None) -> tuple[int, os.stat_result]:
         """Make a Node of the O_PATH `fd`, found as `name` in `parent`, and a handle for it.
+        `st` is the file's stat when the caller has it already.
 
         Takes ownership of `fd` (closed on failure).
         """
-        try:
-            st = os.stat(fd)
-        except OSError:
-            os.close(fd)
-            raise
+        if st is None:
+            try:
+                st = os.stat(fd)
+            except OSError:
+                os.close(fd)
+                raise
         node = Node(fd, st, None, name)
         if node.kind != st_.S_IFDIR:
             node.parent = parent
@@ -456,22 +464,41 @@ class GoferServer:
 
     def _created_file(self, parent: Node, name: bytes, fd: int, uid: int, gid: int,
                       mode: int) -> Reply:
+        """The file just created as `name` on the open `fd`: its owner, a handle, the reply.
+
+        Host calls in the common case (the Gofer's own uid/gid asked for, no set-id bits):
+        one fstat and one open_tree, no chown and no lookup by name."""
         def undo() -> None:
             os.close(fd)
             os.unlink(name, dir_fd=parent.fd)
         try:
-            os.fchown(fd, uid, gid)
-            if mode & 0o7000:
+            st = os.stat(fd)
+            if st.st_uid != uid or st.st_gid != gid:
+                os.fchown(fd, uid, gid)      # clears set-id bits: the fchmod below restores them
+                st = None
+            if mode & 0o7000 and (st is None or st.st_mode & 0o7777 != mode):
                 os.fchmod(fd, mode)
-            path_fd = self._lookup(parent, name)
-        except OSError:
-            undo()
+                st = None
+            if st is None:
+                st = os.stat(fd)
+            path_fd = hostcalls.path_of_fd(fd)
+            if path_fd is None:              # no open_tree: the name, checked to be this file
+                path_fd = self._lookup(parent, name)
+                try:
+                    same = os.path.samestat(st, os.stat(path_fd))
+                except OSError:
+                    os.close(path_fd)
+                    raise
+                if not same:
+                    os.close(path_fd)
+                    os.close(fd)
+                    raise OSError(errno.ESTALE, "created file was replaced")
+        except OSError as e:
+            if e.errno != errno.ESTALE:
+                undo()
             raise
         try:
-            h, st = self._new_handle(path_fd, parent, name)
-            if not os.path.samestat(st, os.stat(fd)):
-                self._close_handle(h)
-                raise OSError(errno.ESTALE, "created file was replaced")
+            h, _ = self._new_handle(path_fd, parent, name, st)
         except OSError:
             os.close(fd)
             raise

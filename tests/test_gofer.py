@@ -685,3 +685,48 @@ def test_donated_fds_are_blocking_unless_o_nonblock_was_asked(client):
             assert os.get_blocking(fd) is blocking
         finally:
             os.close(fd)
+
+
+def test_created_files_get_their_owner_and_set_id_bits_without_open_tree_too(tree, monkeypatch):
+    """A create answers the same whether the handle comes from open_tree(fd) or, where the
+    kernel or a runtime's filter refuses open_tree, from a lookup of the name checked against
+    the fd; chown (only when the owner differs) keeps the set-id bits asked for."""
+    from gofer import hostcalls
+    for works in (True, False):
+        monkeypatch.setattr(hostcalls, "_open_tree_works", works)
+        pid, client = _start(tree / "rootfs")
+        try:
+            root, _ = client.mount()
+            h, st, fd = client.open_create_at(root, b"own%d" % works, os.O_WRONLY | os.O_EXCL, 0o4755, 1000, 1001)
+            assert (st.uid, st.gid, stat.S_IMODE(st.mode)) == (1000, 1001, 0o4755)
+            os.write(fd, b"data")
+            os.close(fd)
+            assert client.fstat(h).size == 4 and client.fstat(h).ino == st.ino
+            h2, st2, fd2 = client.open_create_at(root, b"mine%d" % works, os.O_RDWR | os.O_EXCL, 0o640, 0, 0)
+            os.close(fd2)
+            assert (st2.uid, st2.gid, stat.S_IMODE(st2.mode)) == (0, 0, 0o640)
+            client.unlink_at(root, b"mine%d" % works, 0, [h2])
+            raises_errno(errno.EBADF, client.fstat, h2)
+        finally:
+            _stop(pid, client)
+
+
+def test_gofer_seccomp_filter_allows_open_tree_only_as_an_o_path_reopen():
+    from gofer import confine, hostcalls
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            confine.build_seccomp_filter(b.fileno()).load()
+            fd = hostcalls.path_of_fd(b.fileno())                 # allowed: an O_PATH fd
+            status = 0 if fd is not None and fd >= 0 else 2
+            hostcalls._open_tree_call(hostcalls.SYS_OPEN_TREE, b.fileno(), b"",
+                                      hostcalls.OPEN_TREE_PATH_FLAGS | 1)   # OPEN_TREE_CLONE: killed
+            status = 3
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    a.close()
+    b.close()
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31, f"status {status:#x}"  # SIGSYS
