@@ -157,6 +157,15 @@ def kill_self_at_eof(sock) -> None:
     os.kill(os.getpid(), _signal.SIGKILL)
 
 
+def _detach() -> None:
+    """A proxy's start: its own session, stdio on /dev/null (the container's stdio is not ours)."""
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def _proxy(watch: _socket.socket, sentry: int, status_path: bytes) -> None:
     """The process an engine reaps for a factory-made container (never returns).
 
@@ -165,11 +174,7 @@ def _proxy(watch: _socket.socket, sentry: int, status_path: bytes) -> None:
     or dies of SIGKILL if it recorded none (it was killed).  If this process is killed,
     the Sentry process sees EOF on its end and kills itself."""
     try:
-        os.setsid()
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
+        _detach()
         relay_signals(sentry)
         await_eof(watch)
         try:
@@ -284,11 +289,7 @@ def _leave_waiter(control: int, pid_file: bytes) -> int:
     if pid == 0:
         code = 255
         try:
-            os.setsid()
-            null = os.open("/dev/null", os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            os.close(null)
+            _detach()
             from runsc_py.exec_cmd import wait_detached   # imported here: off the caller's path
             import socket
             code = wait_detached(socket.socket(fileno=control))

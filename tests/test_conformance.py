@@ -49,7 +49,7 @@ BUILD_DIR = os.path.join(REPO, ".build", "conformance")
 CFLAGS = ["-O1", "-static", "-Wall", "-Werror"]
 DYNAMIC_CFLAGS = ["-O1", "-Wall", "-Werror"]
 DYNAMIC_SUFFIX = ".dynamic"  # /conformance/NAME.dynamic and .build/conformance/NAME.dynamic
-HEADERS = ["tap.h", "fixtures.h", "mm.h"]
+HEADERS = ["tap.h", "fixtures.h", "mm.h", "files.h"]
 TIMEOUT = 120  # seconds per run; the Sentry is Python, give it room
 
 PROGRAMS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(SRC_DIR, "*.c")))

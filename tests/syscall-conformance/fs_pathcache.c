@@ -17,6 +17,7 @@
  * times are put back at the end.
  */
 #include "tap.h"
+#include "files.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -37,27 +38,6 @@ static int stat3(const char *p)
 	for (i = 0; i < 3; i++)
 		r = stat(p, &s) ? errno : 0;
 	return r;
-}
-
-static int first_byte(const char *p)
-{
-	char c;
-	int fd = open(p, O_RDONLY), n;
-	if (fd < 0)
-		return -errno;
-	n = (int)read(fd, &c, 1);
-	close(fd);
-	return n == 1 ? c : -1;
-}
-
-static void put(const char *p, const char *content)
-{
-	int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-	if (fd >= 0) {
-		if (write(fd, content, strlen(content)) < 0)
-			tap_printf("# write %s failed\n", p);
-		close(fd);
-	}
 }
 
 /* In a child that becomes uid/gid 1000 in /tmp: the errno of stat(p) (0 on success); three stats

@@ -10,6 +10,7 @@
  * ELOOP.  Everything is made under /tmp/proc_magiclinks.d and removed again.
  */
 #include "tap.h"
+#include "files.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -18,27 +19,6 @@
 #include <linux/openat2.h>
 
 #define D "/tmp/proc_magiclinks.d"
-
-static void put(const char *p, const char *content)
-{
-	int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-	if (fd >= 0) {
-		if (write(fd, content, strlen(content)) < 0)
-			tap_printf("# write %s failed\n", p);
-		close(fd);
-	}
-}
-
-static int first_byte(const char *p)
-{
-	char c;
-	int fd = open(p, O_RDONLY), n;
-	if (fd < 0)
-		return -errno;
-	n = (int)read(fd, &c, 1);
-	close(fd);
-	return n == 1 ? c : -1;
-}
 
 static int readlink_is(const char *link, const char *want)
 {
