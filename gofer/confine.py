@@ -194,7 +194,8 @@ ALLOWLIST: dict[str, tuple] = {
         "sigaltstack", "getpid", "gettid", "clock_gettime", "exit", "exit_group")},
 }
 DEFAULT_ACTION = "kill"        # SECCOMP_RET_KILL_PROCESS (see step 5)
-_NUMBERS = {"fchmodat2": SYS_FCHMODAT2, "open_tree": SYS_OPEN_TREE}      # newer than some libseccomp releases know by name
+# Newer than some libseccomp releases know by name (runsc_py/debug_cmd.py prints from this too).
+SYSCALL_NUMBERS = {"fchmodat2": SYS_FCHMODAT2, "open_tree": SYS_OPEN_TREE}
 
 
 def seccomp_args(checks: tuple, placeholders: dict[str, int | None]) -> list[pyseccomp.Arg] | None:
@@ -223,7 +224,7 @@ def build_seccomp_filter(sock_fd: int) -> pyseccomp.SyscallFilter:
     f = pyseccomp.SyscallFilter(defaction=pyseccomp.KILL_PROCESS)
     for name, alternatives in ALLOWLIST.items():
         for checks in alternatives:
-            f.add_rule(pyseccomp.ALLOW, _NUMBERS.get(name, name), *seccomp_args(checks, {SOCK_FD: sock_fd}))
+            f.add_rule(pyseccomp.ALLOW, SYSCALL_NUMBERS.get(name, name), *seccomp_args(checks, {SOCK_FD: sock_fd}))
     return f
 
 

@@ -13,17 +13,18 @@ import textwrap
 from runsc_py.errors import UserError
 
 
-def _number(name: str | int) -> int:
+def _number(name: str | int) -> int | None:
+    """The syscall's number on this architecture; None if neither we nor libseccomp know it."""
     import pyseccomp
+    from gofer.confine import SYSCALL_NUMBERS
     if isinstance(name, int):
         return name
-    numbers = {"fchmodat2": 452}            # newer than some libseccomp releases know by name
-    if name in numbers:
-        return numbers[name]
+    if name in SYSCALL_NUMBERS:
+        return SYSCALL_NUMBERS[name]
     try:
         return int(pyseccomp.resolve_syscall(0, name))      # 0: the native architecture
-    except Exception:
-        return -1
+    except (RuntimeError, ValueError, OSError):             # what pyseccomp raises for an unknown name
+        return None
 
 
 def _check_text(check: tuple) -> str:
@@ -44,7 +45,7 @@ def condition(alternatives: tuple) -> str:
 
 def _describe(name: str, allowlist: dict, default: str, refused: dict) -> dict:
     allowed = sorted(({"nr": _number(call), "name": call, "condition": condition(alts)}
-                      for call, alts in allowlist.items()), key=lambda e: (e["nr"], e["name"]))
+                      for call, alts in allowlist.items()), key=lambda e: (e["nr"] is None, e["nr"] or 0, e["name"]))
     return {"name": name, "default": default, "allowed": allowed, "size": len(allowed), "refused": refused}
 
 
@@ -77,7 +78,8 @@ def render_seccomp(fmt: str = "text") -> str:
         out.append(f"{f['name']}: {f['size']} syscalls allowed (default: {f['default']})")
         width = max(len(e["name"]) for e in f["allowed"])
         for e in f["allowed"]:
-            line = f"  {e['nr']:>3} {e['name']:<{width}}  {e['condition']}".rstrip()
+            nr = "?" if e["nr"] is None else e["nr"]
+            line = f"  {nr:>3} {e['name']:<{width}}  {e['condition']}".rstrip()
             out.append(line)
         for what, names in f["refused"].items():
             out += textwrap.wrap(f"{what}: {', '.join(names)}", 100, initial_indent="  ",
