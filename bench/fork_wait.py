@@ -18,8 +18,6 @@ Contestants:
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,35 +37,22 @@ BENCH = Benchmark(
 def contestants(args) -> list[Contestant]:
     prog = harness.build_c("fork_wait")
     cpu = harness.first_cpu()
-    runsc = shlex.split(args.runsc_py) if args.runsc_py else \
-        [sys.executable, "-m", "runsc_py.cli"]
-    pypath = os.pathsep.join(p for p in (harness.REPO_DIR, os.environ.get("PYTHONPATH")) if p)
-    runsc_env = {"PYTHONPATH": pypath}
+    do, runsc_env = harness.runsc_py_do(args)
 
     cs = [
         Contestant("native", lambda n: [prog, str(n)], iterations=5_000),
         Contestant("native (pinned)", lambda n: [prog, str(n)], iterations=5_000, cpu=cpu),
-        Contestant("runsc-py", lambda n: [*runsc, "do", "--", prog, str(n)],
+        Contestant("runsc-py", lambda n: [*do, prog, str(n)],
                    iterations=300, env=runsc_env),
-        Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", prog, str(n)],
+        Contestant("runsc-py (pinned)", lambda n: [*do, prog, str(n)],
                    iterations=300, env=runsc_env, cpu=cpu),
     ]
-    proot = shutil.which("proot")
-    if proot:
-        cs += [
-            Contestant("proot", lambda n: [proot, prog, str(n)], iterations=1_000),
-            Contestant("proot (pinned)", lambda n: [proot, prog, str(n)], iterations=1_000, cpu=cpu),
-        ]
-    else:
-        cs.append(Contestant("proot", None, skip="proot not installed"))
-    return cs
+    return cs + harness.proot_contestants(lambda n: [prog, str(n)], 1_000, cpu)
 
 
 def main(argv=None) -> int:
     parser = harness.arg_parser(BENCH, __doc__.split("\n\n")[0])
-    parser.add_argument("--runsc-py", metavar="CMD", default=None,
-                        help="command that runs runsc-py (default: "
-                             "'python3 -m runsc_py.cli' from this tree)")
+    harness.add_runsc_py_option(parser)
     return harness.main(BENCH, contestants, argv, parser)
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -84,10 +83,7 @@ def contestants(args) -> list[Contestant]:
     pyfloor = os.path.join(harness.BENCH_DIR, "py_sysemu_floor.py")
     cpu = args.cpu if args.cpu is not None else harness.first_cpu()
 
-    runsc = shlex.split(args.runsc_py) if args.runsc_py else \
-        [sys.executable, "-m", "runsc_py.cli"]
-    pypath = os.pathsep.join(p for p in (harness.REPO_DIR, os.environ.get("PYTHONPATH")) if p)
-    runsc_env = {"PYTHONPATH": pypath}
+    do, runsc_env = harness.runsc_py_do(args)
 
     cs = [
         Contestant("native", lambda n: [loop, str(n)], iterations=2_000_000),
@@ -105,29 +101,19 @@ def contestants(args) -> list[Contestant]:
         Contestant("Py floor cffi (pinned)",
                    lambda n: [sys.executable, pyfloor, "--cffi", loop, str(n)],
                    iterations=100_000, cpu=cpu),
-        Contestant("runsc-py", lambda n: [*runsc, "do", "--", loop, str(n)],
+        Contestant("runsc-py", lambda n: [*do, loop, str(n)],
                    iterations=5_000, env=runsc_env),
-        Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", loop, str(n)],
+        Contestant("runsc-py (pinned)", lambda n: [*do, loop, str(n)],
                    iterations=20_000, env=runsc_env, cpu=cpu),
     ]
-    proot = shutil.which("proot")
-    if proot:
-        cs += [
-            Contestant("proot", lambda n: [proot, loop, str(n)], iterations=10_000),
-            Contestant("proot (pinned)", lambda n: [proot, loop, str(n)],
-                       iterations=100_000, cpu=cpu),
-        ]
-    else:
-        cs.append(Contestant("proot", None, skip="proot not installed"))
+    cs += harness.proot_contestants(lambda n: [loop, str(n)], 10_000, cpu, pinned_iterations=100_000)
     cs.append(uml_contestant(loop))
     return cs
 
 
 def main(argv=None) -> int:
     parser = harness.arg_parser(BENCH, __doc__.split("\n\n")[0])
-    parser.add_argument("--runsc-py", metavar="CMD", default=None,
-                        help="command that runs runsc-py (default: "
-                             "'python3 -m runsc_py.cli' from this tree)")
+    harness.add_runsc_py_option(parser)
     return harness.main(BENCH, contestants, argv, parser)
 
 

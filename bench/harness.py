@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -149,6 +150,31 @@ class Result:
 
 # --------------------------------------------------------------------------
 # running
+
+
+def add_runsc_py_option(parser: argparse.ArgumentParser) -> None:
+    """--runsc-py CMD: how the benchmarks that run programs under `runsc-py do` start it."""
+    parser.add_argument("--runsc-py", metavar="CMD", default=None,
+                        help="command that runs runsc-py (default: "
+                             "'python3 -m runsc_py.cli' from this tree)")
+
+
+def runsc_py_do(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """(argv prefix up to and including `do --`, environment) for a program under runsc-py."""
+    runsc = shlex.split(args.runsc_py) if args.runsc_py else [sys.executable, "-m", "runsc_py.cli"]
+    pypath = os.pathsep.join(p for p in (REPO_DIR, os.environ.get("PYTHONPATH")) if p)
+    return [*runsc, "do", "--"], {"PYTHONPATH": pypath}
+
+
+def proot_contestants(argv: Callable[[int], list[str]], iterations: int, cpu: int,
+                      pinned_iterations: int | None = None, note: str = "") -> list[Contestant]:
+    """proot running `argv`, unpinned and on `cpu` (or one skipped row when proot is missing)."""
+    proot = shutil.which("proot")
+    if not proot:
+        return [Contestant("proot", None, skip="proot not installed")]
+    return [Contestant("proot", lambda n: [proot, *argv(n)], iterations=iterations, note=note),
+            Contestant("proot (pinned)", lambda n: [proot, *argv(n)],
+                       iterations=pinned_iterations or iterations, cpu=cpu, note=note)]
 
 
 def first_cpu() -> int:

@@ -21,8 +21,6 @@ The iteration count is the number of MiB.
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,36 +41,22 @@ BENCH = Benchmark(
 def contestants(args) -> list[Contestant]:
     prog = harness.build_c("pipe_throughput")
     cpu = harness.first_cpu()
-    runsc = shlex.split(args.runsc_py) if args.runsc_py else \
-        [sys.executable, "-m", "runsc_py.cli"]
-    pypath = os.pathsep.join(p for p in (harness.REPO_DIR, os.environ.get("PYTHONPATH")) if p)
-    runsc_env = {"PYTHONPATH": pypath}
+    do, runsc_env = harness.runsc_py_do(args)
 
     cs = [
         Contestant("native", lambda n: [prog, str(n)], iterations=2_048, note="MiB"),
         Contestant("native (pinned)", lambda n: [prog, str(n)], iterations=1_024, cpu=cpu, note="MiB"),
-        Contestant("runsc-py", lambda n: [*runsc, "do", "--", prog, str(n)],
+        Contestant("runsc-py", lambda n: [*do, prog, str(n)],
                    iterations=128, env=runsc_env, note="MiB"),
-        Contestant("runsc-py (pinned)", lambda n: [*runsc, "do", "--", prog, str(n)],
+        Contestant("runsc-py (pinned)", lambda n: [*do, prog, str(n)],
                    iterations=128, env=runsc_env, cpu=cpu, note="MiB"),
     ]
-    proot = shutil.which("proot")
-    if proot:
-        cs += [
-            Contestant("proot", lambda n: [proot, prog, str(n)], iterations=1_024, note="MiB"),
-            Contestant("proot (pinned)", lambda n: [proot, prog, str(n)], iterations=1_024,
-                       cpu=cpu, note="MiB"),
-        ]
-    else:
-        cs.append(Contestant("proot", None, skip="proot not installed"))
-    return cs
+    return cs + harness.proot_contestants(lambda n: [prog, str(n)], 1_024, cpu, note="MiB")
 
 
 def main(argv=None) -> int:
     parser = harness.arg_parser(BENCH, __doc__.split("\n\n")[0])
-    parser.add_argument("--runsc-py", metavar="CMD", default=None,
-                        help="command that runs runsc-py (default: "
-                             "'python3 -m runsc_py.cli' from this tree)")
+    harness.add_runsc_py_option(parser)
     return harness.main(BENCH, contestants, argv, parser)
 
 
