@@ -381,19 +381,15 @@ class PtySlave(PtyEnd):
                 raise SyscallError(errno.EPERM)
             _make_ctty(k, tg, p)
             return 0
+        if request in (TIOCNOTTY, TIOCGPGRP, TIOCSPGRP, TIOCGSID) and getattr(tg, "ctty", None) is not p:
+            raise SyscallError(errno.ENOTTY)          # these speak of the caller's controlling terminal
         if request == TIOCNOTTY:
-            if getattr(tg, "ctty", None) is not p:
-                raise SyscallError(errno.ENOTTY)
             tg.ctty = None
             return 0
         if request == TIOCGPGRP:
-            if getattr(tg, "ctty", None) is not p:
-                raise SyscallError(errno.ENOTTY)
             t.mm.write_u32(arg, p.fg_pgrp)
             return 0
         if request == TIOCSPGRP:
-            if getattr(tg, "ctty", None) is not p:
-                raise SyscallError(errno.ENOTTY)
             pgrp = int.from_bytes(t.mm.read(arg, 4), "little", signed=True)
             if pgrp < 0:
                 raise SyscallError(errno.EINVAL)
@@ -402,8 +398,6 @@ class PtySlave(PtyEnd):
             p.fg_pgrp = pgrp
             return 0
         if request == TIOCGSID:
-            if getattr(tg, "ctty", None) is not p:
-                raise SyscallError(errno.ENOTTY)
             t.mm.write_u32(arg, p.sid)
             return 0
         if request == FIONREAD:
