@@ -60,4 +60,16 @@ class SandboxConfig:
     pids_limit: int | None = None
     # Path of the control socket (`runsc-py exec`/`ps`), bound by the Sentry before it confines itself.
     control_socket: str | None = None
+    # Library and policy hooks (sentry/policy.py, sentry/compat.py; issue 15).  `idle`: no init
+    # process -- the Sentry waits for control requests (exec, files) until a "shutdown" request, as
+    # a long-lived `runsc_py.Sandbox` wants.  `policy`: an object whose methods the Sentry calls for
+    # the syscalls it names (it crosses the fork into the Sentry); its audit lines go to
+    # `policy_log_fd`.  `compat`: record what the workload used, written as JSON to `compat_fd` at
+    # the end (and served over the control channel).  `count_syscalls`: per-run syscall counts.
+    idle: bool = False
+    policy: object | None = None
+    policy_log_fd: int | None = None
+    compat: bool = False
+    compat_fd: int | None = None
+    count_syscalls: bool = False
 
