@@ -76,6 +76,9 @@ class Kernel:
         self.vdso = Vdso(memfile, _lib.rp_rdtsc) if getattr(cfg, "vdso", True) else None
         self.pids_limit: int | None = cfg.pids_limit
         self.memory_limit: int | None = cfg.memory_limit                 # bound AF_UNIX names -> listening/dgram socket     # host fd -> callback (the control channel)
+        # (handler, arity) by number.  A policy, --compat or syscall counting installs a copy whose
+        # named entries are wrapped (sentry/policy.py); every other entry is the very same tuple.
+        self.dispatch = DISPATCH
 
     def charge_memory(self, nbytes: int) -> None:
         """linux.resources.memory.limit: ENOMEM when what is in use plus `nbytes` would pass it."""
@@ -231,7 +234,7 @@ class Kernel:
         plat = self.platform
         plat_run = plat.run
         forwarded_bits = plat.forwarded_bits
-        dispatch = DISPATCH
+        dispatch = self.dispatch
         while True:
             t.running = False
             nr = regs.orig_rax
@@ -332,7 +335,7 @@ class Kernel:
             self.enqueue(t, first=True)
             return
         if nr < MAX_NR:
-            handler, n = DISPATCH[nr]
+            handler, n = self.dispatch[nr]
         else:
             handler = None
         entry = None
