@@ -174,6 +174,9 @@ class Sandbox:
             raise BootError(str(e)) from None
         vfs = VFS()
         self.kernel = Kernel(cfg, platform, self.memfile, vfs, self.log)
+        if cfg.policy is not None or cfg.compat or cfg.count_syscalls:
+            from sentry.policy import install       # hooks on the syscalls they name, nothing else
+            install(self.kernel, cfg)
         self._mount_filesystems(vfs)
         if cfg.control_socket:
             from sentry.control import ControlServer
@@ -206,6 +209,8 @@ class Sandbox:
     def _start_init(self) -> None:
         from sentry.process import ProcessSpawnError, create_process
         cfg, k = self.cfg, self.kernel
+        if cfg.idle:
+            return          # a library sandbox: processes come through the control channel
         try:
             k.init = create_process(k, cfg.args, cfg.env, cfg.cwd, cfg.uid, cfg.gid, cfg.additional_gids,
                                     list(cfg.stdio), cfg.rlimits)
@@ -217,6 +222,8 @@ class Sandbox:
         if self.control is not None:
             self.control.close()
         k = self.kernel
+        if k is not None and getattr(k, "hooks", None) is not None:
+            k.hooks.finish()        # the compat record and the audit log's last lines
         if k is not None:
             for tg in list(k.thread_groups.values()):
                 k.exit_thread_group(tg, signal.SIGKILL)
