@@ -33,6 +33,7 @@ from sentry.syscalls.registry import MAX_NR
 from sentry.task import Blocked, Task, ThreadGroup
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
+INTERNAL_ERROR = "internal error"   # the marker of a Sentry bug in the log (tests grep for it)
 FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGIO]     # SIGIO: the control channel
 CORE_SIGNALS = {signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS,
@@ -71,6 +72,8 @@ class Kernel:
         self._enosys_logged: set[int] = set()
         self.watchers: dict[int, object] = {}
         self.unix_names: dict = {}
+        self._loop_errors = 0           # consecutive internal errors with no task to blame
+        self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)
         from sentry.vdso import Vdso
         from platforms.ptrace._ptrace_ext import lib as _lib
         self.vdso = Vdso(memfile, _lib.rp_rdtsc) if getattr(cfg, "vdso", True) else None
@@ -157,56 +160,61 @@ class Kernel:
         popleft = runq.popleft
         serve = self._serve
         while self.exit_code is None:
-            bits = forwarded_bits()
-            if bits:
-                self._forwarded(bits)
-                continue
-            next_deadline = self._fire_timers() if self.timers else None
-            if runq:
-                t = popleft()
-                t.in_runq = False
-                if t.exited:
+            cur = None             # the task whose event is being handled (containment)
+            try:
+                bits = forwarded_bits()
+                if bits:
+                    self._forwarded(bits)
                     continue
-                if t.in_syscall:
-                    if t.interrupted and TABLE[t.ctx.regs.orig_rax].name == "rt_sigtimedwait":
-                        t.interrupted = False      # the awaited signal is taken by the syscall itself
-                    # Re-run it: a syscall whose condition is already met completes (as Linux
-                    # checks before signal_pending); one that would block again is interrupted.
-                    self.syscall(t)
-                    continue
-                tg = t.tg
-                if tg.group_stopped:
-                    self._park_stopped(t)
-                    continue
-                if (t.pending or tg.shared_pending) and not self.deliver_signals(t):
-                    continue
-                if runq or next_deadline is not None or self.host_waits:
-                    t.running = True
-                    plat.resume(t.ctx)
-                    if runq:
+                next_deadline = self._fire_timers() if self.timers else None
+                if runq:
+                    t = cur = popleft()
+                    t.in_runq = False
+                    if t.exited:
                         continue
-                    ctx, ev = self._wait(next_deadline)
-                else:
-                    t.running = True
-                    ctx, ev = plat_run(t.ctx)
-                    if ev is SYSCALL_EVENT and ctx is t.ctx and not self.strace:
-                        ctx, ev = serve(t)          # its syscalls, while nothing else needs the loop
-                        if ctx is None:
+                    if t.in_syscall:
+                        if t.interrupted and TABLE[t.ctx.regs.orig_rax].name == "rt_sigtimedwait":
+                            t.interrupted = False      # the awaited signal is taken by the syscall itself
+                        # Re-run it: a syscall whose condition is already met completes (as Linux
+                        # checks before signal_pending); one that would block again is interrupted.
+                        self.syscall(t)
+                        continue
+                    tg = t.tg
+                    if tg.group_stopped:
+                        self._park_stopped(t)
+                        continue
+                    if (t.pending or tg.shared_pending) and not self.deliver_signals(t):
+                        continue
+                    if runq or next_deadline is not None or self.host_waits:
+                        t.running = True
+                        plat.resume(t.ctx)
+                        if runq:
                             continue
-            else:
-                ctx, ev = self._wait(next_deadline)
-            if ctx is None or ctx.task is None:
-                continue
-            task = ctx.task
-            task.running = False
-            if ev is SYSCALL_EVENT:
-                syscall(task)
-            elif ev is SYSCALL_SUSPECT:
-                syscall(task, True)
-            elif isinstance(ev, FaultEvent):
-                self.fault(task, ev)
-            elif isinstance(ev, ExitEvent):
-                self.host_thread_died(task, ev.status)
+                        ctx, ev = self._wait(next_deadline)
+                    else:
+                        t.running = True
+                        ctx, ev = plat_run(t.ctx)
+                        if ev is SYSCALL_EVENT and ctx is t.ctx and not self.strace:
+                            ctx, ev = serve(t)          # its syscalls, while nothing else needs the loop
+                            if ctx is None:
+                                continue
+                else:
+                    ctx, ev = self._wait(next_deadline)
+                if ctx is None or ctx.task is None:
+                    continue
+                task = cur = ctx.task
+                task.running = False
+                if ev is SYSCALL_EVENT:
+                    syscall(task)
+                elif ev is SYSCALL_SUSPECT:
+                    syscall(task, True)
+                elif isinstance(ev, FaultEvent):
+                    self.fault(task, ev)
+                elif isinstance(ev, ExitEvent):
+                    self.host_thread_died(task, ev.status)
+            except Exception as e:     # a Sentry bug: that task's process pays, never the sandbox
+                self.contain(cur, e)
+
         return self.exit_code
 
     def _forwarded(self, bits: int) -> None:
@@ -498,7 +506,7 @@ class Kernel:
                 sg.setup_frame(t, sig, info, act)
             except SyscallError:
                 # No room for the frame: SIGSEGV with the default action, as Linux's force_sigsegv.
-                self.exit_thread_group(t.tg, sg.SIGSEGV | 0x80)
+                self.exit_thread_group(t.tg, sg.SIGSEGV)
                 return False
             if self.strace:
                 self.log.strace(f"[{t.tg.tgid:>4}:{t.tid:>4}] --- {_signame(sig)} (handler {act.handler:#x}) ---")
@@ -558,23 +566,67 @@ class Kernel:
         if sig == signal.SIGSEGV and ev.code == 1 and t.mm.grow_stack(ev.addr, t.tg.rlimits[3][0]):
             self.enqueue(t)               # the stack grew under the fault: run the instruction again
             return
+        self.force_signal(t, sig, code, ev.addr)
+        self.enqueue(t)
+
+    def force_signal(self, t: Task, sig: int, code: int, addr: int = 0) -> None:
+        """Linux's force_sig_info: a synchronous signal (a fault, a bad sigreturn frame) for `t`;
+        blocked or ignored, it is unblocked and reset to the default action, and it kills even init."""
+        from sentry import signals as sg
         act = t.tg.sigactions[sig]
-        # force_sig_info: a blocked or ignored synchronous signal is unblocked and reset to default.
         if t.sigmask & sg.bit(sig) or act.handler == sg.SIG_IGN:
             from sentry.task import SignalAction
             t.tg.sigactions[sig] = SignalAction()
             t.sigmask &= ~sg.bit(sig)
-        t.pending.setdefault(sig, []).append(sg.siginfo(sig, code, addr=ev.addr))
-        t.forced.add(sig)                 # a fault kills even init (force_sig_info)
-        self.enqueue(t)
+        t.pending.setdefault(sig, []).append(sg.siginfo(sig, code, addr=addr))
+        t.forced.add(sig)
 
     def internal_error(self, t: Task, entry, nr: int, e: Exception) -> None:
-        import traceback
+        """Syscall `nr` of `t` raised a Python exception (a Sentry bug): its process dies with SIGSYS."""
         name = entry.name if entry is not None else f"syscall_{nr}"
-        self.warn(f"internal error in {name} for task {t.tid}: killing its process with SIGSYS\n"
-                  + "".join(traceback.format_exception(e)))
+        self._log_internal(f"in {name} for task {t.tid}", e, "killing its process with SIGSYS")
         t.in_syscall = False
-        self.exit_thread_group(t.tg, signal.SIGSYS)
+        self._kill_for_bug(t, signal.SIGSYS)
+
+    def contain(self, t: Task | None, e: Exception) -> None:
+        """The task loop caught `e` while handling an event of `t` (delivering its signals, its
+        fault, finishing its syscall): a Sentry bug.  Only `t`'s process dies (SIGSEGV, as Linux's
+        force_sigsegv when it cannot set up a signal); the sandbox goes on.  With no task to blame
+        (the loop itself), the error is logged and the loop goes on, unless it keeps repeating."""
+        if t is None or t.exited:
+            self._loop_errors += 1
+            self._log_internal("in the task loop", e, f"({self._loop_errors} in a row)")
+            if self._loop_errors > 100:
+                raise e
+            return
+        self._loop_errors = 0
+        self._log_internal(f"handling task {t.tid}", e, "killing its process with SIGSEGV")
+        t.in_syscall = False
+        self._kill_for_bug(t, signal.SIGSEGV)
+
+    def _log_internal(self, where: str, e: Exception, what: str) -> None:
+        """One warning per internal error, with the traceback the first time a given spot fails
+        (the same bug hit again is one line); never a traceback on the application's stderr."""
+        import traceback
+        tb = traceback.extract_tb(e.__traceback__)
+        spot = (type(e).__name__, tb[-1].filename, tb[-1].lineno) if tb else (type(e).__name__,)
+        seen = self._internal_seen.get(spot, 0)
+        self._internal_seen[spot] = seen + 1
+        msg = f"{INTERNAL_ERROR} {where}: {type(e).__name__}: {e}: {what}"
+        if seen == 0 and self.log.fd != 2:
+            msg += "\n" + "".join(traceback.format_exception(e)).rstrip()
+        elif seen:
+            msg += f" (seen {seen + 1} times)"
+        self.warn(msg)
+
+    def _kill_for_bug(self, t: Task, signo: int) -> None:
+        tg = t.tg
+        try:
+            self.exit_thread_group(tg, signo)
+        except Exception as e2:           # the exit path failed too: at least never run it again
+            self._log_internal(f"killing process {tg.tgid}", e2, "dropping its tasks")
+            for task in list(tg.tasks):
+                self.task_gone(task)
 
     def host_thread_died(self, t: Task, status: int) -> None:
         self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")

@@ -26,6 +26,8 @@ import errno
 import signal as _sig
 import struct
 
+from sentry.errors import SyscallError
+
 SIGHUP, SIGINT, SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE = 1, 2, 3, 4, 5, 6, 7, 8
 SIGKILL, SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM = 9, 10, 11, 12, 13, 14, 15
 SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG = 17, 18, 19, 20, 21, 22, 23
@@ -60,6 +62,10 @@ _GPR_ORDER = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi"
               "rcx", "rsp", "rip")
 # Flags a handler may change through the sigcontext (FIX_EFLAGS).
 FIX_EFLAGS = 0x40000 | 0x800 | 0x400 | 0x100 | 0x80 | 0x40 | 0x10 | 0x4 | 0x1 | 0x10000
+
+
+_U64 = 0xFFFFFFFFFFFFFFFF
+_MXCSR = struct.Struct("<I")
 
 
 def name(sig: int) -> str:
@@ -119,9 +125,11 @@ def setup_frame(t, sig: int, info: bytes, act) -> None:
         sp = ss_sp + ss_size
     else:
         sp -= 128                                   # the x86-64 red zone
-    sp = (sp - FXSAVE_SIZE) & ~63
+    # Unsigned 64-bit arithmetic, as the kernel's: a stack pointer near 0 wraps to an address
+    # no mapping holds, so the write below fails (EFAULT) and the caller forces SIGSEGV.
+    sp = (sp - FXSAVE_SIZE) & ~63 & _U64
     fp_addr = sp
-    sp = ((sp - FRAME_SIZE + 8) & ~15) - 8          # (rsp + 8) % 16 == 0, as after a call
+    sp = (((sp - FRAME_SIZE + 8) & ~15) - 8) & _U64  # (rsp + 8) % 16 == 0, as after a call
     frame = sp
     old_mask = t.saved_sigmask if t.saved_sigmask is not None else t.sigmask
     t.saved_sigmask = None
@@ -151,21 +159,30 @@ def setup_frame(t, sig: int, info: bytes, act) -> None:
 
 
 def sigreturn(t) -> int:
-    """rt_sigreturn(2): restore what setup_frame saved; returns the restored rax."""
+    """rt_sigreturn(2): restore what setup_frame saved; returns the restored rax.
+
+    A frame that cannot be read (or an FPU image the CPU would refuse: reserved MXCSR bits)
+    is Linux's `badframe`: nothing is restored and the thread gets a forced SIGSEGV."""
     regs = t.ctx.regs
     mm = t.mm
-    frame = regs.rsp - 8
-    uc = frame + 8
-    _flags, _link, ss_sp, ss_flags, ss_size = mm.read_struct(uc, UC_HEAD)
-    vals = mm.read_struct(uc + UC_HEAD.size, SIGCONTEXT)
-    mask = mm.read_u64(uc + UC_HEAD.size + SIGCONTEXT.size)
+    uc = regs.rsp
+    try:
+        _flags, _link, ss_sp, ss_flags, ss_size = mm.read_struct(uc, UC_HEAD)
+        vals = mm.read_struct(uc + UC_HEAD.size, SIGCONTEXT)
+        mask = mm.read_u64(uc + UC_HEAD.size + SIGCONTEXT.size)
+        fp = vals[26]
+        fpregs = mm.read(fp, FXSAVE_SIZE) if fp else None
+    except SyscallError:
+        fpregs = b""
+    if fpregs is not None and (len(fpregs) != FXSAVE_SIZE or _MXCSR.unpack_from(fpregs, 24)[0] & ~0xFFFF):
+        t.kernel.force_signal(t, SIGSEGV, SI_KERNEL)
+        return regs.rax
     for name, v in zip(_GPR_ORDER, vals[:17]):
         setattr(regs, name, v)
     regs.eflags = (regs.eflags & ~FIX_EFLAGS) | (vals[17] & FIX_EFLAGS)
     regs.orig_rax = 0xFFFFFFFFFFFFFFFF
-    fp = vals[26]
-    if fp:
-        t.ctx.set_fpregs(mm.read(fp, FXSAVE_SIZE))
+    if fpregs is not None:
+        t.ctx.set_fpregs(fpregs)
     t.sigmask = mask & ~UNBLOCKABLE
     if not ss_flags & SS_ONSTACK:
         t.altstack = (ss_sp, ss_flags & SS_DISABLE, ss_size) if ss_size or ss_flags & SS_DISABLE else t.altstack
