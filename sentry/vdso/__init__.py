@@ -9,8 +9,10 @@ disabled and the vDSO falls back to the real syscall.  A re-publication
 never moves a monotonic clock backwards: the new base is at least what the
 old parameters said at that instant.
 
-If the image was not built (install.sh runs build.sh), processes simply get
-no vDSO and libc makes the syscalls, as before.
+The image (vdso.so) is built by the build backend (setup.py runs build.sh) or
+by install.sh, and shipped as package data.  Without it the Sentry refuses to
+start with one line saying how to build it: an installation that silently lost
+its vDSO would run every clock read as a trap, which nobody would notice.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ _CLOCKS = (0, 1, 4, 5, 6, 7, 11)
 _MONOTONIC_LIKE = (1, 4, 6, 7)
 _HEAD = struct.Struct("<IIQQ")
 REFRESH = 0.25          # seconds between re-publications (at most)
+
+
+IMAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vdso.so")
 
 
 def _load_image(path: str) -> tuple[bytes, int] | None:
@@ -54,10 +59,13 @@ def _load_image(path: str) -> tuple[bytes, int] | None:
 class Vdso:
     def __init__(self, memfile, rdtsc) -> None:
         from sentry.mm.manager import Backing
-        loaded = _load_image(os.path.join(os.path.dirname(os.path.abspath(__file__)), "vdso.so"))
-        self.available = loaded is not None
-        if not self.available:
-            return
+        loaded = _load_image(IMAGE)
+        if loaded is None:
+            from sentry.boot import BootError
+            raise BootError(f"the sandbox's vDSO image {IMAGE} is missing or not an ELF file: this "
+                            "installation was built without it (reinstall runsc-py with gcc available, "
+                            "or run sentry/vdso/build.sh in a checkout)")
+        self.available = True
         image, self.span = loaded
         self.memfile = memfile
         self.rdtsc = rdtsc
