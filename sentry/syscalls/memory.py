@@ -33,7 +33,10 @@ def brk(t, addr):
     return mm.brk(addr)
 
 
-@syscall("mmap", Support.PARTIAL, "anonymous private/shared; MAP_PRIVATE files are copied in; MAP_SHARED files are not yet coherent")
+@syscall("mmap", Support.PARTIAL, "anonymous and file mappings; MAP_SHARED files are coherent with read/write and "
+         "other mappings inside the sandbox (host-side readers see dirty pages after msync/munmap); MAP_PRIVATE "
+         "files are copied at mmap time (later writes to the file are not seen); a shared file mapping cannot "
+         "grow past twice its first size (ENOMEM)")
 def mmap(t, addr, length, prot, flags, fd, offset):
     """mmap(2)."""
     mm = t.mm

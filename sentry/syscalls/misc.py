@@ -9,12 +9,13 @@ import time as _time
 from sentry.hostcpu import sandbox_cpus
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
+from sentry.syscalls import registry
 from sentry.syscalls.registry import Support, syscall
 
 UTS_LEN = 65
-# What the sandbox reports as its kernel (gVisor reports 4.4.0 too).
-UNAME_RELEASE = b"4.4.0"
-UNAME_VERSION = b"#1 SMP Sun Jan 10 15:06:54 PST 2016"
+# What the sandbox reports as its kernel: the release whose ABI the syscall table implements.
+UNAME_RELEASE = registry.LINUX_RELEASE.encode()
+UNAME_VERSION = registry.LINUX_VERSION.encode()
 
 
 @syscall("uname")

@@ -27,11 +27,10 @@ import time
 from sentry.errors import SyscallError
 from sentry.vfs.file import O_ACCMODE, O_PATH, O_RDONLY, File
 from sentry.vfs.inode import Inode, Stat
+from sentry.syscalls.misc import UNAME_RELEASE, UNAME_VERSION   # one source: the syscall table's release
 
 S_IFDIR, S_IFREG, S_IFLNK = 0o040000, 0o100000, 0o120000
 PROC_SUPER_MAGIC = 0x9FA0
-UNAME_RELEASE = b"4.4.0"
-UNAME_VERSION = b"#1 SMP Sun Jan 10 15:06:54 PST 2016"
 CLK_TCK = 100
 
 
@@ -732,7 +731,7 @@ def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
         b"loadavg": f(b"loadavg", lambda: gen_loadavg(fs)),
         b"version": f(b"version", lambda: b"Linux version " + UNAME_RELEASE + b" (runsc-py) " + UNAME_VERSION + b"\n"),
         b"filesystems": f(b"filesystems", lambda: FILESYSTEMS),
-        b"cmdline": f(b"cmdline", lambda: b"BOOT_IMAGE=/vmlinuz-4.4.0 quiet\n"),
+        b"cmdline": f(b"cmdline", lambda: b"BOOT_IMAGE=/vmlinuz-" + UNAME_RELEASE + b" quiet\n"),
         b"mounts": lambda: ProcSymlink(fs, ("mounts",), b"self/mounts"),
         b"sys": lambda: _static_dir(fs, ("sys",), sys_dir),
     }
