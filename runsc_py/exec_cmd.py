@@ -36,19 +36,37 @@ def _process_from_json(path: str) -> dict:
             proc = json.load(f)
     except OSError as e:
         raise UserError(f"--process {path}: {e.strerror}") from None
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise UserError(f"--process {path}: not valid JSON: {e}") from None
     if not isinstance(proc, dict):
         raise UserError(f"--process {path}: must be a JSON object")
     return proc
 
 
+# A uid or gid is a 32-bit number and (uid_t)-1 means "unchanged" to setuid(2): runc refuses it too.
+_ID_LIMIT = (1 << 32) - 1
+
+
+def _id(value: object, what: str) -> int:
+    """A uid/gid from the command line or process.json: an integer in [0, 2^32-2], else UserError."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UserError(f"{what}: must be a number")
+    try:
+        n = int(value) if isinstance(value, int) else int(value.strip(), 10)
+    except ValueError:
+        raise UserError(f"{what} {str(value)[:32]!r}: only numeric ids are supported") from None
+    if not 0 <= n < _ID_LIMIT:
+        raise UserError(f"{what} {n}: out of range (0 to {_ID_LIMIT - 1})")
+    return n
+
+
 def _user(spec: str) -> tuple[int, int]:
     uid_s, _, gid_s = spec.partition(":")
-    try:
-        return int(uid_s), int(gid_s or 0)
-    except ValueError:
-        raise UserError(f"--user {spec!r}: only numeric UID[:GID] is supported") from None
+    if not uid_s.strip().isdigit() or (gid_s and not gid_s.strip().isdigit()):
+        if uid_s.strip().lstrip("-").isdigit() and (not gid_s or gid_s.strip().lstrip("-").isdigit()):
+            raise UserError(f"--user {spec!r}: ids must be between 0 and {_ID_LIMIT - 1}")
+        raise UserError(f"--user {spec!r}: only numeric UID[:GID] is supported")
+    return _id(uid_s, "--user uid"), _id(gid_s or "0", "--user gid")
 
 
 def build_request(state_config: dict, process_json: str | None, args: list[str], tty: bool, cwd: str | None,
@@ -60,14 +78,32 @@ def build_request(state_config: dict, process_json: str | None, args: list[str],
         if not isinstance(pargs, list) or not pargs or not all(isinstance(a, str) for a in pargs):
             raise UserError("process.args must be a non-empty list of strings")
         u = proc.get("user") or {}
-        req = {"args": pargs, "env": [str(e) for e in proc.get("env") or []], "cwd": str(proc.get("cwd") or "/"),
-               "uid": int(u.get("uid", 0)), "gid": int(u.get("gid", 0)),
-               "additional_gids": [int(g) for g in u.get("additionalGids") or []]}
+        if not isinstance(u, dict):
+            raise UserError("process.user must be an object")
+        gids = u.get("additionalGids") or []
+        if not isinstance(gids, list):
+            raise UserError("process.user.additionalGids must be a list")
+        env_list = proc.get("env") or []
+        if not isinstance(env_list, list) or not all(isinstance(e, str) and "\0" not in e for e in env_list):
+            raise UserError("process.env must be a list of strings")
+        cwd_v = proc.get("cwd") or "/"
+        if not isinstance(cwd_v, str) or not cwd_v.startswith("/") or "\0" in cwd_v:
+            raise UserError("process.cwd must be an absolute path")
+        if any("\0" in a for a in pargs):
+            raise UserError("process.args must not contain NUL bytes")
+        req = {"args": pargs, "env": list(env_list), "cwd": cwd_v,
+               "uid": _id(u.get("uid", 0), "process.user.uid"), "gid": _id(u.get("gid", 0), "process.user.gid"),
+               "additional_gids": [_id(g, "process.user.additionalGids") for g in gids]}
         terminal = bool(proc.get("terminal", False))
     else:
         if not args:
             raise UserError("exec needs a command (or --process FILE)")
         uid, gid = _user(user) if user else (0, 0)
+        additional_gids = [_id(g, "--additional-gids") for g in additional_gids]
+        if any("\0" in a for a in args) or any("\0" in e for e in env) or (cwd and "\0" in cwd):
+            raise UserError("exec: arguments, --env and --cwd must not contain NUL bytes")
+        if cwd is not None and not cwd.startswith("/"):
+            raise UserError(f"--cwd {cwd[:64]!r}: must be an absolute path")
         base_env = state_config.get("env") or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         req = {"args": args, "env": list(base_env) + env, "cwd": cwd or state_config.get("cwd") or "/",
                "uid": uid, "gid": gid, "additional_gids": additional_gids}

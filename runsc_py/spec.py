@@ -67,6 +67,12 @@ DEFAULT_SPEC: dict[str, Any] = {
 }
 
 RLIMIT_NAMES = frozenset(n for n in dir(resource) if n.startswith("RLIMIT_"))
+# The file system types the Sentry mounts (sentry/vfs/mounts.py); anything else is refused here,
+# where runc would fail mount(2) with ENODEV, instead of being skipped with a warning.
+MOUNT_TYPES = frozenset({"bind", "proc", "sysfs", "tmpfs", "devtmpfs", "devpts", "mqueue", "cgroup",
+                         "cgroup2", "securityfs", "debugfs"})
+# The namespace types of the OCI runtime spec (config-linux.md).
+NAMESPACE_TYPES = frozenset({"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"})
 _U32 = 1 << 32
 _U64 = 1 << 64
 
@@ -179,6 +185,8 @@ def read_spec(bundle: str) -> tuple[str, dict[str, Any]]:
         raise UserError(f"{CONFIG_NAME}: not valid UTF-8") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{CONFIG_NAME}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise UserError(f"{CONFIG_NAME}: invalid JSON: nested too deeply") from None
     if not isinstance(spec, dict):
         raise UserError(f"{CONFIG_NAME}: must hold a JSON object")
     return bundle_abs, spec
@@ -227,13 +235,31 @@ def _mounts(spec: dict[str, Any], bundle: str) -> list[Mount]:
             raise _bad(name, "must be an object")
         dest = _string(m, "destination", f"{name}.destination", required=True)
         if not dest.startswith("/"):
-            raise _bad(f"{name}.destination", f"must be an absolute path (got {dest!r})")
+            raise _bad(f"{name}.destination", f"must be an absolute path (got {dest[:80]!r})")
+        if "\0" in dest:
+            raise _bad(f"{name}.destination", "must not contain NUL bytes")
+        if ".." in dest.split("/"):
+            raise _bad(f"{name}.destination", f"must not contain '..' (got {dest[:80]!r})")
         options = _str_list(m.get("options", []), f"{name}.options")
+        if any("\0" in o for o in options):
+            raise _bad(f"{name}.options", "must not contain NUL bytes")
         is_bind = "bind" in options or "rbind" in options
-        kind = _string(m, "type", f"{name}.type", required=False, default="bind" if is_bind else "none")
+        kind = _string(m, "type", f"{name}.type", required=False, default="bind" if is_bind else "")
+        if not is_bind and kind not in MOUNT_TYPES:
+            shown = repr(kind[:32]) if kind else "(none)"
+            raise _bad(f"{name}.type", f"{shown} is not a supported mount type "
+                                       f"(supported: bind, {', '.join(sorted(MOUNT_TYPES - {'bind'}))})")
         source = _string(m, "source", f"{name}.source", required=False)
-        if (kind == "bind" or is_bind) and source and not os.path.isabs(source):
-            source = os.path.join(bundle, source)   # OCI: relative to the bundle
+        if "\0" in source:
+            raise _bad(f"{name}.source", "must not contain NUL bytes")
+        if kind == "bind" or is_bind:
+            if not source:
+                raise _bad(f"{name}.source", "is required for a bind mount")
+            if not os.path.isabs(source):
+                source = os.path.join(bundle, source)   # OCI: relative to the bundle
+            if not os.path.exists(source):
+                # runc: error mounting ...: stat SOURCE: no such file or directory
+                raise _bad(f"{name}.source", f"stat {source}: no such file or directory")
         out.append(Mount(destination=os.path.normpath(dest), type=kind, source=source,
                          options=list(options)))
     return out
@@ -254,10 +280,16 @@ def _netns_path(spec: dict[str, Any]) -> str:
     if not isinstance(namespaces, list):
         raise _bad("linux.namespaces", "must be a list")
     path = ""
+    seen: set[str] = set()
     for i, ns in enumerate(namespaces):
         if not isinstance(ns, dict):
             raise _bad(f"linux.namespaces[{i}]", "must be an object")
         kind = _string(ns, "type", f"linux.namespaces[{i}].type", required=True)
+        if kind not in NAMESPACE_TYPES:
+            raise _bad(f"linux.namespaces[{i}].type", f"{kind[:32]!r} is not a namespace type")
+        if kind in seen:
+            raise _bad(f"linux.namespaces[{i}].type", f"{kind!r} is given twice")
+        seen.add(kind)
         ns_path = _string(ns, "path", f"linux.namespaces[{i}].path", required=False)
         if ns_path and not ns_path.startswith("/"):
             raise _bad(f"linux.namespaces[{i}].path", "must be an absolute path")

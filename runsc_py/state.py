@@ -195,12 +195,15 @@ class StateStore:
         try:
             with open(self.path(container_id, STATE_FILE), "rb") as f:
                 data = json.load(f)
-            known = {f.name for f in fields(ContainerState)}
-            return ContainerState(**{k: v for k, v in data.items() if k in known})
         except FileNotFoundError:
             raise ContainerNotExist() from None
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise StateUnreadable(f"container {container_id}: unreadable state: {e}") from None
+        problem = _check_state(data, container_id)
+        if problem:
+            raise StateUnreadable(f"container {container_id}: invalid state: {problem}")
+        known = {f.name for f in fields(ContainerState)}
+        return ContainerState(**{k: v for k, v in data.items() if k in known})
 
     def save(self, state: ContainerState) -> None:
         """Replace state.json atomically (callers hold the exclusive lock)."""
@@ -234,6 +237,42 @@ class StateStore:
             return pwd.getpwuid(uid).pw_name
         except (OSError, KeyError):
             return ""
+
+
+_PID_MAX = 1 << 22          # Linux's PID_MAX_LIMIT: no real pid is larger
+
+
+def _check_state(data: Any, container_id: str) -> str:
+    """What is wrong with a state.json document, or "" when every field has its type and range.
+
+    state.json lives under --root, which only root writes; it is still checked field by field,
+    because its pid goes to kill(2): a tampered pid of -1 or 0 would signal every process or the
+    caller's own process group.
+    """
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key in ("id", "bundle", "rootfs", "status", "created"):
+        if key in data and not isinstance(data[key], str):
+            return f"{key} is not a string"
+    for key in ("id", "bundle", "rootfs", "status"):
+        if key not in data:
+            return f"{key} is missing"
+    if data["id"] != container_id:
+        return f"id {data['id'][:64]!r} is not the directory's"
+    if data["status"] not in (CREATING, CREATED, RUNNING, PAUSED):
+        return f"unknown status {data['status'][:32]!r}"
+    pid = data.get("pid", 0)
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 <= pid < _PID_MAX:
+        return "pid is not a process id"
+    start = data.get("pid_start")
+    if start is not None and (not isinstance(start, int) or isinstance(start, bool) or start < 0):
+        return "pid_start is not a start time"
+    for key in ("annotations", "config"):
+        if key in data and not isinstance(data[key], dict):
+            return f"{key} is not an object"
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.get("annotations", {}).items()):
+        return "annotations are not strings"
+    return ""
 
 
 def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
