@@ -33,6 +33,7 @@ from sentry.syscalls.registry import MAX_NR
 from sentry.task import Blocked, Task, ThreadGroup
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
+MAX_HOST_WAIT_S = 3600.0          # the longest one host wait of the loop lasts
 INTERNAL_ERROR = "internal error"   # the marker of a Sentry bug in the log (tests grep for it)
 FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGIO]     # SIGIO: the control channel
@@ -308,7 +309,10 @@ class Kernel:
                 # Linux would hang too; so do we, but say so once in the debug log.
                 self.debug("all tasks blocked with no timer or host fd: waiting for a signal")
             return self.platform.wait(-1, [])
-        timeout = -1 if next_deadline is None else max(0, int((next_deadline - time.monotonic()) * 1e9))
+        # At most an hour at a time: a deadline years away (nanosleep of 2^63-1 ns, clamped to
+        # KTIME_MAX) must not overflow the host call's timeout; the loop just looks again.
+        timeout = -1 if next_deadline is None else \
+            max(0, int(min(next_deadline - time.monotonic(), MAX_HOST_WAIT_S) * 1e9))
         waits = [(t, fdev) for t, lst in self.host_waits.items() for fdev in lst]
         ctx, res = self.platform.wait(timeout, [fdev for _, fdev in waits])
         if ctx is None and res:
