@@ -26,7 +26,7 @@ import array
 import errno
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 
@@ -47,6 +47,8 @@ class GoferClient:
         # Replies are received into one reused buffer and packed by one reused Packer.
         self._buf = memoryview(bytearray(MAX_MESSAGE))
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        self.requests: dict[int, int] = {}      # op number -> requests sent (runsc-py metrics)
+        self.on_lost: Callable[[], None] | None = None   # called when the channel reads as closed
 
     # ---- transport ----
 
@@ -60,12 +62,19 @@ class GoferClient:
             self.sock.sendmsg([self._pack(request)], (), socket.MSG_NOSIGNAL)
             n, anc, _, _ = self.sock.recvmsg_into([self._buf], _ANC_ONE_FD)
         except (BrokenPipeError, ConnectionResetError):
+            self._lost()
             raise OSError(errno.EIO, "gofer: channel closed") from None
         if not n:
             for fd in self._fds(anc):
                 os.close(fd)
+            self._lost()
             raise OSError(errno.EIO, "gofer: channel closed")
         return n, anc
+
+    def _lost(self) -> None:
+        """The Gofer is gone: tell whoever owns the sandbox (sentry/lifeline.py) at once."""
+        if self.on_lost is not None:
+            self.on_lost()
 
     def _call(self, request: list[Any]) -> list[Any]:
         """One round trip with no descriptor in the reply."""

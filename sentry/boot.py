@@ -174,6 +174,9 @@ class Sandbox:
             raise BootError(str(e)) from None
         vfs = VFS()
         self.kernel = Kernel(cfg, platform, self.memfile, vfs, self.log)
+        gofer_what = f"the Gofer (pid {self.gofer_pid}) serving the root file system"
+        self.kernel.lifelines.watch(self.gofer_pid, gofer_what)
+        self.gofer.on_lost = lambda: self.kernel.lifelines.lost(gofer_what)
         if cfg.policy is not None or cfg.compat or cfg.count_syscalls:
             from sentry.policy import install       # hooks on the syscalls they name, nothing else
             install(self.kernel, cfg)

@@ -24,8 +24,9 @@ import sys
 import time
 from collections import deque
 
-from platforms import ExitEvent, FaultEvent, SYSCALL_EVENT, SYSCALL_SUSPECT
+from platforms.events import INTERRUPT_EVENT, SYSCALL32_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
 from sentry.errors import SyscallError, errname
+from sentry.lifeline import Lifelines
 from sentry.syscalls import TABLE
 
 DISPATCH = [(e.handler, e.nargs) for e in TABLE]     # (handler, arity) by number: one lookup per call
@@ -72,6 +73,7 @@ class Kernel:
         self.strace = cfg.strace
         self._enosys_logged: set[int] = set()
         self.watchers: dict[int, object] = {}
+        self.lifelines = Lifelines(self)    # host processes the sandbox dies with (its Gofers)
         self.unix_names: dict = {}
         self._loop_errors = 0           # consecutive internal errors with no task to blame
         self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)
@@ -155,6 +157,8 @@ class Kernel:
         plat = self.platform
         runq = self.runq
         plat.forward_host_signals(FORWARDED_SIGNALS)
+        if self.watchers:
+            self.poll_watchers()        # a control request that came before the SIGIO handler did
         forwarded_bits = plat.forwarded_bits
         plat_run = plat.run
         syscall = self.syscall
@@ -303,19 +307,23 @@ class Kernel:
         self.platform.idle()          # spare time: e.g. a parent waiting for its child
         if self.vdso is not None:
             self.vdso.refresh()
+        lifelines = self.lifelines.poll_fds      # the Gofers' pidfds (sentry/lifeline.py)
         if next_deadline is None and not self.host_waits:
             if not any(getattr(t, "running", False) for t in self.tasks.values()):
                 # Nothing runs and nothing can wake anything: a deadlock in the application.
                 # Linux would hang too; so do we, but say so once in the debug log.
                 self.debug("all tasks blocked with no timer or host fd: waiting for a signal")
-            return self.platform.wait(-1, [])
+            if not lifelines:
+                return self.platform.wait(-1, [])
         # At most an hour at a time: a deadline years away (nanosleep of 2^63-1 ns, clamped to
         # KTIME_MAX) must not overflow the host call's timeout; the loop just looks again.
         timeout = -1 if next_deadline is None else \
             max(0, int(min(next_deadline - time.monotonic(), MAX_HOST_WAIT_S) * 1e9))
         waits = [(t, fdev) for t, lst in self.host_waits.items() for fdev in lst]
-        ctx, res = self.platform.wait(timeout, [fdev for _, fdev in waits])
+        ctx, res = self.platform.wait(timeout, [fdev for _, fdev in waits] + lifelines)
         if ctx is None and res:
+            if lifelines and any(res[len(waits):]):
+                self.lifelines.check()
             for (t, _), rev in zip(waits, res):
                 if rev and t in self.host_waits:
                     self.wake(t)

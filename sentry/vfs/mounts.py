@@ -156,6 +156,8 @@ class MountBuilder:
             self.log.warning(f"bind mount of {tree!r}: gofer failed: {e}")
             return None
         self.extra_gofers.append((pid, client))
+        self.kernel.lifelines.watch(pid, f"the Gofer (pid {pid}) serving bind mount {tree!r}")
+        client.on_lost = lambda: self.kernel.lifelines.lost(f"the Gofer (pid {pid}) serving bind mount {tree!r}")
         fs = GoferFS(client, dev=self.dev(), readonly=ro)
         fs.kernel = self.kernel
         return fs
