@@ -1,59 +1,50 @@
 """Platforms: where application code runs.
 
-Both platforms (ptrace, kvm) implement one contract, so the Sentry above
-never knows which one runs:
-
-* `Platform.new_address_space() -> AddressSpace`, with
-  `AddressSpace.map(addr, length, prot, memfile_offset)`, `.unmap(addr, length)`,
-  `.protect(addr, length, prot)` and `.release()`.
-* `AddressSpace.new_context() -> Context`: one application thread.  A context
-  has `regs` (the general registers, fields named as `struct user_regs_struct`).
-* Running.  DESIGN.md describes a blocking `Context.switch(regs) -> event`;
-  the Sentry is one single-threaded event loop over many application threads,
-  so the contract has the split form as well:
-  `Platform.resume(ctx)` (start it running with its `regs`),
-  `Platform.run(ctx) -> (ctx2, event)` (resume `ctx`, then wait for the next
-  event of ANY context: the common case of one runnable thread costs one
-  call), and `Platform.wait(timeout_ns, host_fds) -> (ctx, event) | (None, revents)`.
-  `Context.switch()` is `run` when only that context runs.
-
-Events (`platforms.events`): `SyscallEvent` (registers hold the call),
-`FaultEvent` (signal number, si_code, address: SIGSEGV, SIGBUS, SIGFPE,
-SIGILL, SIGTRAP), `ExitEvent` (the host thread died, e.g. killed).
+The contract every platform implements is `platforms.contract` (Platform, AddressSpace,
+Context, the Regs register file, the seccomp Filters format) with the events of
+`platforms.events` (SyscallEvent, FaultEvent, InterruptEvent, ExitEvent); both are
+re-exported here.  Host CPU facts every platform shares (rdtsc, CPUID's XSAVE layout, the
+host auxv) are `platforms.hostarch`.  The Sentry imports only these; a platform's own
+package (platforms.ptrace, platforms.kvm) is imported by `get_platform`, by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+
+from platforms.contract import (INTERRUPT_EVENT, NO_SYSCALL, SYSCALL32_EVENT, SYSCALL_EVENT, AddressSpace,
+                                Context, ExitEvent, FaultEvent, Filters, InterruptEvent, Platform,
+                                PlatformError, PlatformUnavailable, Regs, RegisterFile, SyscallEvent,
+                                copy_regs)
+
+__all__ = ["Platform", "AddressSpace", "Context", "Regs", "RegisterFile", "copy_regs", "Filters",
+           "PlatformError", "PlatformUnavailable", "SyscallEvent", "FaultEvent", "InterruptEvent",
+           "ExitEvent", "SYSCALL_EVENT", "SYSCALL32_EVENT", "INTERRUPT_EVENT", "NO_SYSCALL",
+           "PLATFORMS", "get_platform", "platform_class", "preload"]
+
+# name -> (module, class): the implementations, imported only when chosen.
+PLATFORMS = {
+    "ptrace": ("platforms.ptrace.tracer", "PtracePlatform"),
+    "kvm": ("platforms.kvm", "KvmPlatform"),
+}
 
 
-@dataclass(slots=True)
-class SyscallEvent:
-    pass
+def platform_class(name: str):
+    """The class of platform `name` (imports its package; may raise PlatformUnavailable)."""
+    try:
+        module, cls = PLATFORMS[name]
+    except KeyError:
+        raise ValueError(f"unknown platform {name!r} (known: {', '.join(PLATFORMS)})") from None
+    return getattr(importlib.import_module(module), cls)
 
 
-@dataclass(slots=True)
-class FaultEvent:
-    signo: int
-    code: int
-    addr: int
+def preload(name: str) -> None:
+    """Import platform `name`'s code now (before the Sentry confines itself, or in a factory
+    that forks Sentries); a platform that cannot import here fails later, in get_platform."""
+    try:
+        platform_class(name)
+    except Exception:
+        pass
 
 
-@dataclass(slots=True)
-class ExitEvent:
-    status: int          # host wait status
-
-
-SYSCALL_EVENT = SyscallEvent()
-# A syscall stop the platform could not confirm came from the 64-bit `syscall` instruction
-# (ptrace: rcx != rip, as `int $0x80` leaves it): the Sentry looks at the instruction.
-SYSCALL_SUSPECT = SyscallEvent()
-
-
-def get_platform(name: str, memfile):
-    if name == "ptrace":
-        from platforms.ptrace.tracer import PtracePlatform
-        return PtracePlatform(memfile)
-    if name == "kvm":
-        from platforms.kvm import KvmPlatform   # noqa: F401  (raises if unavailable)
-        return KvmPlatform(memfile)
-    raise ValueError(f"unknown platform {name!r}")
+def get_platform(name: str, memfile) -> Platform:
+    return platform_class(name)(memfile)

@@ -11,7 +11,8 @@ Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
   -> {"op": "exec", "args": [...], "env": [...], "cwd": "/", "uid": 0, "gid": 0,
       "additional_gids": [], "rlimits": {}}            + fds [stdin, stdout, stderr]
   <- {"pid": N} | {"error": "one line", "code": N}
-  <- {"exit": status}          when that process ends (status as runsc-py exits: code or 128+sig)
+  <- {"exit": status, "usage": {"cpu_ns", "max_rss_kb", "syscalls"}}   when that process ends
+                               (status as runsc-py exits: code or 128+sig)
   -> {"op": "update", "memory_limit": N, "pids_limit": N}   (-1/0: no limit)
   <- {"ok": true}
   -> {"op": "ps"}
@@ -29,6 +30,9 @@ import socket
 import msgpack
 
 MAX_MSG = 1 << 20
+# The library's requests (runsc_py.Sandbox: files, signals, compat, shutdown), one reply each:
+# served by sentry/libops.py, which documents them.
+LIBRARY_OPS = frozenset({"shutdown", "kill", "write_file", "read_file", "listdir", "stat", "compat"})
 SUN_PATH_MAX = 107
 
 
@@ -80,6 +84,10 @@ class ControlServer:
         _with_short_path(path, self.sock.bind)
         os.chmod(path, 0o600)
         self.sock.listen(16)
+        # SIGIO's default action kills: until the task loop installs its handler (Kernel.run,
+        # which then polls once), a client that connects early must not end the Sentry.
+        import signal
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
         self._async(self.sock.fileno())
         self.conns: dict[int, socket.socket] = {}
         self.kernel = None
@@ -135,6 +143,10 @@ class ControlServer:
             elif op == "ps":
                 _send(conn, {"processes": self._ps()})
                 self._drop(conn)
+            elif op in LIBRARY_OPS:
+                from sentry.libops import serve
+                _send(conn, serve(self.kernel, op, msg))
+                self._drop(conn)
             else:
                 _send(conn, {"error": f"unknown control request {op!r}", "code": 1})
                 self._drop(conn)
@@ -164,7 +176,8 @@ class ControlServer:
 
         def report(wait_status: int) -> None:
             code = 128 + (wait_status & 0x7F) if wait_status & 0x7F else (wait_status >> 8) & 0xFF
-            _send(conn, {"exit": code})
+            from sentry.libops import usage
+            _send(conn, {"exit": code, "usage": usage(tg)})
             self.conns.pop(conn.fileno(), None)
             conn.close()
 

@@ -19,16 +19,24 @@ from __future__ import annotations
 import os
 import signal
 
-from platforms import SYSCALL_EVENT, SYSCALL_SUSPECT, ExitEvent, FaultEvent
+import time
+
+from platforms import contract, hostarch
+from platforms.events import INTERRUPT_EVENT, SYSCALL32_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
 from platforms.ptrace import stub as stubmod
 from platforms.ptrace._ptrace_ext import ffi, lib
 
+PTRACE_TRACEME, PTRACE_PEEKTEXT = 0, 1
 PTRACE_CONT = 7
 PTRACE_KILL = 8
+PTRACE_GETREGS, PTRACE_SETREGS = 12, 13
 PTRACE_SETOPTIONS = 0x4200
+PTRACE_GETSIGINFO = 0x4202
+PTRACE_GETREGSET, PTRACE_SETREGSET = 0x4204, 0x4205
 PTRACE_SYSEMU = 31
 PTRACE_GETFPREGS = 14
 PTRACE_SETFPREGS = 15
+NT_X86_XSTATE = 0x202
 PTRACE_O_TRACESYSGOOD = 0x1
 PTRACE_O_TRACECLONE = 0x8
 PTRACE_O_EXITKILL = 0x100000
@@ -42,7 +50,7 @@ MAP_SHARED = 0x01
 MAP_FIXED = 0x10
 
 
-class PlatformError(Exception):
+class PlatformError(contract.PlatformError):
     """The host refused to drive a stub (it died, or ptrace failed)."""
 
 
@@ -52,17 +60,34 @@ def _check(r: int, what: str) -> int:
     return r
 
 
+FPSTATE_SIZE = hostarch.XSTATE.max_size if hostarch.XSTATE is not None else hostarch.FXSAVE_SIZE
+_REGS_SIZE = ffi.sizeof("struct user_regs_struct")
+_REGS_PTR = ffi.typeof("struct user_regs_struct *")
+
+
+def _cpu_clock_ns(pid: int) -> int:
+    """The CPU time of host process `pid` (a stub): a process clock, which Linux lets any
+    process read (CPUCLOCK id ~pid << 3 | CPUCLOCK_SCHED); another process's THREAD clocks it
+    refuses, so a stub thread's own time cannot be read from here."""
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | 2)
+    except OSError:
+        return 0
+
+
 class PtraceContext:
     """One application thread: a host thread of a stub, run under PTRACE_SYSEMU."""
 
-    __slots__ = ("tid", "regs", "address_space", "task")
+    __slots__ = ("tid", "regs", "address_space", "task", "_iov", "_xbuf")
 
     def __init__(self, tid: int, address_space: "PtraceAddressSpace", template) -> None:
         self.tid = tid
         self.address_space = address_space
         self.regs = ffi.new("struct user_regs_struct *")
-        ffi.memmove(self.regs, template, ffi.sizeof("struct user_regs_struct"))
+        ffi.memmove(self.regs, template, _REGS_SIZE)
         self.task = None            # the Sentry's Task, set by the kernel
+        self._iov = None            # the XSAVE buffer and its iovec, made on first use
+        self._xbuf = None
 
     def clear_regs(self, rip: int, rsp: int) -> None:
         r = self.regs
@@ -74,7 +99,14 @@ class PtraceContext:
         r.rsp = rsp
         r.eflags = 0x202
 
+    def set_regs(self, src) -> None:
+        if isinstance(src, ffi.CData) and ffi.typeof(src) is _REGS_PTR:
+            ffi.memmove(self.regs, src, _REGS_SIZE)
+        else:
+            contract.copy_regs(self.regs, src)
+
     def get_fpregs(self) -> bytes:
+        """The legacy 512-byte FXSAVE region only."""
         buf = ffi.new("char[512]")
         _check(lib.rp_ptrace(PTRACE_GETFPREGS, self.tid, 0, int(ffi.cast("unsigned long", buf))), "GETFPREGS")
         return bytes(ffi.buffer(buf))
@@ -82,6 +114,33 @@ class PtraceContext:
     def set_fpregs(self, data: bytes) -> None:
         buf = ffi.new("char[512]", data)
         _check(lib.rp_ptrace(PTRACE_SETFPREGS, self.tid, 0, int(ffi.cast("unsigned long", buf))), "SETFPREGS")
+
+    def _xstate_iov(self):
+        if self._iov is None:
+            self._xbuf = ffi.new("char[]", FPSTATE_SIZE)
+            self._iov = ffi.new("unsigned long[2]", [int(ffi.cast("unsigned long", self._xbuf)), FPSTATE_SIZE])
+        self._iov[1] = FPSTATE_SIZE
+        return int(ffi.cast("unsigned long", self._iov))
+
+    def get_fpstate(self) -> bytes:
+        """The full XSAVE area (PTRACE_GETREGSET NT_X86_XSTATE), FPSTATE_SIZE bytes."""
+        if hostarch.XSTATE is None:
+            return self.get_fpregs()
+        _check(lib.rp_ptrace(PTRACE_GETREGSET, self.tid, NT_X86_XSTATE, self._xstate_iov()), "GETREGSET")
+        return bytes(ffi.buffer(self._xbuf, FPSTATE_SIZE))
+
+    def set_fpstate(self, data: bytes) -> None:
+        """PTRACE_SETREGSET NT_X86_XSTATE: Linux takes exactly the full size, so pad."""
+        if hostarch.XSTATE is None:
+            self.set_fpregs(bytes(data[:512]).ljust(512, b"\0"))
+            return
+        iov = self._xstate_iov()
+        ffi.memmove(self._xbuf, bytes(data[:FPSTATE_SIZE]).ljust(FPSTATE_SIZE, b"\0"), FPSTATE_SIZE)
+        _check(lib.rp_ptrace(PTRACE_SETREGSET, self.tid, NT_X86_XSTATE, iov), "SETREGSET")
+
+    def cpu_time_ns(self) -> int:
+        # The stub's process clock: exact for one thread per stub, an upper bound with more.
+        return _cpu_clock_ns(self.address_space.pid)
 
 
 class PtraceAddressSpace:
@@ -182,7 +241,6 @@ class PtraceAddressSpace:
     def _reap(self, tid: int, timeout: float = 2.0) -> None:
         """Collect `tid`'s exit (resuming it through any stops on the way).  Bounded: a thread
         that never reports (it was reaped elsewhere) must not hang the Sentry."""
-        import time
         deadline = time.monotonic() + timeout
         spins = 0
         while True:
@@ -209,6 +267,9 @@ class PtraceAddressSpace:
                 return
             lib.rp_resume(tid, ffi.NULL, PTRACE_CONT, 0)
 
+    def cpu_time_ns(self) -> int:
+        return _cpu_clock_ns(self.pid)
+
     def release(self) -> None:
         """Kill the stub and reap every one of its threads."""
         if self.released:
@@ -230,8 +291,10 @@ class PtraceAddressSpace:
 
 class PtracePlatform:
     name = "ptrace"
-    max_user_address = stubmod.STUB_BASE
-    min_user_address = 0x10000
+    max_user_address = stubmod.STUB_BASE       # the stub's page and everything above stay off-limits
+    min_user_address = 0x10000                 # the host's mmap_min_addr default
+    reserved = ((stubmod.STUB_BASE, stubmod.STUB_BASE + stubmod.STUB_SIZE),)
+    fpstate_size = FPSTATE_SIZE
 
     def __init__(self, memfile) -> None:
         self.memfile = memfile
@@ -246,6 +309,10 @@ class PtracePlatform:
         self._other = ffi.new("struct user_regs_struct *")
         self._regsize = ffi.sizeof("struct user_regs_struct")
         self.run = self._make_run()
+
+    def syscall_filters(self) -> contract.Filters:
+        from platforms.ptrace.filters import syscall_filters
+        return syscall_filters(self.stub_fd)
 
     def _spawn(self) -> int:
         return _check(lib.rp_spawn_stub(self.stub_fd, self.memfile.fd, stubmod.STUB_MEMFD), "spawn stub")
@@ -276,7 +343,7 @@ class PtracePlatform:
 
         A closure over its constants: this is the per-syscall path."""
         rp_run, status_p, other = lib.rp_run, self._status, self._other
-        sysemu, syscall_status, event, suspect = PTRACE_SYSEMU, _SYSCALL_STATUS, SYSCALL_EVENT, SYSCALL_SUSPECT
+        sysemu, syscall_status, event = PTRACE_SYSEMU, _SYSCALL_STATUS, SYSCALL_EVENT
 
         def run(ctx: PtraceContext):
             pid = rp_run(ctx.tid, ctx.regs, sysemu, 0, status_p, other)
@@ -285,7 +352,7 @@ class PtracePlatform:
                 if status == syscall_status:
                     return ctx, event
                 if status == syscall_status | (1 << 30):
-                    return ctx, suspect
+                    return ctx, self._suspect(ctx)
                 return ctx, self._decode(ctx, status)
             if pid == -4:              # EINTR: a forwarded host signal is waiting
                 return None, None
@@ -314,7 +381,8 @@ class PtracePlatform:
         self.leaks = getattr(self, "leaks", 0) + 1
 
     def kick(self, ctx: PtraceContext) -> None:
-        """Make a context running application code stop soon (a swallowed host SIGURG)."""
+        """Make a context running application code stop soon: a host SIGURG, which ptrace turns
+        into a stop that `_decode` reports as INTERRUPT_EVENT (the stub never acts on it)."""
         lib.rp_tgkill(ctx.address_space.pid, ctx.tid, signal.SIGURG)
 
     def forward_host_signals(self, sigs: list[int]) -> None:
@@ -339,16 +407,27 @@ class PtracePlatform:
             ffi.memmove(ctx.regs, self._other, self._regsize)
         return ctx, self._decode(ctx, self._status[0])
 
+    @staticmethod
+    def _suspect(ctx: PtraceContext):
+        """A syscall stop with rcx != rip: `syscall` always leaves them equal, `int $0x80` need
+        not.  The two bytes before rip tell (PEEKTEXT reads them whatever the page's prot)."""
+        word = lib.rp_ptrace(PTRACE_PEEKTEXT, ctx.tid, ctx.regs.rip - 2, 0)
+        return SYSCALL32_EVENT if word & 0xFFFF == 0x80CD else SYSCALL_EVENT
+
     def _decode(self, ctx: PtraceContext, status: int):
         if status & (1 << 30):
-            return SYSCALL_SUSPECT if status & ~(1 << 30) == _SYSCALL_STATUS else self._decode(ctx, status & ~(1 << 30))
+            return self._suspect(ctx) if status & ~(1 << 30) == _SYSCALL_STATUS else self._decode(ctx, status & ~(1 << 30))
         if os.WIFSTOPPED(status):
             sig = os.WSTOPSIG(status)
             if sig == SYSCALL_STOP and status >> 16 == 0:
                 return SYSCALL_EVENT
             signo = ffi.new("int *"); code = ffi.new("int *"); addr = ffi.new("unsigned long *"); err = ffi.new("int *")
             if lib.rp_getsiginfo(ctx.tid, signo, code, addr, err) != 0:
-                return FaultEvent(sig, 0, 0)
+                return INTERRUPT_EVENT
+            if code[0] <= 0 or signo[0] == signal.SIGURG:
+                # Sent by the host (our own kick, someone's kill, a group-stop's SIGSTOP): never
+                # the application's.  The stub never acts on host signals: suppressed on resume.
+                return INTERRUPT_EVENT
             return FaultEvent(signo[0], code[0], addr[0])
         self.contexts.pop(ctx.tid, None)
         ctx.address_space.threads.pop(ctx.tid, None)
