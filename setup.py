@@ -30,6 +30,6 @@ class BuildPyWithVdso(build_py):
 
 
 setup(
-    cffi_modules=["platforms/ptrace/_build_ptrace.py:ffibuilder"],
+    cffi_modules=["platforms/ptrace/_build_ptrace.py:ffibuilder", "platforms/_build_hostarch.py:ffibuilder"],
     cmdclass={"build_py": BuildPyWithVdso},
 )

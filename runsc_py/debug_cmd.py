@@ -1,7 +1,8 @@
 """`runsc-py debug --seccomp`: the host syscalls the Sentry and the Gofer may make.
 
 Nothing here is hand-written: both descriptions come from the allowlists the
-confinement code loads (`sentry.confine.ALLOWLIST`, `gofer.confine.ALLOWLIST`),
+confinement code loads (`sentry.confine.allowlist()` with the default platform's
+`syscall_filters()` merged in, `gofer.confine.ALLOWLIST`),
 so what this prints is what the kernel enforces.  For comparison: gVisor's
 Sentry allows about 70 host syscalls.
 """
@@ -59,7 +60,9 @@ def filters() -> list[dict]:
     except Exception as e:      # an ImportError (no pyseccomp...): one line, not a traceback
         raise UserError(f"cannot load the seccomp allowlists: {type(e).__name__}: {e}") from None
     s = sentry_confine
-    sentry = _describe("sentry", s.ALLOWLIST, s.DEFAULT_ACTION, {
+    # The default platform's own calls are part of the Sentry's filter (its descriptors by name).
+    from platforms.ptrace.filters import syscall_filters
+    sentry = _describe("sentry", s.allowlist(syscall_filters("stub_fd")), s.DEFAULT_ACTION, {
         f"errno {errno.errorcode[s.REFUSED_ERRNO]} (they name a host path)": list(s.PATH_CALLS)
         + ["newfstatat without AT_EMPTY_PATH", "execveat without AT_EMPTY_PATH"],
         "kill, never allowed (they reshape the host)": list(s.FATAL_CALLS),

@@ -36,7 +36,8 @@ def _preimport() -> None:
     import sentry.vfs.devfs  # noqa: F401
     import sentry.vfs.goferfs  # noqa: F401
     import sentry.vfs.tty  # noqa: F401
-    import platforms.ptrace.tracer  # noqa: F401
+    import platforms
+    platforms.preload(SandboxConfig.platform)     # the default platform's code (get_platform imports the chosen one)
     import sentry.confine  # noqa: F401
     import sentry.monitor  # noqa: F401
     import sentry.control  # noqa: F401
@@ -187,7 +188,7 @@ class Sandbox:
             self.control.attach(self.kernel)
         if confine:
             from sentry.confine import confine as confine_sentry
-            confine_sentry(cfg.network)
+            confine_sentry(cfg.network, platform.syscall_filters())
         self._start_init()
 
     def _mount_filesystems(self, vfs) -> None:

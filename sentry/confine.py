@@ -10,13 +10,15 @@ stdio and its log.  So from then on it gives up the host, in this order:
    for any host file.
 2. Every capability dropped (bounding, permitted, effective, inheritable,
    ambient); PR_SET_NO_NEW_PRIVS; not dumpable.
-3. A seccomp allowlist (ALLOWLIST below; `runsc-py debug --seccomp` prints
-   it) of about sixty calls, where gVisor's Sentry allows about seventy: only
-   the host calls the confined Sentry makes -- the task loop, the ptrace
-   platform, the Python runtime under them, and the stubs, which inherit
-   this filter under their own and so need the calls they make before their
-   own filter (prctl, munmap, seccomp) and the ones the Sentry injects into
-   them (mmap, munmap, mprotect, clone, exit).  The set was measured, not
+3. A seccomp allowlist (`allowlist()`: the Sentry's own ALLOWLIST below merged with
+   the platform's `syscall_filters()`, as gVisor merges its platform's
+   SyscallFilters(); `runsc-py debug --seccomp` prints it) of about sixty
+   calls, where gVisor's Sentry allows about seventy: only the host calls the
+   confined Sentry makes -- the task loop and the Python runtime under it
+   here, and what the platform needs (for ptrace, platforms/ptrace/filters.py:
+   its stubs inherit this filter under their own, so the calls they make
+   before their own filter and the ones the Sentry injects into them are
+   there too).  The set was measured, not
    guessed: with the default action at SECCOMP_RET_LOG, the fast and slow
    test suites and TCP/UDP over IPv4 and IPv6 in a sandbox (--network=none
    and =host) ran while entries of a generous first list were taken off in
@@ -33,8 +35,8 @@ stdio and its log.  So from then on it gives up the host, in this order:
      Python runtime still tries a path on rare paths, e.g. linecache while
      formatting a traceback, and an exception the Sentry already handles is
      the right answer there, not a dead sandbox);
-   * execveat only of the stub image: dirfd must be the sealed stub memfd
-     (found by its name before the chroot) and AT_EMPTY_PATH set; a relative
+   * (ptrace) execveat only of the stub image: dirfd must be the sealed stub
+     memfd and AT_EMPTY_PATH set; a relative
      name against a memfd fails (ENOTDIR), an absolute one resolves in the
      empty root.  newfstatat only with AT_EMPTY_PATH (glibc's fstat()).  The
      flag does not stop a non-empty name from being resolved: in the empty
@@ -42,12 +44,12 @@ stdio and its log.  So from then on it gives up the host, in this order:
      (directories are listed through the Gofer protocol), though a
      compromised Sentry could ask the Gofer for one and then stat, never
      open, host paths through it;
-   * ptrace only with the requests the platform uses: no PTRACE_ATTACH or
+   * (ptrace) ptrace only with the requests the platform uses: no PTRACE_ATTACH or
      PTRACE_SEIZE, so the Sentry can only ever trace processes that asked
      for it (its stubs, PTRACE_TRACEME before exec) and their threads
      (PTRACE_O_TRACECLONE).  Without CAP_SYS_PTRACE it could not attach to a
      process holding any capability anyway;
-   * clone only with the flags of a stub's application thread (CLONE_THREAD
+   * (ptrace) clone only with the flags of a stub's application thread (CLONE_THREAD
      and CLONE_VM among them): the Sentry cannot fork, and it makes no
      threads of its own (so no futex: its one thread never contends);
      vfork is how a stub starts;
@@ -101,29 +103,17 @@ FATAL_CALLS = ("mount", "umount2", "pivot_root", "chroot", "kexec_load", "kexec_
                "sethostname", "setdomainname", "syslog", "vhangup", "process_vm_writev", "process_vm_readv")
 
 # Argument values the allowlist checks.
-PTRACE_TRACEME, PTRACE_CONT, PTRACE_GETREGS, PTRACE_SETREGS = 0, 7, 12, 13
-PTRACE_GETFPREGS, PTRACE_SETFPREGS, PTRACE_SYSEMU = 14, 15, 31
-PTRACE_SETOPTIONS, PTRACE_GETSIGINFO = 0x4200, 0x4202
-# A stub's application thread, as platforms/ptrace/tracer.py injects it (CLONE_THREAD_FLAGS):
-# VM FS FILES SIGHAND THREAD SYSVSEM, nothing else -- never a new process.
-CLONE_STUB_THREAD = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000
-PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
-SECCOMP_SET_MODE_FILTER = 1
 AF_INET, AF_INET6 = 2, 10
 F_SETFD, F_GETFL, F_SETFL, F_SETOWN, F_DUPFD_CLOEXEC = 2, 3, 4, 8, 1030
 TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, TIOCSWINSZ = 0x5401, 0x5402, 0x5403, 0x5404, 0x5413, 0x5414
 FIONBIO = 0x5421
-SIGKILL, SIGURG = 9, 23
 
 # The allowlist as data -- build_filter() loads it and `runsc-py debug --seccomp`
 # prints it.  Syscall name -> alternatives: the call is allowed when every check
 # of one alternative holds.  A check is (argument index, argument name, op,
 # value, value name): op "==" compares the argument with value, "has" means
 # every bit of value is set in it, "lacks" that none is.
-# STUB_FD stands for the stub image's descriptor, known when the filter is built.
 Check = tuple[int, str, str, int | str, str]
-STUB_FD = "stub_fd"
-STUB_IMAGE_NAME = "runsc-py-stub"       # the memfd platforms/ptrace/tracer.py execs stubs from
 ALWAYS: tuple[tuple[Check, ...], ...] = ((),)     # one alternative without checks
 
 
@@ -141,14 +131,12 @@ ALLOWLIST: dict[str, tuple[tuple[Check, ...], ...]] = {
     # Memory: the Python allocator and the MemoryFile mapping; mmap/munmap/mprotect/clone/exit are
     # also what the Sentry injects into stubs, and munmap/prctl/seccomp what a stub does at start.
     "brk": ALWAYS, "mmap": ALWAYS, "munmap": ALWAYS, "mprotect": ALWAYS, "mremap": ALWAYS, "madvise": ALWAYS,
-    # Waiting and time: the task loop (ppoll, wait4), reaping stubs, the application's clocks.
+    # Waiting and time: the task loop (ppoll), reaping the Gofer (wait4), the application's clocks.
     "ppoll": ALWAYS, "poll": ALWAYS, "clock_gettime": ALWAYS, "clock_nanosleep": ALWAYS,
     "restart_syscall": ALWAYS, "sched_yield": ALWAYS, "sched_getaffinity": ALWAYS, "sysinfo": ALWAYS,
-    # Signals: forwarded host signals, SIGCHLD of stubs as a signalfd, ending and kicking stubs.
-    "rt_sigaction": ALWAYS, "rt_sigprocmask": ALWAYS, "rt_sigreturn": ALWAYS, "signalfd4": ALWAYS,
-    "kill": when((1, "sig", "==", SIGKILL, "SIGKILL")),
-    "tgkill": one_of(2, "sig", (SIGKILL, "SIGKILL"), (SIGURG, "SIGURG")),
-    "tkill": when((1, "sig", "==", SIGURG, "SIGURG")),
+    "wait4": ALWAYS,
+    # Signals: forwarded host signals.
+    "rt_sigaction": ALWAYS, "rt_sigprocmask": ALWAYS, "rt_sigreturn": ALWAYS,
     # Descriptors the Sentry already holds: Gofer-donated files, the MemoryFile, stdio, pipes, sockets.
     "read": ALWAYS, "write": ALWAYS, "readv": ALWAYS, "writev": ALWAYS, "pread64": ALWAYS,
     "preadv2": ALWAYS, "pwritev2": ALWAYS, "lseek": ALWAYS, "close": ALWAYS, "close_range": ALWAYS,
@@ -165,23 +153,9 @@ ALLOWLIST: dict[str, tuple[tuple[Check, ...], ...]] = {
     "bind": ALWAYS, "listen": ALWAYS, "accept4": ALWAYS, "connect": ALWAYS, "shutdown": ALWAYS,
     "getsockname": ALWAYS, "getpeername": ALWAYS, "getsockopt": ALWAYS, "setsockopt": ALWAYS,
     "sendmsg": ALWAYS, "recvmsg": ALWAYS,
-    # Stubs: vfork, then in the child setpgid, prctl, PTRACE_TRACEME, close_range, F_SETFD or dup2
-    # and execveat of the sealed stub memfd; then driven with ptrace and reaped with wait4.
-    "vfork": ALWAYS, "setpgid": ALWAYS, "wait4": ALWAYS,
-    "execveat": when((0, "dirfd", "==", STUB_FD, "the stub image memfd"),
-                     (4, "flags", "has", AT_EMPTY_PATH, "AT_EMPTY_PATH")),
-    "ptrace": one_of(0, "request", (PTRACE_TRACEME, "PTRACE_TRACEME"), (PTRACE_CONT, "PTRACE_CONT"),
-                     (PTRACE_SYSEMU, "PTRACE_SYSEMU"), (PTRACE_GETREGS, "PTRACE_GETREGS"),
-                     (PTRACE_SETREGS, "PTRACE_SETREGS"), (PTRACE_GETFPREGS, "PTRACE_GETFPREGS"),
-                     (PTRACE_SETFPREGS, "PTRACE_SETFPREGS"), (PTRACE_SETOPTIONS, "PTRACE_SETOPTIONS"),
-                     (PTRACE_GETSIGINFO, "PTRACE_GETSIGINFO")),
-    "clone": when((0, "flags", "==", CLONE_STUB_THREAD, "CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|"
-                                                         "CLONE_THREAD|CLONE_SYSVSEM")),
-    "prctl": one_of(0, "option", (PR_SET_PDEATHSIG, "PR_SET_PDEATHSIG"), (PR_SET_NAME, "PR_SET_NAME"),
-                    (PR_SET_NO_NEW_PRIVS, "PR_SET_NO_NEW_PRIVS")),
-    "seccomp": when((0, "operation", "==", SECCOMP_SET_MODE_FILTER, "SECCOMP_SET_MODE_FILTER")),
-    "getpid": ALWAYS, "exit": ALWAYS, "exit_group": ALWAYS,
+    "getpid": ALWAYS, "exit_group": ALWAYS,
 }
+# Not the Sentry's own: the platform's (syscall_filters()), merged in by allowlist().
 DEFAULT_ACTION = "kill"        # SECCOMP_RET_KILL_PROCESS
 REFUSED_ERRNO = errno.EACCES   # what PATH_CALLS (and the path forms of newfstatat, execveat) get
 
@@ -204,23 +178,34 @@ def _mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int
     _check(_libc.mount(source, target, fstype, ctypes.c_ulong(flags), data), f"mount {target!r}")
 
 
-def seccomp_args(checks: tuple[Check, ...], stub_fd: int | None = None) -> list[pyseccomp.Arg] | None:
-    """libseccomp argument comparisons for one alternative of ALLOWLIST (None: it needs the
-    stub image's descriptor and there is none)."""
-    return gofer_seccomp_args(checks, {STUB_FD: stub_fd})
+def allowlist(platform_filters: dict | None = None) -> dict[str, tuple[tuple[Check, ...], ...]]:
+    """The Sentry's ALLOWLIST merged with a platform's syscall_filters(): a call allowed by
+    either is allowed, under the alternatives of both (any unchecked one makes it unchecked)."""
+    merged = {name: tuple(alts) for name, alts in ALLOWLIST.items()}
+    for name, alts in (platform_filters or {}).items():
+        both = merged.get(name, ()) + tuple(alts)
+        if any(not checks for checks in both):
+            both = ALWAYS
+        merged[name] = tuple(dict.fromkeys(both))
+    return merged
 
 
-def build_filter(stub_fd: int | None = None) -> pyseccomp.SyscallFilter:
-    """Step 3's filter: ALLOWLIST allowed, PATH_CALLS refused with EACCES, anything else kills.
+def seccomp_args(checks: tuple[Check, ...]) -> list[pyseccomp.Arg] | None:
+    """libseccomp argument comparisons for one alternative of the allowlist."""
+    return gofer_seccomp_args(checks, {})
 
-    `stub_fd`: the stub image memfd, the only file execveat may start; None: no execveat."""
-    overlap = set(ALLOWLIST) & set(FATAL_CALLS + PATH_CALLS)
+
+def build_filter(platform_filters: dict | None = None) -> pyseccomp.SyscallFilter:
+    """Step 3's filter: allowlist(platform_filters) allowed, PATH_CALLS refused with EACCES,
+    anything else kills."""
+    rules = allowlist(platform_filters)
+    overlap = set(rules) & set(FATAL_CALLS + PATH_CALLS)
     if overlap:
         raise ValueError(f"the Sentry's allowlist names refused calls: {sorted(overlap)}")
     f = pyseccomp.SyscallFilter(defaction=pyseccomp.KILL_PROCESS)
-    for name, alternatives in ALLOWLIST.items():
+    for name, alternatives in rules.items():
         for checks in alternatives:
-            args = seccomp_args(checks, stub_fd)
+            args = seccomp_args(checks)
             if args is not None:
                 f.add_rule(pyseccomp.ALLOW, name, *args)
     refuse = pyseccomp.ERRNO(REFUSED_ERRNO)
@@ -235,19 +220,6 @@ def build_filter(stub_fd: int | None = None) -> pyseccomp.SyscallFilter:
     return f
 
 
-def _stub_image_fd() -> int | None:
-    """The stub image memfd (see STUB_IMAGE_NAME), found by its name while /proc is still there."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if target.startswith(f"/memfd:{STUB_IMAGE_NAME} "):
-            found.append(int(name))
-    return found[0] if len(found) == 1 else None
-
-
 def _loopback_up() -> None:
     """A fresh network namespace has `lo` down: bring it up (runc's --network=none has it up)."""
     import fcntl
@@ -257,11 +229,12 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40))   # SIOCSIFFLAGS: UP|LOOPBACK|RUNNING
 
 
-def confine(network: str) -> None:
-    """Give up the host (see the module docstring).  Irreversible for this process."""
+def confine(network: str, platform_filters: dict | None = None) -> None:
+    """Give up the host (see the module docstring).  Irreversible for this process.
+    `platform_filters`: the platform's syscall_filters(), merged into the allowlist."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as fh:
         last_cap = int(fh.read())
-    seccomp_filter = build_filter(_stub_image_fd())
+    seccomp_filter = build_filter(platform_filters)
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (CLONE_NEWNET if network == "none" else 0)
     _check(_libc.unshare(flags), "unshare")
     if network == "none":

@@ -70,7 +70,7 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
     """Replace `t`'s process image with the program at `path` (argv/envp as given)."""
     from sentry import loader
     from sentry.mm.manager import MemoryManager
-    from platforms.ptrace._ptrace_ext import lib
+    from platforms.hostarch import AT_HWCAP, AT_HWCAP2, getauxval
     k = t.kernel
     execfn = path
     for _ in range(MAX_INTERP_DEPTH + 1):
@@ -103,7 +103,7 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
     mm = MemoryManager(k.platform, k.memfile)
     try:
         entry, sp = loader.load(t, mm, f, open_interp, argv, envp, execfn,
-                                lib.getauxval(16), lib.getauxval(26))
+                                getauxval(AT_HWCAP), getauxval(AT_HWCAP2))
         ctx = mm.space.new_context()
     except BaseException:
         mm.release()

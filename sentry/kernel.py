@@ -78,8 +78,8 @@ class Kernel:
         self._loop_errors = 0           # consecutive internal errors with no task to blame
         self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)
         from sentry.vdso import Vdso
-        from platforms.ptrace._ptrace_ext import lib as _lib
-        self.vdso = Vdso(memfile, _lib.rp_rdtsc) if getattr(cfg, "vdso", True) else None
+        from platforms.hostarch import rdtsc
+        self.vdso = Vdso(memfile, rdtsc) if getattr(cfg, "vdso", True) else None
         self.pids_limit: int | None = cfg.pids_limit
         self.memory_limit: int | None = cfg.memory_limit                 # bound AF_UNIX names -> listening/dgram socket     # host fd -> callback (the control channel)
         # (handler, arity) by number.  A policy, --compat or syscall counting installs a copy whose
@@ -211,8 +211,10 @@ class Kernel:
                 task.running = False
                 if ev is SYSCALL_EVENT:
                     syscall(task)
-                elif ev is SYSCALL_SUSPECT:
-                    syscall(task, True)
+                elif ev is INTERRUPT_EVENT:
+                    self.enqueue(task)      # kicked (a signal to deliver) or host-interrupted
+                elif ev is SYSCALL32_EVENT:
+                    self.syscall32(task)
                 elif isinstance(ev, FaultEvent):
                     self.fault(task, ev)
                 elif isinstance(ev, ExitEvent):
@@ -331,29 +333,18 @@ class Kernel:
 
     # -- syscalls -----------------------------------------------------------
 
-    def _is_int80(self, t: Task, rip: int) -> bool:
-        mm = t.mm
-        if not mm.exec_lo <= rip < mm.exec_hi:
-            try:
-                mm.cache_exec(rip)
-            except SyscallError:
-                return False
-        return self.memfile.view[mm.exec_base + rip] == 0xCD
+    def syscall32(self, t: Task) -> None:
+        """`int $0x80` (the platform tells, SYSCALL32_EVENT): the i386 syscall ABI, which the
+        Sentry does not implement.  Never run it as the x86-64 call of the same number."""
+        if -1 not in self._enosys_logged:
+            self._enosys_logged.add(-1)
+            self.warn("32-bit syscall (int $0x80) attempted: returning ENOSYS")
+        t.ctx.regs.rax = (-errno.ENOSYS) & MASK64
+        self.enqueue(t, first=True)
 
-    def syscall(self, t: Task, suspect: bool = False) -> None:
+    def syscall(self, t: Task) -> None:
         regs = t.ctx.regs
         nr = regs.orig_rax
-        # `syscall` leaves rcx == rip; the platform flags stops where it does not (maybe
-        # `int $0x80`), and only then is the instruction looked at.
-        if suspect and self._is_int80(t, regs.rip - 2):
-            # `int $0x80`: the i386 syscall ABI, which the Sentry does not implement.  Never run it
-            # as the x86-64 call of the same number.
-            if -1 not in self._enosys_logged:
-                self._enosys_logged.add(-1)
-                self.warn("32-bit syscall (int $0x80) attempted: returning ENOSYS")
-            regs.rax = (-errno.ENOSYS) & MASK64
-            self.enqueue(t, first=True)
-            return
         if nr < MAX_NR:
             handler, n = self.dispatch[nr]
         else:

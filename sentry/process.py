@@ -91,16 +91,15 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     tg.tasks.append(child)
     k.tasks[tid] = child
     # Registers: the parent's, returning 0, on the new stack and TLS if given.
+    ctx.set_regs(regs)
     cr = ctx.regs
-    from platforms.ptrace._ptrace_ext import ffi
-    ffi.memmove(cr, regs, ffi.sizeof("struct user_regs_struct"))
     cr.rax = 0
     if stack:
         cr.rsp = stack
     if flags & CLONE_SETTLS:
         cr.fs_base = tls
     try:
-        ctx.set_fpregs(t.ctx.get_fpregs())
+        ctx.set_fpstate(t.ctx.get_fpstate())
     except Exception as e:       # a dead stub thread: the child will die at its first stop
         k.debug(f"clone: copying FPU state failed: {e}")
     if flags & CLONE_PARENT_SETTID:
@@ -170,10 +169,8 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if mm is not None:
         mm.users -= 1
         if mm.users == 0:
-            # The process's CPU time is its stub's (a process clock: Linux lets a tracer read that
-            # of any process, but not another process's thread clocks).
-            from sentry.syscalls.time import _cpu_ns
-            tg.utime += _cpu_ns(mm.space.pid, thread=False)
+            # The address space's CPU time stays with the process (its clock ends with it).
+            tg.utime += mm.space.cpu_time_ns()
             mm.release()
     fds = tg.fds
     users = getattr(fds, "users", 1) - 1

@@ -81,6 +81,7 @@ def test_the_sentry_filter_is_an_allowlist(what: str) -> None:
 EXEC_PROBE = r"""
 import ctypes, os, sys
 sys.path.insert(0, %r)
+from platforms.ptrace.filters import syscall_filters
 from platforms.ptrace.stub import STUB
 from sentry.confine import build_filter
 image, other = os.memfd_create("runsc-py-stub"), os.memfd_create("something-else")
@@ -88,7 +89,7 @@ os.write(image, STUB.elf)
 os.write(other, STUB.elf)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(38, 1, 0, 0, 0)
-build_filter(stub_fd=image).load()
+build_filter(syscall_filters(image)).load()
 argv, envp = (ctypes.c_char_p * 2)(b"stub", None), (ctypes.c_char_p * 1)(None)
 print("loaded", flush=True)
 libc.syscall(322, %s, b"", argv, envp, 0x1000)          # execveat(fd, "", ..., AT_EMPTY_PATH)
@@ -106,19 +107,23 @@ def test_execveat_starts_only_the_stub_image(target: str, signal_number: int) ->
 
 
 def test_the_allowlist_has_what_the_ptrace_platform_uses() -> None:
-    from platforms.ptrace import tracer
+    from platforms.ptrace import filters, tracer
     from sentry import confine
-    assert confine.CLONE_STUB_THREAD == tracer.CLONE_THREAD_FLAGS
-    requests = {c[0][3] for c in confine.ALLOWLIST["ptrace"]}
-    assert {tracer.PTRACE_CONT, tracer.PTRACE_SYSEMU, tracer.PTRACE_SETOPTIONS, tracer.PTRACE_GETFPREGS,
-            tracer.PTRACE_SETFPREGS} <= requests
+    assert "ptrace" not in confine.ALLOWLIST and "clone" not in confine.ALLOWLIST   # the platform's, not the Sentry's
+    rules = confine.allowlist(filters.syscall_filters(7))
+    assert filters.CLONE_STUB_THREAD == tracer.CLONE_THREAD_FLAGS
+    requests = {c[0][3] for c in rules["ptrace"]}
+    assert {tracer.PTRACE_CONT, tracer.PTRACE_SYSEMU, tracer.PTRACE_SETOPTIONS, tracer.PTRACE_GETREGSET,
+            tracer.PTRACE_SETREGSET, tracer.PTRACE_PEEKTEXT} <= requests
     assert not {16, 0x4206} & requests                       # PTRACE_ATTACH, PTRACE_SEIZE
+    assert rules["execveat"] == (((0, "dirfd", "==", 7, "the stub image memfd"),
+                                  (4, "flags", "has", 0x1000, "AT_EMPTY_PATH")),)
     # What the Sentry injects into a stub, and what a stub does before its own filter, run under this one.
     assert {"mmap", "munmap", "mprotect", "clone", "exit", "prctl", "seccomp", "execveat",
-            "vfork"} <= set(confine.ALLOWLIST)
+            "vfork"} <= set(rules)
     for name in ("open", "openat", "execve", "mount", "pivot_root", "chroot", "bpf", "setns", "unshare"):
-        assert name not in confine.ALLOWLIST
-    assert len(confine.ALLOWLIST) < 70
+        assert name not in rules
+    assert len(rules) < 70
 
 
 def test_debug_seccomp_prints_both_allowlists_and_their_sizes() -> None:
@@ -129,12 +134,14 @@ def test_debug_seccomp_prints_both_allowlists_and_their_sizes() -> None:
                        text=True, timeout=60, env=env)
     assert p.returncode == 0, p.stderr
     sentry_part, _, gofer_part = p.stdout.partition("\ngofer: ")
-    n = len(sentry_confine.ALLOWLIST)
+    from platforms.ptrace.filters import syscall_filters
+    merged = sentry_confine.allowlist(syscall_filters("stub_fd"))      # the default platform's
+    n = len(merged)
     assert n < 70
     assert sentry_part.startswith(f"sentry: {n} syscalls allowed (default: kill)\n"), sentry_part[:200]
     assert gofer_part.startswith(f"{len(gofer_confine.ALLOWLIST)} syscalls allowed (default: kill)\n")
     listed = {line.split()[1]: line for line in sentry_part.splitlines()[1:] if line[:6].strip().isdigit()}
-    assert set(listed) == set(sentry_confine.ALLOWLIST)
+    assert set(listed) == set(merged)
     assert "AT_EMPTY_PATH" in listed["execveat"] and "AT_EMPTY_PATH" in listed["newfstatat"]
     assert "PTRACE_SYSEMU" in listed["ptrace"] and "PTRACE_ATTACH" not in listed["ptrace"]
     assert "openat" not in listed and "execve" not in listed

@@ -1,6 +1,6 @@
 """Time syscalls.  The application never reaches the host's vDSO, so every
-clock read arrives here; the host's clocks answer (CPU clocks are the stub
-thread's own, read through its CPU-clock id)."""
+clock read arrives here; the host's clocks answer (CPU clocks are the platform's:
+`Context.cpu_time_ns`, `AddressSpace.cpu_time_ns`)."""
 from __future__ import annotations
 
 import errno
@@ -25,21 +25,18 @@ def clock_ns(t, clock: int) -> int:
         host = {8: 0, 9: 7}.get(clock, clock)
         return _time.clock_gettime_ns(host)
     if clock == CLOCK_PROCESS_CPUTIME_ID:
-        return t.tg.utime + _cpu_ns(t.tg.mm.space.pid, thread=False)
+        return process_cpu_ns(t)
     if clock == CLOCK_THREAD_CPUTIME_ID:
-        # Linux lets no other process read a thread's clock: the stub's process clock stands in
-        # (exact for single-threaded programs, an upper bound for threaded ones).
-        return _cpu_ns(t.tg.mm.space.pid, thread=False)
+        # The platform's thread clock (ptrace: the stub's process clock stands in, as Linux
+        # lets no other process read a thread's clock: exact for one thread, else an upper bound).
+        return t.ctx.cpu_time_ns()
     raise SyscallError(errno.EINVAL)
 
 
-def _cpu_ns(host_id: int, thread: bool) -> int:
-    # CPUCLOCK ids: ~pid << 3 | CPUCLOCK_SCHED(2) | PERTHREAD(4).
-    cid = ((~host_id) << 3) | 2 | (4 if thread else 0)
-    try:
-        return _time.clock_gettime_ns(cid)
-    except OSError:
-        return 0
+def process_cpu_ns(t) -> int:
+    """CPU ns of t's process: its address space's clock plus what ended before (an exec'd-away
+    address space, tg.utime)."""
+    return t.tg.utime + t.tg.mm.space.cpu_time_ns()
 
 
 def read_timespec(t, addr: int) -> int:

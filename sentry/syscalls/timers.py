@@ -272,8 +272,8 @@ RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 
 def _cpu(t, thread: bool) -> int:
     """CPU ns of this thread, or of the whole process (live threads plus those that exited)."""
-    from sentry.syscalls.time import _cpu_ns
-    return t.tg.utime + _cpu_ns(t.tg.mm.space.pid, False)
+    from sentry.syscalls.time import process_cpu_ns
+    return process_cpu_ns(t)
 
 
 @syscall("getrusage", Support.PARTIAL, "user time is the stub's CPU time; system time and counters are 0")
