@@ -47,9 +47,10 @@ def _process_from_json(path: str) -> dict:
 _ID_LIMIT = (1 << 32) - 1
 
 
-def _id(value: object, what: str) -> int:
-    """A uid/gid from the command line or process.json: an integer in [0, 2^32-2], else UserError."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+def _id(value: object, what: str, from_json: bool = False) -> int:
+    """A uid/gid from the command line or process.json: an integer in [0, 2^32-2], else UserError.
+    In JSON it must be a number, as runc's typed decoding requires ("0" is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int if from_json else (int, str)):
         raise UserError(f"{what}: must be a number")
     try:
         n = int(value) if isinstance(value, int) else int(value.strip(), 10)
@@ -77,7 +78,8 @@ def build_request(state_config: dict, process_json: str | None, args: list[str],
         pargs = proc.get("args")
         if not isinstance(pargs, list) or not pargs or not all(isinstance(a, str) for a in pargs):
             raise UserError("process.args must be a non-empty list of strings")
-        u = proc.get("user") or {}
+        u = proc.get("user")
+        u = {} if u is None else u
         if not isinstance(u, dict):
             raise UserError("process.user must be an object")
         gids = u.get("additionalGids") or []
@@ -92,8 +94,9 @@ def build_request(state_config: dict, process_json: str | None, args: list[str],
         if any("\0" in a for a in pargs):
             raise UserError("process.args must not contain NUL bytes")
         req = {"args": pargs, "env": list(env_list), "cwd": cwd_v,
-               "uid": _id(u.get("uid", 0), "process.user.uid"), "gid": _id(u.get("gid", 0), "process.user.gid"),
-               "additional_gids": [_id(g, "process.user.additionalGids") for g in gids]}
+               "uid": _id(u.get("uid", 0), "process.user.uid", True),
+               "gid": _id(u.get("gid", 0), "process.user.gid", True),
+               "additional_gids": [_id(g, "process.user.additionalGids", True) for g in gids]}
         terminal = bool(proc.get("terminal", False))
     else:
         if not args:

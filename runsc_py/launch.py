@@ -77,14 +77,16 @@ def write_pid_file(path: str, pid: int) -> None:
         raise UserError(f"cannot write pid file {path}: {e.strerror}") from None
 
 
-def _new_state(container_id: str, bundle: Bundle, status: str, pid: int) -> ContainerState:
+def _new_state(container_id: str, bundle: Bundle, status: str, pid: int, run: bool = False) -> ContainerState:
+    config = {"platform": bundle.config.platform, "network": bundle.config.network,
+              "overlay": bundle.config.overlay, "hooks": bundle.hooks}
+    if run:
+        # The recorded pid is the `run` process itself, which removes the state when it ends; if it is
+        # SIGKILLed, `kill` (lifecycle.forget_dead_run) does that removal instead.
+        config["run"] = True
     return ContainerState(id=container_id, bundle=bundle.path, rootfs=bundle.config.rootfs,
                           status=status, pid=pid, pid_start=procfs.start_time(pid),
-                          annotations=bundle.annotations,
-                          config={"platform": bundle.config.platform,
-                                  "network": bundle.config.network,
-                                  "overlay": bundle.config.overlay,
-                                  "hooks": bundle.hooks})
+                          annotations=bundle.annotations, config=config)
 
 
 # ---------------------------------------------------------------- run
@@ -93,7 +95,7 @@ def run_container(store: StateStore, container_id: str, bundle: Bundle, opts: La
     """`runsc-py run`: record the container, run it here, forget it; return the exit status."""
     load_run_sandbox()     # fail before any state is written if the Sentry cannot load
     me = os.getpid()
-    with store.create(_new_state(container_id, bundle, CREATING, me)):
+    with store.create(_new_state(container_id, bundle, CREATING, me, run=True)):
         if opts.pid_file:
             write_pid_file(opts.pid_file, me)
         state = store.load(container_id)

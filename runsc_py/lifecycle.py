@@ -129,6 +129,26 @@ def kill_container(store: StateStore, container_id: str, sig: int, all_processes
                 from runsc_py import freezer
                 freezer.thaw(state.config["freezer"])
             procfs.kill_tree(state.pid, state.pid_start, signal.SIGKILL, KILL_TIMEOUT)
+    if sig == signal.SIGKILL:
+        forget_dead_run(store, container_id)
+
+
+def forget_dead_run(store: StateStore, container_id: str) -> None:
+    """Remove the state of a `run` container whose run process is gone.
+
+    `runsc-py run` removes its container's state as it returns; a run process that was SIGKILLed
+    (by `kill ID KILL`, which reaches it because the Sentry runs in it) cannot, so what it would
+    have done is done here: poststop hooks, then the state directory.  runc's `run` survives a
+    KILL of the container's init and cleans up itself; the user sees the same: no stale state.
+    """
+    try:
+        with store.locked(container_id) as state:
+            if not state.config.get("run") or state.live_status() != STOPPED:
+                return
+            poststop(store, state, state.config.get("hooks", {}))
+            store.remove(container_id)
+    except ContainerNotExist:
+        pass
 
 
 def delete_container(store: StateStore, container_id: str, force: bool) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,29 @@ def test_list_skips_a_tampered_state(tmp_path: Path, root: Path, sleeper: subpro
     assert "Traceback" not in p.stderr
     assert p.returncode == 0, p.stderr
     assert [c["id"] for c in json.loads(p.stdout)] == ["good"]
+
+
+# ------------------------------------------------------------------ kill KILL of a `run` container
+
+def test_kill_9_of_a_run_container_leaves_no_state(tmp_path: Path, rootfs: Path, root: Path) -> None:
+    b = bundle_with(tmp_path, rootfs, ["/bin/sleep", "60"])
+    with open(tmp_path / "out", "w") as out:
+        run = subprocess.Popen([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "run", "--bundle",
+                                str(b), "c1"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=repo_env())
+    try:
+        for _ in range(600):
+            p = cli("state", "c1", root=root)
+            if p.returncode == 0 and json.loads(p.stdout)["status"] == "running":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run container never reached running: " + (tmp_path / "out").read_text())
+        assert cli("kill", "c1", "KILL", root=root).returncode == 0
+        assert run.wait(timeout=30) == -9
+        assert_one_line_error(cli("state", "c1", root=root), "container does not exist")
+        assert json.loads(cli("list", "--format", "json", root=root).stdout) is None
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert_nothing_left(root, str(tmp_path))
