@@ -58,6 +58,8 @@ class GoferClient:
         A Gofer that has gone away is EIO, as a failed disk would be; never EPIPE
         (nor SIGPIPE: MSG_NOSIGNAL), which the Sentry could mistake for a pipe's.
         """
+        op = request[0]
+        self.requests[op] = self.requests.get(op, 0) + 1
         try:
             self.sock.sendmsg([self._pack(request)], (), socket.MSG_NOSIGNAL)
             n, anc, _, _ = self.sock.recvmsg_into([self._buf], _ANC_ONE_FD)

@@ -50,6 +50,9 @@ class Globals:
     overlay: str = "none"
     strace: bool = False
     cpu_pin: str = "auto"
+    policy: str | None = None
+    policy_log: str | None = None
+    metrics_server: str | None = None
     _debug_fd: int | None = field(default=None, repr=False)
 
     @property
@@ -76,6 +79,8 @@ class Globals:
         cfg.strace, cfg.debug, cfg.cpu_pin = self.strace, self.debug, self.cpu_pin
         cfg.container_id = container_id
         cfg.log_fd = self.debug_fd(container_id, command)
+        from runsc_py.compat_cmd import attach_policy
+        attach_policy(cfg, self.policy, self.policy_log)
         return cfg
 
 
@@ -130,12 +135,18 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "ter
 @click.option("--cpu-pin", type=click.Choice(["auto", "none"]), default="auto", show_default=True,
               help="auto: run the sandbox's host threads on one CPU (ptrace stops stay local, several "
                    "times cheaper); none: keep the host's CPU mask (parallel application threads).")
+@click.option("--metrics-server", metavar="HOST:PORT", default=None,
+              help="Address of `metrics-server` (Prometheus metrics of every sandbox under --root).")
+@click.option("--policy", metavar="FILE", help="Syscall policy (JSON, or TOML for *.toml): deny or audit by "
+              "syscall, path prefix and network destination (see README).")
+@click.option("--policy-log", metavar="FILE", help="Append the policy's audit records (JSON lines) to FILE.")
 @click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print the version and the OCI spec version, and exit.")
 @click.pass_context
 def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: bool,
         debug_log: str | None, systemd_cgroup: bool, rootless: str | None, criu: str | None,
-        platform: str, network: str, overlay: str, strace: bool, cpu_pin: str) -> None:
+        platform: str, network: str, overlay: str, strace: bool, cpu_pin: str,
+        metrics_server: str | None, policy: str | None = None, policy_log: str | None = None) -> None:
     """runsc-py: an OCI runtime whose containers run on a Python application kernel.
 
     Commands and flags follow runc, so Docker, containerd, podman and
@@ -143,7 +154,9 @@ def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: 
     """
     errors.set_log(ErrorLog(log, log_format, debug))
     ctx.obj = Globals(root=root, log=log, log_format=log_format, debug=debug, debug_log=debug_log,
-                      platform=platform, network=network, overlay=overlay, strace=strace, cpu_pin=cpu_pin)
+                      platform=platform, network=network, overlay=overlay, strace=strace, cpu_pin=cpu_pin,
+                      metrics_server=metrics_server)
+    ctx.obj.policy, ctx.obj.policy_log = policy, policy_log
     errors.log().debug(f"runsc-py {' '.join(sys.argv[1:])}")
 
 
@@ -213,6 +226,25 @@ def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None
         return run_sandbox_guarded(cfg, cfg.log_fd)
     except KeyboardInterrupt:
         return 130
+
+
+@cli.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("--root", "rootfs", default="/", show_default=True, metavar="DIR",
+              help="Root filesystem (the host's is served read-only, writes stay in memory).")
+@click.option("--cwd", metavar="DIR", help="Working directory inside the sandbox.")
+@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an environment variable (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              show_default=True, help="Report format.")
+@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (default: stderr).")
+@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
+def compat(rootfs: str, cwd: str | None, envs: tuple[str, ...], fmt: str, output: str | None,
+           command: tuple[str, ...]) -> int:
+    """Run CMD and report the syscalls, ioctls, /proc and /sys files and socket families it used,
+    each marked supported, partial or unsupported from the syscall table, with a verdict."""
+    from runsc_py.compat_cmd import run_compat
+    g = _globals()
+    return run_compat(list(command), rootfs, cwd, list(envs), fmt, output, g.network, g.platform,
+                      g.policy, g.policy_log)
 
 
 # ------------------------------------------------------------------ syscalls
@@ -437,21 +469,28 @@ def ps(fmt: str, container_id: str, ps_args: tuple[str, ...]) -> None:
               help="Seconds between statistics events.")
 @click.argument("container_id", metavar="ID")
 def events(once: bool, interval: float, container_id: str) -> None:
-    """Print the container's resource statistics as JSON events (until it stops)."""
-    import time
-    from runsc_py.events import stats
-    store = _globals().store
+    """Print the container's resource statistics as JSON events, one line per --interval, until it stops."""
+    from runsc_py.events import stream
     validate_id(container_id)
-    while True:
-        with store.locked(container_id, exclusive=False) as st:
-            running = st.live_status() != "stopped"
-            pid = st.pid if running else 0
-        if not running and not once:
-            raise UserError("container not running")
-        click.echo(json.dumps(stats(container_id, pid)))
-        if once:
-            return
-        time.sleep(interval)
+
+    def emit(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
+    stream(_globals().store, container_id, interval, once, emit)
+
+
+@cli.command(name="metrics-server", context_settings=CONTEXT)
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="Where to listen  [default: the global --metrics-server, else 127.0.0.1:9115].")
+def metrics_server(address: str | None) -> None:
+    """Serve Prometheus metrics of every sandbox under --root (runs until interrupted)."""
+    from runsc_py.metrics import serve
+    g = _globals()
+
+    def ready(addr: tuple) -> None:       # the port, when 0 asked the kernel to choose one
+        click.echo(f"runsc-py metrics-server: listening on http://{addr[0]}:{addr[1]}/metrics", err=True)
+        sys.stderr.flush()
+    serve(g.root, address or g.metrics_server or "127.0.0.1:9115", ready)
 
 
 # ------------------------------------------------------------------ install

@@ -17,6 +17,8 @@ Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
   <- {"ok": true}
   -> {"op": "ps"}
   <- {"processes": [{"pid", "ppid", "uid", "comm", "args"}...]}
+  -> {"op": "stats"}
+  <- {"stats": {...}}          sentry/metrics.py's snapshot (syscalls, memory by kind, Gofer requests...)
 A client that only wants to start the process (exec --detach) may close the
 connection after the pid; the Sentry then drops the exit report.
 """
@@ -142,6 +144,14 @@ class ControlServer:
                 self._drop(conn)
             elif op == "ps":
                 _send(conn, {"processes": self._ps()})
+                self._drop(conn)
+            elif op in LIBRARY_OPS:
+                from sentry.libops import serve
+                _send(conn, serve(self.kernel, op, msg))
+                self._drop(conn)
+            elif op == "stats":
+                from sentry.metrics import snapshot
+                _send(conn, {"stats": snapshot(self.kernel)})
                 self._drop(conn)
             elif op in LIBRARY_OPS:
                 from sentry.libops import serve
@@ -286,3 +296,24 @@ def ps(path: str) -> list[dict]:
     if not reply or "processes" not in reply:
         raise ControlError("the sandbox gave no process list")
     return list(reply["processes"])
+
+
+def request(path: str, op: str, **fields) -> dict:
+    """One request, one reply (stats, and the fs/debug requests): the reply map, or ControlError."""
+    s = _connect(path)
+    try:
+        s.sendmsg([msgpack.packb({"op": op, **fields})])
+        reply, _ = _recv(s, 0)
+    except OSError as e:
+        raise ControlError(f"the sandbox did not answer {op!r}: {e.strerror or e}") from None
+    finally:
+        s.close()
+    if not reply:
+        raise ControlError(f"the sandbox closed the control connection (request {op!r})")
+    if "error" in reply:
+        raise ControlError(str(reply["error"]), int(reply.get("code", 1)))
+    return reply
+
+
+def stats(path: str) -> dict:
+    return dict(request(path, "stats")["stats"])

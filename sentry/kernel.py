@@ -85,6 +85,11 @@ class Kernel:
         # (handler, arity) by number.  A policy, --compat or syscall counting installs a copy whose
         # named entries are wrapped (sentry/policy.py); every other entry is the very same tuple.
         self.dispatch = DISPATCH
+        # Always-on accounting for `runsc-py metrics-server`/`events` (sentry/metrics.py): syscalls
+        # by number (one list increment on the hot path) and faults the platform reported.
+        self.syscall_counts = [0] * (MAX_NR + 1)
+        self.fault_count = 0
+        self.start_time = time.time()
 
     def charge_memory(self, nbytes: int) -> None:
         """linux.resources.memory.limit: ENOMEM when what is in use plus `nbytes` would pass it."""
@@ -250,6 +255,7 @@ class Kernel:
         plat_run = plat.run
         forwarded_bits = plat.forwarded_bits
         dispatch = self.dispatch
+        counts = self.syscall_counts
         while True:
             t.running = False
             nr = regs.orig_rax
@@ -257,6 +263,7 @@ class Kernel:
             if handler is None:
                 self.syscall(t)             # ENOSYS, logged once
                 return None, None
+            counts[nr] += 1
             n = dispatch[nr][1]
             try:                            # the dispatch of `syscall`, inlined: the hot path
                 if n == 0:
@@ -347,8 +354,10 @@ class Kernel:
         nr = regs.orig_rax
         if nr < MAX_NR:
             handler, n = self.dispatch[nr]
+            self.syscall_counts[nr] += 1
         else:
             handler = None
+            self.syscall_counts[MAX_NR] += 1         # out of range: counted as one "unknown"
         entry = None
         try:
             if handler is None:
@@ -559,6 +568,7 @@ class Kernel:
             # Sent by the host (our own kick, or someone else's kill): never the application's.
             self.enqueue(t)
             return
+        self.fault_count += 1
         self.debug(f"task {t.tid}: fault {_signame(ev.signo)} code {ev.code} addr {ev.addr:#x} "
                    f"at rip {t.ctx.regs.rip:#x}")
         sig, code = ev.signo, ev.code

@@ -1,0 +1,138 @@
+"""What a running sandbox reports about itself: the control channel's "stats" request.
+
+`runsc-py metrics-server` (Prometheus text), `runsc-py events` (runc's stats
+events) and `runsc-py debug` read this from outside, without logging in: the
+Sentry answers from its own bookkeeping, so the numbers are the sandbox's
+view (its processes, its fds, its syscalls), not the host's.  The host's view
+of the same sandbox (CPU and page faults of the Sentry, Gofer and stub
+processes) is added by the caller from /proc, which the confined Sentry
+cannot read.
+
+Costs: the counters are kept all the time (one list increment per syscall in
+the task loop, one dict increment per Gofer request); everything else is
+computed when asked (a walk of the address spaces, SEEK_DATA over the
+MemoryFile ranges they map).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+# Memory kinds, after gVisor's usage.MemoryKind names: where MemoryFile pages (and tmpfs data,
+# which lives on the Sentry's heap, see sentry/vfs/tmpfs.py) are used.
+KINDS = ("anonymous", "mapped", "system", "tmpfs")
+
+
+def _committed(fd: int, start: int, length: int) -> int:
+    """Bytes of [start, start+length) of the memfd really backed by pages."""
+    total, pos, end = 0, start, start + length
+    while pos < end:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            break
+        if data >= end:
+            break
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        total += hole - data
+        pos = hole
+    return total
+
+
+def memory(kernel) -> dict[str, int]:
+    """Bytes in use by kind, plus "total" (the memfd's blocks, what the host charges)."""
+    from sentry.mm.filemap import FileMapping
+    memfile = kernel.memfile
+    fd = memfile.fd
+    system: set[int] = set()
+    vdso = getattr(kernel, "vdso", None)
+    if vdso is not None and getattr(vdso, "available", False):
+        system = {id(vdso.vvar), id(vdso.text)}
+    seen: set[int] = set()
+    out = dict.fromkeys(KINDS, 0)
+    for mm in {id(tg.mm): tg.mm for tg in kernel.thread_groups.values() if tg.mm is not None}.values():
+        for v in mm.vmas:
+            b = v.backing
+            if v.shared:
+                if id(b) in seen:
+                    continue
+                seen.add(id(b))
+                owner = getattr(b.on_release, "__self__", None)
+                kind = "system" if id(b) in system else "mapped" if isinstance(owner, FileMapping) \
+                    else "anonymous"
+                out[kind] += _committed(fd, b.offset, b.length)
+            else:
+                out["anonymous"] += _committed(fd, v.offset, v.end - v.start)
+    for m in kernel.vfs.mounts:
+        used = getattr(m.fs, "used_pages", None)
+        if isinstance(used, int):
+            out["tmpfs"] += used * 4096
+    out["total"] = memfile.used()
+    return out
+
+
+def syscalls(kernel) -> dict[str, int]:
+    """Syscalls answered since start, by name (only those made at least once)."""
+    from sentry.syscalls import TABLE
+    out: dict[str, int] = {}
+    counts = kernel.syscall_counts
+    for nr, n in enumerate(counts):
+        if n:
+            entry = TABLE[nr] if nr < len(TABLE) else None
+            name = entry.name if entry is not None else "unknown"
+            out[name] = out.get(name, 0) + n
+    return out
+
+
+def gofer_requests(kernel) -> dict[str, int]:
+    """Requests sent to the Gofers, by protocol op name."""
+    from gofer.protocol import Op
+    out: dict[str, int] = {}
+    clients = {id(c): c for c in (getattr(m.fs, "client", None) for m in kernel.vfs.mounts) if c is not None}
+    for c in clients.values():
+        for op, n in getattr(c, "requests", {}).items():
+            try:
+                name = Op(op).name.lower()
+            except ValueError:
+                name = str(op)
+            out[name] = out.get(name, 0) + n
+    return out
+
+
+def processes(kernel) -> list[dict]:
+    """One entry per live thread group: pid, comm, threads, fds, CPU (ns), resident bytes."""
+    out = []
+    for tg in sorted(kernel.thread_groups.values(), key=lambda g: g.tgid):
+        if tg.zombie:
+            continue
+        mm = tg.mm
+        host = mm is not None and getattr(mm, "space", None) is not None
+        out.append({
+            "pid": tg.tgid,
+            "comm": tg.comm.decode("utf-8", "replace"),
+            "threads": sum(1 for t in kernel.tasks.values() if t.tg is tg),
+            "fds": len(tg.fds.files),
+            "cpu_ns": int(getattr(tg, "utime", 0)) + (mm.space.cpu_time_ns() if host else 0),
+            "rss": mm.resident_bytes() if mm is not None else 0,
+        })
+    return out
+
+
+def snapshot(kernel) -> dict:
+    """Everything above in one map (msgpack-able), with the Sentry's own CPU time."""
+    procs = processes(kernel)
+    return {
+        "time": time.time(),
+        "start_time": kernel.start_time,
+        "sentry_cpu_ns": time.process_time_ns(),
+        "app_cpu_ns": sum(p["cpu_ns"] for p in procs),
+        "memory": memory(kernel),
+        "memory_limit": kernel.memory_limit or 0,
+        "pids_limit": kernel.pids_limit or 0,
+        "syscalls": syscalls(kernel),
+        "gofer_requests": gofer_requests(kernel),
+        "faults": kernel.fault_count,
+        "processes": procs,
+        "threads": len(kernel.tasks),
+        "fds": sum(p["fds"] for p in procs),
+    }
