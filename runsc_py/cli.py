@@ -52,8 +52,6 @@ class Globals:
     cpu_pin: str = "auto"
     policy: str | None = None
     policy_log: str | None = None
-    policy: str | None = None
-    policy_log: str | None = None
     metrics_server: str | None = None
     _debug_fd: int | None = field(default=None, repr=False)
 
@@ -81,8 +79,6 @@ class Globals:
         cfg.strace, cfg.debug, cfg.cpu_pin = self.strace, self.debug, self.cpu_pin
         cfg.container_id = container_id
         cfg.log_fd = self.debug_fd(container_id, command)
-        from runsc_py.compat_cmd import attach_policy
-        attach_policy(cfg, self.policy, self.policy_log)
         from runsc_py.compat_cmd import attach_policy
         attach_policy(cfg, self.policy, self.policy_log)
         return cfg
@@ -144,16 +140,13 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "ter
 @click.option("--policy", metavar="FILE", help="Syscall policy (JSON, or TOML for *.toml): deny or audit by "
               "syscall, path prefix and network destination (see README).")
 @click.option("--policy-log", metavar="FILE", help="Append the policy's audit records (JSON lines) to FILE.")
-@click.option("--policy", metavar="FILE", help="Syscall policy (JSON, or TOML for *.toml): deny or audit by "
-              "syscall, path prefix and network destination (see README).")
-@click.option("--policy-log", metavar="FILE", help="Append the policy's audit records (JSON lines) to FILE.")
 @click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print the version and the OCI spec version, and exit.")
 @click.pass_context
 def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: bool,
         debug_log: str | None, systemd_cgroup: bool, rootless: str | None, criu: str | None,
         platform: str, network: str, overlay: str, strace: bool, cpu_pin: str,
-        metrics_server: str | None, policy: str | None = None, policy_log: str | None = None, policy: str | None = None, policy_log: str | None = None) -> None:
+        metrics_server: str | None, policy: str | None = None, policy_log: str | None = None) -> None:
     """runsc-py: an OCI runtime whose containers run on a Python application kernel.
 
     Commands and flags follow runc, so Docker, containerd, podman and
@@ -163,7 +156,6 @@ def cli(ctx: click.Context, root: str, log: str | None, log_format: str, debug: 
     ctx.obj = Globals(root=root, log=log, log_format=log_format, debug=debug, debug_log=debug_log,
                       platform=platform, network=network, overlay=overlay, strace=strace, cpu_pin=cpu_pin,
                       metrics_server=metrics_server)
-    ctx.obj.policy, ctx.obj.policy_log = policy, policy_log
     ctx.obj.policy, ctx.obj.policy_log = policy, policy_log
     errors.log().debug(f"runsc-py {' '.join(sys.argv[1:])}")
 
@@ -234,25 +226,6 @@ def do(rootfs: str, cwd: str | None, envs: tuple[str, ...], hostname: str | None
         return run_sandbox_guarded(cfg, cfg.log_fd)
     except KeyboardInterrupt:
         return 130
-
-
-@cli.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
-@click.option("--root", "rootfs", default="/", show_default=True, metavar="DIR",
-              help="Root filesystem (the host's is served read-only, writes stay in memory).")
-@click.option("--cwd", metavar="DIR", help="Working directory inside the sandbox.")
-@click.option("--env", "envs", multiple=True, metavar="KEY=VALUE", help="Set an environment variable (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
-              show_default=True, help="Report format.")
-@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE (default: stderr).")
-@click.argument("command", nargs=-1, required=True, metavar="-- CMD [ARGS]...")
-def compat(rootfs: str, cwd: str | None, envs: tuple[str, ...], fmt: str, output: str | None,
-           command: tuple[str, ...]) -> int:
-    """Run CMD and report the syscalls, ioctls, /proc and /sys files and socket families it used,
-    each marked supported, partial or unsupported from the syscall table, with a verdict."""
-    from runsc_py.compat_cmd import run_compat
-    g = _globals()
-    return run_compat(list(command), rootfs, cwd, list(envs), fmt, output, g.network, g.platform,
-                      g.policy, g.policy_log)
 
 
 @cli.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
