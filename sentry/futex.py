@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 
 from sentry.errors import SyscallError
+from sentry.task import FutexWait
 from sentry.waitq import WaitQueue
 
 _queues: dict[int, WaitQueue] = {}
@@ -20,6 +21,11 @@ def key_of(mm, addr: int) -> int:
     v = mm.find(addr)
     if v is None or not v.prot:
         raise SyscallError(errno.EFAULT)
+    if v.cow is not None:
+        # Shared copy-on-write since a fork: a later write would move the word to a copy (a new
+        # key), so the page is made this process's own now.
+        mm.unshare(addr & ~4095, (addr & ~4095) + 4096)
+        v = mm.find(addr)
     return v.offset + (addr - v.start)
 
 
@@ -40,10 +46,10 @@ def wake(k, mm, addr: int, n: int, bitset: int, shared: bool = False) -> int:
     for t in list(q.waiters):
         if woken >= n:
             break
-        state = t.syscall_state
-        if state is None or not state.get("bitset", 0xFFFFFFFF) & bitset:
+        state = t.cont
+        if not isinstance(state, FutexWait) or not state.bitset & bitset:
             continue
-        state["woken"] = True
+        state.woken = True
         k.wake(t)
         woken += 1
     if not q.waiters:
@@ -59,14 +65,14 @@ def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
     done = 0
     for t in list(q1.waiters):
         if done < n_wake:
-            t.syscall_state["woken"] = True
+            t.cont.woken = True
             k.wake(t)
         elif done < n_wake + n_requeue:
             q1.remove(t)
             q2 = queue(key2)
             q2.add(t)
             t.wait_queues = [q2 if q is q1 else q for q in t.wait_queues]
-            t.syscall_state["key"] = key2
+            t.cont.key = key2
         else:
             break
         done += 1

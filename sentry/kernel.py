@@ -282,7 +282,7 @@ class Kernel:
             except Exception as e:
                 self._raised(t, nr, e)
                 return None, None
-            if t.in_syscall or t.syscall_state is not None:
+            if t.in_syscall or t.cont is not None:
                 self._completed(t)
                 self.enqueue(t, first=True)
                 return None, None
@@ -382,7 +382,7 @@ class Kernel:
             regs.rax = r & MASK64
             if self.strace:
                 self.strace_line(t, TABLE[nr], r)
-            if not t.in_syscall and t.syscall_state is None:
+            if not t.in_syscall and t.cont is None:
                 if not t.in_runq:                 # enqueue(t, first=True), inlined: the hot path
                     t.in_runq = True
                     self.runq.appendleft(t)
@@ -390,7 +390,7 @@ class Kernel:
         except Exception as e:
             self._raised(t, nr, e)
             return
-        if t.in_syscall or t.syscall_state is not None:
+        if t.in_syscall or t.cont is not None:
             self._completed(t)
         self.enqueue(t, first=True)
 
@@ -416,18 +416,17 @@ class Kernel:
         else:                             # a Sentry bug: this process dies, the sandbox lives on
             self.internal_error(t, TABLE[nr] if nr < MAX_NR else None, nr, e)
             return
-        if t.in_syscall or t.syscall_state is not None:
+        if t.in_syscall or t.cont is not None:
             self._completed(t)
         self.enqueue(t, first=True)
 
     @staticmethod
     def _completed(t: Task) -> None:
         """A syscall that had parked (or kept restart state) finished after all."""
-        t.syscall_state = None
+        t.cont = None
         t.timed_out = False
         t.in_syscall = False
         t.interrupted = False             # it completed after all: no EINTR
-        t.on_eintr = None
 
     # -- signals --------------------------------------------------------------
 
@@ -442,32 +441,46 @@ class Kernel:
         self.wake(t)
 
     def _finish_interrupted(self, t: Task) -> None:
-        """End an interrupted syscall: EINTR, or a restart if the signal's disposition allows it."""
+        """End an interrupted syscall: the partial result its continuation recorded (bytes that
+        moved win, as on Linux), else EINTR, or a restart if the signal's disposition allows it.
+        A restart with no handler run (a stop, an ignored signal) keeps a continuation that
+        says so (`restart_keeps`: sleeps and timeouts go on to the same deadline); any other
+        restart runs the call from the start."""
         from sentry import signals as sg
         t.interrupted = False
         regs = t.ctx.regs
         nr = regs.orig_rax
+        cont = t.cont
+        t.cont = None
+        t.in_syscall = False
+        partial = cont.interrupted() if cont is not None else None
+        if partial is not None:
+            regs.rax = partial & MASK64
+            if self.strace:
+                self.strace_line(t, TABLE[nr] if nr < MAX_NR else None, partial, nr=nr)
+            return
         name = TABLE[nr].name if nr < MAX_NR else ""
         sig = self._next_signal(t)
         restart = sig is None          # nothing left to deliver: carry on as if never interrupted
+        no_handler = True
         if sig is not None:
             act = t.tg.sigactions[sig]
             if act.handler in (sg.SIG_DFL, sg.SIG_IGN):
                 restart = name not in sg.NEVER_RESTART
             else:
+                no_handler = False
                 restart = bool(act.flags & sg.SA_RESTART) and name not in sg.NO_RESTART_WITH_HANDLER
         if restart:
             regs.rip -= 2
             regs.rax = regs.orig_rax
+            if no_handler and cont is not None and cont.restart_keeps:
+                t.cont = cont             # restart_syscall(2): what is left, not all of it again
         else:
-            if t.on_eintr is not None:
-                t.on_eintr()
+            if cont is not None:
+                cont.eintr(t)
             regs.rax = (-errno.EINTR) & MASK64
             if self.strace:
                 self.strace_line(t, TABLE[nr] if nr < MAX_NR else None, -errno.EINTR, nr=nr)
-        t.in_syscall = False
-        t.syscall_state = None
-        t.on_eintr = None
         if t.saved_sigmask is not None and sig is None:
             t.sigmask = t.saved_sigmask
             t.saved_sigmask = None

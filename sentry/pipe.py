@@ -17,6 +17,7 @@ import select
 import struct
 
 from sentry.errors import SyscallError
+from sentry.task import Transfer
 from sentry.vfs.file import O_NONBLOCK, O_RDONLY, O_WRONLY, File, gather, scatter as _scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
@@ -85,9 +86,10 @@ class PipeFile(File):
         from sentry import signals as sg
         p = self.pipe
         total = sum(len(s) for s in srcs)
-        done = t.syscall_state if isinstance(t.syscall_state, int) else 0
         if total == 0:
             return 0
+        xfer = t.resume(Transfer)
+        done = xfer.done if xfer is not None else 0
         if p.readers == 0:
             process.send_to_task(t.kernel, t, sg.SIGPIPE, sg.siginfo(sg.SIGPIPE, sg.SI_USER, pid=t.tg.tgid))
             if done:
@@ -106,8 +108,6 @@ class PipeFile(File):
                 if done:
                     return done
                 raise SyscallError(errno.EAGAIN)
-            t.syscall_state = done
-            t.on_eintr = None
             t.block([p.waitq])
         data = gather(srcs)
         if can_merge:
@@ -125,9 +125,10 @@ class PipeFile(File):
             done += take
         p.waitq.wake_all()
         if done < total and not self.flags & O_NONBLOCK:
-            t.syscall_state = done
-            # Interrupted after a partial write: Linux returns what was written.
-            t.on_eintr = None
+            # The rest waits for room; a signal now returns what was written (Transfer).
+            if xfer is None:
+                xfer = t.begin(Transfer())
+            xfer.done = done
             t.block([p.waitq])
         return done
 

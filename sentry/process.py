@@ -15,7 +15,7 @@ import errno
 
 from sentry import signals as sg
 from sentry.errors import SyscallError
-from sentry.task import FSContext, Task, ThreadGroup
+from sentry.task import FSContext, Marker, Task, ThreadGroup
 
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
 CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x1000, 0x2000, 0x4000, 0x8000, 0x10000
@@ -111,7 +111,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     k.enqueue(child)
     if flags & CLONE_VFORK:
         child.vfork_parent = t
-        t.syscall_state = ("vfork", tid)
+        t.begin(Marker(tid))          # the vfork parent waits for this child (processes._clone)
     return tid
 
 

@@ -9,10 +9,12 @@ process is PID 1, and nothing here ever reveals a host pid.
 from __future__ import annotations
 
 import errno
+from typing import TypeVar
 
 from sentry.errors import SyscallError
 from sentry.waitq import WaitQueue
 
+C = TypeVar("C", bound="Continuation")
 RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
 
 RLIMIT_NAMES = ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
@@ -104,6 +106,8 @@ class ThreadGroup:
         self.start_monotonic = 0.0
         self.utime = self.stime = 0
         self.cutime = self.cstime = 0
+        self.itimers: list = [None, None, None]   # ITIMER_REAL/VIRTUAL/PROF (syscalls/timers.Timer)
+        self.posix_timers: dict = {}            # timer_create id -> syscalls/timers.Timer
 
 
 class Task:
@@ -120,7 +124,7 @@ class Task:
         self.clear_child_tid = 0
         self.robust_list = 0
         self.robust_len = 0
-        self.syscall_state = None        # survives a block/restart of the current syscall
+        self.cont: Continuation | None = None   # what the parked syscall has done so far
         self.wait_queues: list = []      # queues this task is parked on
         self.deadline: float | None = None
         self.timer_handle = None
@@ -131,7 +135,6 @@ class Task:
         self.pending: dict[int, list] = {}   # signo -> queued siginfos (thread-directed)
         self.altstack = (0, 2, 0)        # ss_sp, ss_flags (SS_DISABLE), ss_size
         self.saved_sigmask: int | None = None   # restored after a handler (sigsuspend, ppoll)
-        self.on_eintr = None             # callback when a signal interrupts the parked syscall
         self.vfork_parent: "Task | None" = None
         self.pdeathsig = 0
         self.running = False
@@ -152,9 +155,121 @@ class Task:
         or the host fd becomes ready; then the syscall runs again.  Never returns."""
         raise Blocked(tuple(queues), deadline, host_fd)
 
+    @property
+    def syscall_state(self):
+        """Read-only old name of `cont`, for code not yet moved to typed continuations."""
+        return self.cont
+
+    def resume(self, cls: "type[C]") -> "C | None":
+        """The continuation of the syscall being re-run, if it parked with a `cls` (else None)."""
+        c = self.cont
+        if type(c) is cls and c.nr == self.ctx.regs.orig_rax:
+            return c
+        return None
+
+    def begin(self, c: "C") -> "C":
+        """Start recording `c` for the current syscall (it survives the park; kernel.py ends it)."""
+        c.nr = self.ctx.regs.orig_rax
+        self.cont = c
+        return c
+
     def check_rlimit_nofile(self, fd: int) -> None:
         if fd >= self.tg.rlimits[7][0]:
             raise SyscallError(errno.EMFILE)
+
+
+class Continuation:
+    """What a blocking syscall has done so far, kept while it is parked.
+
+    A handler that must wait raises `Blocked`; when woken it runs again from
+    its saved registers and picks its continuation up with `t.resume(Cls)`.
+    One typed object per syscall (never a shared slot): the kernel ends it
+    when the call completes (`Kernel._completed`) and asks it, when a signal
+    ends the wait (`Kernel._finish_interrupted`), what Linux returns then:
+
+    * `interrupted()`: a result that wins over EINTR and over a restart --
+      a transfer that already moved bytes returns their count, as Linux's
+      pipe_write / unix_stream_sendmsg / recvmsg(MSG_WAITALL) do.
+    * `eintr(t)`: side effects of failing with EINTR (nanosleep's `rem`).
+    * `restart_keeps`: the call restarts with no handler run (a stop, an
+      ignored signal) and carries on where it was, as restart_syscall(2)
+      does for sleeps, poll and futex timeouts; any other restart starts over.
+    """
+    __slots__ = ("nr",)
+    restart_keeps = False
+
+    def interrupted(self) -> int | None:
+        return None
+
+    def eintr(self, t) -> None:
+        pass
+
+
+class Transfer(Continuation):
+    """read/write/send/recv: the bytes moved so far; once any moved, a signal returns them."""
+    __slots__ = ("done", "files_sent")
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.files_sent = False
+
+    def interrupted(self) -> int | None:
+        return self.done or None
+
+
+class Deadline(Continuation):
+    """A wait with a timeout (poll, select, epoll_wait, rt_sigtimedwait, futex): the absolute
+    CLOCK_MONOTONIC deadline in seconds (None: no timeout), fixed when the wait began."""
+    __slots__ = ("deadline",)
+    restart_keeps = True
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+
+class Sleep(Continuation):
+    """nanosleep/clock_nanosleep: the deadline (monotonic ns) and where to report the time left
+    on EINTR (0: nowhere, as for TIMER_ABSTIME)."""
+    __slots__ = ("deadline_ns", "rem")
+    restart_keeps = True
+
+    def __init__(self, deadline_ns: int, rem: int) -> None:
+        self.deadline_ns = deadline_ns
+        self.rem = rem
+
+    def eintr(self, t) -> None:
+        if self.rem:
+            import time
+            from sentry.syscalls.time import write_timespec
+            try:
+                write_timespec(t, self.rem, max(0, self.deadline_ns - time.monotonic_ns()))
+            except SyscallError:
+                pass
+
+
+class FutexWait(Continuation):
+    """A futex wait: the word's key (changed by a requeue), its bitset, its deadline, and whether
+    a wake picked it."""
+    __slots__ = ("key", "bitset", "deadline", "woken")
+    restart_keeps = True
+
+    def __init__(self, key: int, bitset: int, deadline: float | None) -> None:
+        self.key = key
+        self.bitset = bitset
+        self.deadline = deadline
+        self.woken = False
+
+    def interrupted(self) -> int | None:
+        return 0 if self.woken else None      # woken before the signal: the wait succeeded
+
+
+class Marker(Continuation):
+    """A wait that only needs to know it already began (rt_sigsuspend, connect in progress,
+    the parent of a vfork child: `value` says which child)."""
+    __slots__ = ("value",)
+
+    def __init__(self, value=None) -> None:
+        self.value = value
 
 
 class Blocked(Exception):

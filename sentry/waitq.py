@@ -6,7 +6,8 @@ cannot finish (empty pipe, wait4 with no exited child, a sleep) calls
 a deadline and unwinds the handler.  When woken, the task re-runs the same
 syscall from its saved registers: the restartable shape that Linux's own
 blocking paths have.  State that must survive the restart (a sleep's
-deadline) lives in `task.syscall_state`, cleared when the syscall completes.
+deadline, the bytes already moved) lives in the task's typed continuation
+(`Task.begin`/`Task.resume`, sentry/task.py), ended when the syscall completes.
 """
 from __future__ import annotations
 

@@ -12,8 +12,19 @@ across messages but stop before one that carries descriptors (as Linux stops
 at an skb with different ancillary data); SOCK_SEQPACKET and SOCK_DGRAM read
 one message per call, truncating with MSG_TRUNC.  Queues are bounded (bytes
 for stream/seqpacket, messages for datagrams) so writers block, or get
-EAGAIN, as on Linux.  Files in flight hold a reference until received or
-dropped with the socket.
+EAGAIN, as on Linux.
+
+A blocking stream send queues what fits and waits for room for the rest; a
+recv(MSG_WAITALL) waits until the buffer is full.  Both record the bytes moved
+in a `Transfer` continuation (sentry/task.py), so a signal returns that count,
+as Linux does, and only a call that moved nothing fails with EINTR.
+
+References: the Files of an SCM_RIGHTS message in flight hold one reference
+each (`hold`/`put`, sentry/vfs/file.py), taken by `send` and either dropped
+with the message (socket released) or handed to the receiver: `recv` returns
+files whose references the caller owns -- the message's own when it is
+consumed, fresh ones for MSG_PEEK -- and the caller installs them or puts them
+back (read(2), which has no room for descriptors, discards them).
 """
 from __future__ import annotations
 
@@ -24,7 +35,8 @@ from collections import deque
 
 from sentry.errors import SyscallError
 from sentry.pipe import POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM
-from sentry.vfs.file import O_NONBLOCK, File, gather, scatter as _scatter
+from sentry.task import Transfer
+from sentry.vfs.file import O_NONBLOCK, File, gather, hold, put, scatter as _scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
 
@@ -70,6 +82,7 @@ class UnixSocket(File):
         _ino[0] += 1
         self.ino = _ino[0]
         self.error = 0
+        self.sndbuf = RCVBUF                  # SO_SNDBUF: bounds what this socket has in flight
 
     # -- File ---------------------------------------------------------------------
 
@@ -106,7 +119,8 @@ class UnixSocket(File):
         return self.connected and p is not None and not self.peer_gone and p.rq_bytes < RCVBUF
 
     def read(self, t, dsts) -> int:
-        n, _, _, _ = self.recv(t, dsts, 0, want_files=False)
+        n, files, _, _ = self.recv(t, dsts, 0)
+        put_files(files)              # read(2) has no room for descriptors: they are closed
         return n
 
     def write(self, t, srcs) -> int:
@@ -114,7 +128,8 @@ class UnixSocket(File):
 
     def release(self) -> None:
         for m in self.rq:
-            _drop_files(m.files)
+            put_files(m.files)
+            m.files = []
         self.rq.clear()
         if self.bound_key is not None:
             self.kernel.unix_names.pop(self.bound_key, None)
@@ -221,8 +236,22 @@ class UnixSocket(File):
     # -- data ------------------------------------------------------------------------
 
     def send(self, t, data: bytes, files: list, target: "UnixSocket | None", flags: int) -> int:
+        """Queue `data` (and `files`, whose references this call owns from now on: they go into
+        the first message or are put back) to the peer or `target`; the bytes sent."""
+        try:
+            return self._send(t, data, files, target, flags)
+        finally:
+            if files and not (self.sent_files is files):
+                put_files(files)
+            self.sent_files = None
+
+    sent_files = None
+
+    def _send(self, t, data: bytes, files: list, target, flags: int) -> int:
         from sentry import process
         from sentry import signals as sg
+        nonblock = self.flags & O_NONBLOCK or flags & MSG_DONTWAIT
+        creds = (t.tg.tgid, t.tg.creds.euid, t.tg.creds.egid)
         if self.stype == SOCK_DGRAM:
             dest = target or self.peer
             if dest is None:
@@ -234,12 +263,13 @@ class UnixSocket(File):
             if len(data) > RCVBUF:
                 raise SyscallError(errno.EMSGSIZE)
             if len(dest.rq) >= MAX_DGRAM_QLEN:
-                if self.flags & O_NONBLOCK or flags & MSG_DONTWAIT:
+                if nonblock:
                     raise SyscallError(errno.EAGAIN)
                 t.block([dest.waitq])
-            if self.name is None and dest is not self:
-                self.autobind() if getattr(dest, "passcred", False) else None
-            dest.rq.append(Message(data, files, (t.tg.tgid, t.tg.creds.euid, t.tg.creds.egid), self.name or b""))
+            if self.name is None and dest is not self and dest.passcred:
+                self.autobind()
+            dest.rq.append(Message(data, files, creds, self.name or b""))
+            self.sent_files = files
             dest.rq_bytes += len(data)
             dest.waitq.wake_all()
             return len(data)
@@ -247,46 +277,74 @@ class UnixSocket(File):
             raise SyscallError(errno.EOPNOTSUPP)
         if not self.connected:
             raise SyscallError(errno.ENOTCONN)
+        xfer = t.resume(Transfer)
+        done = xfer.done if xfer is not None else 0
         if self.shut_wr or self.peer_gone or self.peer is None:
+            if done:
+                return done               # unix_stream_sendmsg: `sent ?: err`, no SIGPIPE then
             if not flags & MSG_NOSIGNAL:
                 process.send_to_task(t.kernel, t, sg.SIGPIPE, sg.siginfo(sg.SIGPIPE, sg.SI_USER, pid=t.tg.tgid))
             raise SyscallError(errno.EPIPE)
         p = self.peer
         if self.stype == SOCK_SEQPACKET and len(data) > RCVBUF:
             raise SyscallError(errno.EMSGSIZE)
-        room = RCVBUF - p.rq_bytes
-        if room <= 0 or (self.stype == SOCK_SEQPACKET and room < len(data)):
-            if self.flags & O_NONBLOCK or flags & MSG_DONTWAIT:
+        total = len(data)
+        room = min(RCVBUF, self.sndbuf) - p.rq_bytes
+        if room <= 0 or (self.stype == SOCK_SEQPACKET and room < total):
+            if nonblock:
+                if done:
+                    return done
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
-        chunk = data if self.stype == SOCK_SEQPACKET else data[:room]
-        p.rq.append(Message(chunk, files, (t.tg.tgid, t.tg.creds.euid, t.tg.creds.egid), self.name or b""))
+        chunk = data if self.stype == SOCK_SEQPACKET else data[done:done + room]
+        first = xfer is None or not xfer.files_sent
+        p.rq.append(Message(chunk, files if first else [], creds, self.name or b""))
+        if first:
+            self.sent_files = files
         p.rq_bytes += len(chunk)
         p.waitq.wake_all()
-        return len(chunk)
+        done += len(chunk)
+        if done < total and not nonblock:
+            # The rest waits for room; a signal now returns what was sent (Transfer).
+            if xfer is None:
+                xfer = t.begin(Transfer())
+            xfer.done = done
+            xfer.files_sent = True
+            t.block([p.waitq])
+        return done
 
-    def recv(self, t, dsts, flags: int, want_files: bool = True):
-        """(bytes read, files, sender creds, sender addr, truncated-length) -- see recvmsg."""
+    def recv(self, t, dsts, flags: int):
+        """(bytes read, files, sender creds, sender addr) -- see recvmsg.  The caller owns one
+        reference to each file returned (installs it, then puts it back)."""
         if self.listening or (self.stype != SOCK_DGRAM and not self.connected and not self.rq):
             raise SyscallError(errno.EINVAL if self.listening else errno.ENOTCONN)
+        peek = bool(flags & MSG_PEEK)
+        stream = self.stype == SOCK_STREAM
+        xfer = t.resume(Transfer) if stream else None
+        done = xfer.done if xfer is not None else 0
+        if done:
+            dsts = _skip(dsts, done)
         if not self.rq:
-            if self.shut_rd or self.peer_gone or (self.stype == SOCK_DGRAM and self.shut_rd):
-                return 0, [], (0, 0, 0), b""
+            if self.shut_rd or self.peer_gone:
+                return done, [], (0, 0, 0), b""
             if self.flags & O_NONBLOCK or flags & MSG_DONTWAIT:
+                if done:
+                    return done, [], (0, 0, 0), b""
                 raise SyscallError(errno.EAGAIN)
             t.block([self.waitq])
         space = sum(len(d) for d in dsts)
-        peek = bool(flags & MSG_PEEK)
-        if self.stype in (SOCK_DGRAM, SOCK_SEQPACKET):
+        if not stream:
             m = self.rq[0]
             n = _scatter(dsts, m.data)
-            if not peek:
+            if peek:
+                files = [hold(f) for f in m.files]
+            else:
+                files, m.files = m.files, []
                 self.rq.popleft()
                 self.rq_bytes -= len(m.data)
                 self.waitq.wake_all()
                 if self.peer is not None:
                     self.peer.waitq.wake_all()
-            files = m.files if not peek else list(m.files)
             self.last_truncated = len(m.data) > n
             self.last_full_len = len(m.data)
             return n, files, m.creds, m.addr
@@ -296,16 +354,19 @@ class UnixSocket(File):
         creds = self.rq[0].creds
         i = 0
         q = self.rq
+        at_files = False
         while i < len(q) and len(out) < space:
             m = q[i]
-            if m.files and (out or files):
+            if m.files and (out or files or done):
+                at_files = True           # its descriptors go with the next call
                 break
             take = min(space - len(out), len(m.data))
             out += m.data[:take]
             if m.files:
-                files = m.files if not peek else list(m.files)
-                if not peek:
-                    m.files = []
+                if peek:
+                    files = [hold(f) for f in m.files]
+                else:
+                    files, m.files = m.files, []
             if not peek:
                 if take == len(m.data):
                     q.popleft()
@@ -320,15 +381,34 @@ class UnixSocket(File):
         self.waitq.wake_all()
         n = _scatter(dsts, bytes(out))
         self.last_truncated = False
-        self.last_full_len = n
-        return n, files, creds, b""
+        done += n
+        self.last_full_len = done
+        if flags & MSG_WAITALL and not peek and n < space and not files and not at_files \
+                and not (self.shut_rd or self.peer_gone) and not (self.flags & O_NONBLOCK or flags & MSG_DONTWAIT):
+            # MSG_WAITALL: wait for the rest; a signal now returns what arrived (Transfer).
+            if xfer is None:
+                xfer = t.begin(Transfer())
+            xfer.done = done
+            t.block([self.waitq])
+        return done, files, creds, b""
 
 
-def _drop_files(files: list) -> None:
+def _skip(dsts, n: int) -> list:
+    """The memoryviews `dsts` after their first `n` bytes."""
+    out = []
+    for mv in dsts:
+        if n >= len(mv):
+            n -= len(mv)
+            continue
+        out.append(mv[n:] if n else mv)
+        n = 0
+    return out
+
+
+def put_files(files: list) -> None:
+    """Put back one reference to each of `files` (SCM_RIGHTS files dropped unreceived)."""
     for f in files:
-        f.refs -= 1
-        if f.refs == 0:
-            f.release()
+        put(f)
 
 
 def socketpair(kernel, t, stype: int, flags: int) -> tuple[UnixSocket, UnixSocket]:

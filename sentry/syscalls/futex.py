@@ -9,6 +9,7 @@ from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import Support, syscall
 from sentry.syscalls.time import read_timespec
+from sentry.task import FutexWait
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_FD, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 2, 3, 4, 5
 FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 6, 7, 8, 9, 10
@@ -17,13 +18,17 @@ BITSET_ANY = 0xFFFFFFFF
 
 
 def _wait(t, uaddr: int, val: int, timeout: int, bitset: int, absolute: bool, realtime: bool) -> int:
-    st = t.syscall_state
+    st = t.resume(FutexWait)
     if st is not None:
-        if st["woken"]:
+        if st.woken:
             return 0
-        if t.timed_out:
+        if t.timed_out or (st.deadline is not None and st.deadline <= _time.monotonic()):
             raise SyscallError(errno.ETIMEDOUT)
-        t.block([fx.queue(st["key"])], deadline=st["deadline"])
+        if not t.in_syscall:
+            # restart_syscall after a stop: Linux's futex_wait_restart checks the word again
+            if t.mm.read_u32(uaddr) != val:
+                raise SyscallError(errno.EAGAIN)
+        t.block([fx.queue(st.key)], deadline=st.deadline)
     if bitset == 0:
         raise SyscallError(errno.EINVAL)
     key = fx.key_of(t.mm, uaddr)
@@ -37,7 +42,7 @@ def _wait(t, uaddr: int, val: int, timeout: int, bitset: int, absolute: bool, re
             deadline = _time.monotonic() + ns / 1e9
     if t.mm.read_u32(uaddr) != val:
         raise SyscallError(errno.EAGAIN)
-    t.syscall_state = {"woken": False, "key": key, "deadline": deadline, "bitset": bitset}
+    t.begin(FutexWait(key, bitset, deadline))
     t.block([fx.queue(key)], deadline=deadline)
 
 

@@ -16,6 +16,7 @@ from sentry.pipe import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, P
 from sentry.syscalls.args import s32, s64, u32
 from sentry.syscalls.registry import syscall
 from sentry.syscalls.time import read_timespec
+from sentry.task import Deadline
 from sentry.vfs.file import O_CLOEXEC, O_DIRECT, O_NONBLOCK, HostFDFile
 
 POLLFD = struct.Struct("<ihh")
@@ -78,10 +79,12 @@ def _park(t, files, deadline) -> None:
 
 
 def _deadline(t, ns: int | None):
-    """The wait's deadline, kept across restarts in syscall_state."""
-    if t.syscall_state is None:
-        t.syscall_state = {"deadline": None if ns is None else _time.monotonic() + ns / 1e9}
-    return t.syscall_state["deadline"]
+    """The wait's deadline, fixed when it began and kept across its parks and a restart after a
+    stop (the `Deadline` continuation, sentry/task.py)."""
+    c = t.resume(Deadline)
+    if c is None:
+        c = t.begin(Deadline(None if ns is None else _time.monotonic() + ns / 1e9))
+    return c.deadline
 
 
 def do_poll(t, fds_addr: int, nfds: int, timeout_ns: int | None) -> int:
@@ -120,7 +123,7 @@ def poll(t, fds, nfds, timeout):
 
 def _with_sigmask(t, sigmask_addr: int, size: int) -> None:
     """ppoll/pselect6: install the temporary mask (restored when the call returns or a handler runs)."""
-    if sigmask_addr and t.saved_sigmask is None and t.syscall_state is None:
+    if sigmask_addr and t.saved_sigmask is None:
         from sentry.signals import UNBLOCKABLE
         if size != 8:
             raise SyscallError(errno.EINVAL)
@@ -140,16 +143,16 @@ def _restore_sigmask(t) -> None:
 
 def _write_time_left(t, tsp: int) -> None:
     """ppoll/pselect6 write the time left back into their timespec, as Linux does."""
-    st = t.syscall_state
-    if tsp and isinstance(st, dict) and st.get("deadline") is not None:
-        left = max(0, int((st["deadline"] - _time.monotonic()) * 1e9))
+    st = t.resume(Deadline)
+    if tsp and st is not None and st.deadline is not None:
+        left = max(0, int((st.deadline - _time.monotonic()) * 1e9))
         t.mm.write(tsp, struct.pack("<qq", left // 1_000_000_000, left % 1_000_000_000))
 
 
 @syscall("ppoll")
 def ppoll(t, fds, nfds, tsp, sigmask, sigsetsize):
     """ppoll(2)."""
-    ns = read_timespec(t, tsp) if tsp and t.syscall_state is None else None
+    ns = read_timespec(t, tsp) if tsp and t.resume(Deadline) is None else None
     _with_sigmask(t, sigmask, sigsetsize)
     try:
         r = do_poll(t, fds, u32(nfds), ns)
@@ -206,9 +209,10 @@ def select_(t, nfds, rp, wp, ep, tvp):
         if sec < 0 or not 0 <= usec < 1_000_000:
             raise SyscallError(errno.EINVAL)
         ns = sec * 1_000_000_000 + usec * 1000
-    r = do_select(t, s32(nfds), rp, wp, ep, ns if t.syscall_state is None else None)
-    if tvp and t.syscall_state is not None and t.syscall_state["deadline"] is not None:
-        left = max(0, int((t.syscall_state["deadline"] - _time.monotonic()) * 1e6))
+    r = do_select(t, s32(nfds), rp, wp, ep, ns)
+    st = t.resume(Deadline)
+    if tvp and st is not None and st.deadline is not None:
+        left = max(0, int((st.deadline - _time.monotonic()) * 1e6))
         t.mm.write(tvp, struct.pack("<qq", left // 1_000_000, left % 1_000_000))
     return r
 
@@ -216,8 +220,8 @@ def select_(t, nfds, rp, wp, ep, tvp):
 @syscall("pselect6")
 def pselect6(t, nfds, rp, wp, ep, tsp, sig):
     """pselect6(2): the last argument points at {const sigset_t *ss; size_t ss_len}."""
-    ns = read_timespec(t, tsp) if tsp and t.syscall_state is None else None
-    if sig and t.syscall_state is None:
+    ns = read_timespec(t, tsp) if tsp and t.resume(Deadline) is None else None
+    if sig and t.saved_sigmask is None:
         ss, sslen = t.mm.read_struct(sig, struct.Struct("<QQ"))
         _with_sigmask(t, ss, sslen)
     try:

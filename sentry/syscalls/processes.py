@@ -7,6 +7,7 @@ import struct
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import Support, error_syscall, syscall
+from sentry.task import Marker
 
 RLIM_NLIMITS = 16
 NR_OPEN = 1048576
@@ -193,13 +194,13 @@ def exit_group(t, status):
 
 def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
     from sentry import process
-    st = t.syscall_state
-    if st is not None and st[0] == "vfork":
+    st = t.resume(Marker)
+    if st is not None:
         # Woken: the vfork child has exec'd or exited.
         if t.vfork_released:
             t.vfork_released = False
             t.uninterruptible = False
-            return st[1]
+            return st.value
         t.block()
     tid = process.do_clone(t.kernel, t, flags, stack, ptid, ctid, tls)
     if flags & process.CLONE_VFORK:

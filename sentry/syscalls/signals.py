@@ -9,7 +9,7 @@ import struct
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32
 from sentry.syscalls.registry import Support, syscall
-from sentry.task import SignalAction
+from sentry.task import Deadline, Marker, SignalAction
 
 SIGACTION = struct.Struct("<QQQQ")
 UNBLOCKABLE = (1 << (signal.SIGKILL - 1)) | (1 << (signal.SIGSTOP - 1))
@@ -34,6 +34,7 @@ def rt_sigaction(t, sig, act, oact, sigsetsize):
     if new is not None:
         handler, flags, restorer, mask = new
         t.tg.sigactions[sig] = SignalAction(handler, flags & UAPI_SA_FLAGS, restorer, mask & ~UNBLOCKABLE)
+        sg.disposition_changed(t.tg, sig)
     if oact:
         t.mm.write_struct(oact, SIGACTION, *old)
     return 0
@@ -217,11 +218,11 @@ def rt_sigsuspend(t, mask, sigsetsize):
     """rt_sigsuspend(2): wait for a signal with a temporary mask; always EINTR."""
     if sigsetsize != 8:
         raise SyscallError(errno.EINVAL)
-    if t.syscall_state is None:
+    if t.resume(Marker) is None:
         new = t.mm.read_u64(mask) & ~UNBLOCKABLE
         t.saved_sigmask = t.sigmask
         t.sigmask = new
-        t.syscall_state = True
+        t.begin(Marker())
         # A signal already pending that the new mask unblocks ends the wait at
         # once (nothing would wake a parked task for it): EINTR, then the
         # handler runs with the saved mask restored on its return.
@@ -248,29 +249,25 @@ def rt_sigtimedwait(t, uthese, uinfo, uts, sigsetsize):
     for pend in (t.pending, t.tg.shared_pending):
         for sig in sorted(pend):
             if these & sg.bit(sig):
-                infos = pend[sig]
-                info = infos.pop(0)
-                if not infos:
-                    del pend[sig]
+                info = sg.take(pend, sig)
                 if uinfo:
                     t.mm.write(uinfo, info)
                 if t.saved_sigmask is not None:
                     t.sigmask, t.saved_sigmask = t.saved_sigmask, None
                 return sig
-    st = t.syscall_state
+    st = t.resume(Deadline)
     if st is None:
         deadline = None
         if uts:
             deadline = _time.monotonic() + read_timespec(t, uts) / 1e9
-        st = t.syscall_state = {"deadline": deadline}
+        st = t.begin(Deadline(deadline))
         # While waiting, the awaited signals are unblocked so they interrupt us (and are then taken above).
         t.saved_sigmask = t.sigmask
         t.sigmask &= ~these
     elif t.timed_out:
         t.sigmask, t.saved_sigmask = t.saved_sigmask, None
         raise SyscallError(errno.EAGAIN)
-    if st["deadline"] is not None and st["deadline"] <= _time.monotonic():
+    if st.deadline is not None and st.deadline <= _time.monotonic():
         t.sigmask, t.saved_sigmask = t.saved_sigmask, None
         raise SyscallError(errno.EAGAIN)
-    t.on_eintr = lambda: None
-    t.block(deadline=st["deadline"])
+    t.block(deadline=st.deadline)

@@ -11,7 +11,8 @@ from sentry.socket import host as hs
 from sentry.socket import unix as ux
 from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import Support, syscall
-from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK
+from sentry.task import Marker
+from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, hold, put
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 SOCK_TYPE_MASK = 0xF
@@ -170,18 +171,18 @@ def connect(t, fd, addr, addrlen):
         target = _unix_lookup(t, ux.parse_sockaddr_un(raw))
         s.connect(t, target)
         return 0
-    if t.syscall_state == "connecting":
+    if t.resume(Marker) is not None:            # woken: the connection in progress ended
         err = s.sock.getsockopt(pysocket.SOL_SOCKET, pysocket.SO_ERROR)
         if err:
             raise SyscallError(err)
         return 0
     err = s.sock.connect_ex(hs.parse_inet(raw, s.family))
-    if err in (0, errno.EISCONN) and t.syscall_state is None:
+    if err in (0, errno.EISCONN):
         return 0 if err == 0 else (_ for _ in ()).throw(SyscallError(errno.EISCONN))
     if err == errno.EINPROGRESS:
         if s.flags & O_NONBLOCK:
             raise SyscallError(errno.EINPROGRESS)
-        t.syscall_state = "connecting"
+        t.begin(Marker())
         t.block(host_fd=(s.host_fd, 0x4))
     raise SyscallError(err)
 
@@ -281,8 +282,7 @@ def _files_from_control(t, control: bytes) -> list:
         data = control[pos + CMSGHDR.size:pos + clen]
         if level == SOL_SOCKET and ctype == SCM_RIGHTS:
             for (fd,) in struct.iter_unpack("<i", data[:len(data) // 4 * 4]):
-                f = t.fds.get(fd)
-                files.append(f)
+                files.append(t.fds.get(fd))
         elif level == SOL_SOCKET and ctype == SCM_CREDENTIALS:
             pass        # the receiver gets the sender's real credentials
         else:
@@ -290,9 +290,7 @@ def _files_from_control(t, control: bytes) -> list:
         pos += (clen + 7) & ~7
     if len(files) > 253:
         raise SyscallError(errno.EINVAL)
-    for f in files:
-        f.refs += 1
-    return files
+    return [hold(f) for f in files]         # the message's references, from now until received
 
 
 def _control_out(t, s, files: list, creds, space: int, cloexec: bool) -> tuple[bytes, int]:
@@ -309,9 +307,7 @@ def _control_out(t, s, files: list, creds, space: int, cloexec: bool) -> tuple[b
                     flags |= MSG_CTRUNC
             else:
                 flags |= MSG_CTRUNC
-            f.refs -= 1              # the in-flight reference (install took its own)
-            if f.refs == 0:
-                f.release()
+            put(f)                   # the reference recv handed us (install took its own)
         if fds:
             body = struct.pack(f"<{len(fds)}i", *fds)
             out += CMSGHDR.pack(CMSGHDR.size + len(body), SOL_SOCKET, SCM_RIGHTS) + body
@@ -331,11 +327,7 @@ def _sendmsg(t, s, views: list, name_addr: int, name_len: int, control: bytes, f
     if isinstance(s, ux.UnixSocket):
         target = _unix_target(t, s, name_addr, name_len)
         files = _files_from_control(t, control) if control else []
-        try:
-            return s.send(t, b"".join(bytes(v) for v in views), files, target, flags)
-        except BaseException:
-            ux._drop_files(files)
-            raise
+        return s.send(t, b"".join(bytes(v) for v in views), files, target, flags)   # owns `files`
     addr = hs.parse_inet(_read_addr(t, name_addr, name_len), s.family) if name_addr and name_len else None
     args = (views, [], flags | pysocket.MSG_NOSIGNAL) + ((addr,) if addr is not None else ())
     try:
@@ -440,7 +432,7 @@ def getsockopt(t, fd, level, opt, val, lenp):
             out = struct.pack("<iII", *s.peer_creds)
         else:
             v = {SO_TYPE: s.stype, SO_ERROR: 0, SO_DOMAIN: AF_UNIX, SO_PROTOCOL: 0,
-                 SO_ACCEPTCONN: int(s.listening), SO_SNDBUF: ux.RCVBUF, SO_RCVBUF: ux.RCVBUF,
+                 SO_ACCEPTCONN: int(s.listening), SO_SNDBUF: s.sndbuf, SO_RCVBUF: ux.RCVBUF,
                  SO_PASSCRED: int(s.passcred), SO_REUSEADDR: 0, SO_KEEPALIVE: 0}.get(opt)
             if v is None:
                 raise SyscallError(errno.ENOPROTOOPT)
@@ -472,5 +464,9 @@ def setsockopt(t, fd, level, opt, val, length):
     if opt in _UNIX_ACCEPTED:
         if length < 4 and opt not in (13, 20, 21):
             raise SyscallError(errno.EINVAL)
+        if opt == SO_SNDBUF:
+            # sock_setsockopt: doubled, clamped to wmem_max (212992) and SOCK_MIN_SNDBUF (4608).
+            v = max(0, struct.unpack_from("<i", data)[0])
+            s.sndbuf = max(min(v, ux.RCVBUF) * 2, 4608)
         return 0
     raise SyscallError(errno.ENOPROTOOPT)

@@ -10,6 +10,7 @@ import time as _time
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import syscall
+from sentry.task import Sleep
 
 TIMESPEC = struct.Struct("<qq")
 TIMEVAL = struct.Struct("<qq")
@@ -107,32 +108,21 @@ def _sleep_until(t, deadline_ns_mono: int) -> int:
     t.block(deadline=deadline_ns_mono / 1e9)
 
 
-def _report_left(t, rem: int) -> None:
-    """Interrupted by a handler: write the time left to `rem`, as nanosleep(2) does."""
-    if rem and t.syscall_state is not None:
-        left = max(0, t.syscall_state - _time.monotonic_ns())
-        deadline = t.syscall_state
-        try:
-            write_timespec(t, rem, left)
-        except SyscallError:
-            pass
-        t.syscall_state = deadline
-
-
 @syscall("nanosleep")
 def nanosleep(t, req, rem):
     """nanosleep(2)."""
-    if t.syscall_state is None:
-        t.syscall_state = _time.monotonic_ns() + read_timespec(t, req)
-    t.on_eintr = lambda: _report_left(t, rem)
-    return _sleep_until(t, t.syscall_state)
+    c = t.resume(Sleep)             # EINTR writes `rem`; a restart after a stop sleeps what is left
+    if c is None:
+        c = t.begin(Sleep(_time.monotonic_ns() + read_timespec(t, req), rem))
+    return _sleep_until(t, c.deadline_ns)
 
 
 @syscall("clock_nanosleep")
 def clock_nanosleep(t, clock, flags, req, rem):
     """clock_nanosleep(2)."""
     clock, flags = s32(clock), u32(flags)
-    if t.syscall_state is None:
+    c = t.resume(Sleep)
+    if c is None:
         if clock == CLOCK_THREAD_CPUTIME_ID:
             raise SyscallError(errno.EOPNOTSUPP)
         if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI, CLOCK_PROCESS_CPUTIME_ID,
@@ -143,7 +133,6 @@ def clock_nanosleep(t, clock, flags, req, rem):
             delta = ns - clock_ns(t, clock)
         else:
             delta = ns
-        t.syscall_state = _time.monotonic_ns() + max(delta, 0)
-    if not flags & TIMER_ABSTIME:
-        t.on_eintr = lambda: _report_left(t, rem)
-    return _sleep_until(t, t.syscall_state)
+        # TIMER_ABSTIME leaves `rem` alone on EINTR.
+        c = t.begin(Sleep(_time.monotonic_ns() + max(delta, 0), 0 if flags & TIMER_ABSTIME else rem))
+    return _sleep_until(t, c.deadline_ns)

@@ -13,7 +13,7 @@ gives open(2) its blocking semantics, which a Gofer-opened host FIFO
 
 A task waiting in open(2) counts as a peer for the other side (Linux counts
 it as a reader/writer before it sleeps).  Waiting is the usual restartable
-block: the task's `syscall_state` holds a `_Wait` token, so a wait that a
+block: the task's continuation is a `_Wait` token, so a wait that a
 signal ended (EINTR or restart) stops counting on its own.
 """
 from __future__ import annotations
@@ -22,12 +22,13 @@ import errno
 
 from sentry.errors import SyscallError
 from sentry.pipe import Pipe, PipeFile
+from sentry.task import Continuation
 from sentry.vfs.file import O_ACCMODE, O_NONBLOCK, O_RDONLY, O_RDWR
 
 _FIFOS: dict[tuple[int, int], "_Fifo"] = {}
 
 
-class _Wait:
+class _Wait(Continuation):
     __slots__ = ("seen",)
 
     def __init__(self, seen: int) -> None:
@@ -44,7 +45,7 @@ class _Fifo:
 
     @staticmethod
     def live(waiting: dict) -> int:
-        for t in [t for t, tok in waiting.items() if t.syscall_state is not tok or t.exited]:
+        for t in [t for t, tok in waiting.items() if t.cont is not tok or t.exited]:
             del waiting[t]
         return len(waiting)
 
@@ -69,7 +70,7 @@ def open_fifo(t, inode, dentry, flags: int) -> FifoFile:
     p = fifo.pipe
     acc = flags & O_ACCMODE
     pipe_flags = acc | (flags & O_NONBLOCK)
-    tok = t.syscall_state if isinstance(t.syscall_state, _Wait) else None
+    tok = t.resume(_Wait)
     if acc == O_RDONLY:
         if not flags & O_NONBLOCK and p.writers == 0 and not fifo.live(fifo.w_wait) and \
                 (tok is None or tok.seen == fifo.w_opens):
@@ -96,8 +97,7 @@ def open_fifo(t, inode, dentry, flags: int) -> FifoFile:
 
 def _wait(t, waiting: dict, tok, other_opens: int, p) -> None:
     if tok is None:
-        tok = _Wait(other_opens)
-        t.syscall_state = tok
+        tok = t.begin(_Wait(other_opens))
     waiting[t] = tok
     p.waitq.wake_all()               # a peer waiting on the other side may proceed now
     t.block([p.waitq])

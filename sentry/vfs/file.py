@@ -234,6 +234,25 @@ class HostFDFile(File):
             os.close(self.host_fd)
 
 
+# -- references -------------------------------------------------------------------
+# A File is held by descriptors (FDTable), by SCM_RIGHTS messages in flight
+# (sentry/socket/unix.py) and by mappings; each holder takes one reference with
+# `hold` and gives it back with `put`, which releases the File at the last one.
+# New holders go through these two; nothing else should touch `refs`.
+
+def hold(f: "File") -> "File":
+    """Take a reference to `f` (returned, for chaining)."""
+    f.refs += 1
+    return f
+
+
+def put(f: "File") -> None:
+    """Give back one reference to `f`; the last one releases it."""
+    f.refs -= 1
+    if f.refs == 0:
+        f.release()
+
+
 def scatter(dsts, data) -> int:
     """Copy `data` into the memoryviews `dsts` in order; return the bytes copied."""
     pos = 0
@@ -283,7 +302,7 @@ class FDTable:
             raise SyscallError(errno.EMFILE)
         if minfd <= hint:
             self.free_hint = fd + 1     # fd was the lowest free one
-        file.refs += 1                  # install_at(), for a free slot
+        hold(file)                      # install_at(), for a free slot
         files[fd] = file
         if cloexec:                     # (a free fd is never in cloexec: nothing to discard)
             self.cloexec.add(fd)
@@ -291,7 +310,7 @@ class FDTable:
 
     def install_at(self, fd: int, file: File, cloexec: bool) -> None:
         old = self.files.get(fd)
-        file.refs += 1
+        hold(file)
         self.files[fd] = file
         if cloexec:
             self.cloexec.add(fd)
@@ -310,15 +329,11 @@ class FDTable:
         cloexec = self.cloexec
         if cloexec:
             cloexec.discard(fd)
-        f.refs -= 1
-        if f.refs == 0:
-            f.release()
+        put(f)
         return f
 
     def _drop(self, f: File) -> None:
-        f.refs -= 1
-        if f.refs == 0:
-            f.release()
+        put(f)
 
     def install_pair(self, t, a: File, b: File, cloexec: bool, out_addr: int) -> None:
         """pipe2/socketpair: install both, write the two fds to `out_addr`; undo all on failure."""
@@ -340,8 +355,7 @@ class FDTable:
     def fork(self) -> "FDTable":
         n = FDTable()
         for fd, f in self.files.items():
-            f.refs += 1
-            n.files[fd] = f
+            n.files[fd] = hold(f)
         n.cloexec = set(self.cloexec)
         n.free_hint = self.free_hint
         return n
