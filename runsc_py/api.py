@@ -44,7 +44,7 @@ PIPE, DEVNULL = subprocess.PIPE, subprocess.DEVNULL
 TimeoutExpired = subprocess.TimeoutExpired
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_TIMEOUT = 120.0
-CHUNK = 512 * 1024
+CHUNK = 128 * 1024          # per control message: a SEQPACKET message must fit the socket buffer
 
 
 class SandboxError(Exception):

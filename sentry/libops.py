@@ -21,7 +21,7 @@ import os
 
 from sentry.errors import SyscallError
 
-CHUNK = 512 * 1024           # the largest read reply (control messages are at most 1 MiB)
+CHUNK = 128 * 1024           # the largest read reply (a SEQPACKET message must fit the socket buffer, ~208 KiB)
 O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC = 0, 1, 0o100, 0o1000
 AT_FDCWD = -100
 
