@@ -26,50 +26,31 @@ class BootError(Exception):
         self.exit_code = exit_code
 
 
+def sentry_modules() -> list[str]:
+    """Every module of the Sentry's packages, found on disk (sentry/ and every subpackage): after
+    confinement no import can open a file, so all of them are imported before it.  (The boot
+    module itself is already loaded; tests/test_layers.py checks this list against the tree.)"""
+    import pkgutil
+    import sentry
+    names = []
+    for info in pkgutil.walk_packages(sentry.__path__, "sentry."):
+        spec = info.module_finder.find_spec(info.name)
+        # Python sources only: sentry/vdso/vdso.so is the application's vDSO, not an extension.
+        if info.name != "sentry.boot" and spec is not None and (spec.origin or "").endswith(".py"):
+            names.append(info.name)
+    return names
+
+
 def _preimport() -> None:
     """Import every module the Sentry may need later: after start-up no import may open a file."""
     import encodings.idna  # noqa: F401
-    import sentry.kernel  # noqa: F401
-    import sentry.loader  # noqa: F401
-    import sentry.strace  # noqa: F401
-    import sentry.syscalls  # noqa: F401
-    import sentry.vfs.devfs  # noqa: F401
-    import sentry.vfs.goferfs  # noqa: F401
-    import sentry.vfs.tty  # noqa: F401
     import platforms
     platforms.preload(SandboxConfig.platform)     # the default platform's code (get_platform imports the chosen one)
-    import sentry.confine  # noqa: F401
-    import sentry.monitor  # noqa: F401
-    import sentry.control  # noqa: F401
     import gofer.client  # noqa: F401
-    import sentry.exec  # noqa: F401
-    import sentry.futex  # noqa: F401
-    import sentry.pipe  # noqa: F401
-    import sentry.process  # noqa: F401
-    import sentry.signals  # noqa: F401
-    import sentry.vfs.walk  # noqa: F401
-    import sentry.mm.manager  # noqa: F401
-    import sentry.mm.filemap  # noqa: F401
-    import sentry.epoll  # noqa: F401
     import traceback  # noqa: F401
-    import pkgutil
-    import sentry
-    import sentry.vfs
-    import sentry.syscalls
-    # Every module of the Sentry: after confinement no import can find a file.
-    for pkg in (sentry, sentry.vfs, sentry.syscalls, sentry.mm):
-        for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
-            if info.name not in ("sentry.boot",):
-                __import__(info.name)
     import heapq, select, struct, signal  # noqa: F401,E401
-    import importlib
-    import sentry.mm  # noqa: F401
-    for name in ("sentry.vfs.procfs", "sentry.vfs.tmpfs", "sentry.vfs.sysfs", "sentry.vfs.overlay",
-                 "sentry.vfs.mounts"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+    for name in sentry_modules():
+        __import__(name)          # an ImportError here is a bug: it must fail now, not after confinement
     # First calls that read host files lazily (the timezone for log timestamps).
     import time
     time.strftime("%H:%M:%S")

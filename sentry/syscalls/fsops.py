@@ -687,6 +687,3 @@ def _register_mount_calls() -> None:
 
 _register_mount_calls()
 
-
-# The rest of the filesystem syscalls (registration on import).
-from sentry.syscalls import fsdata, xattr  # noqa: E402,F401
