@@ -39,7 +39,7 @@ class PolicyFileError(ValueError):
     """The policy file is malformed: one line saying where."""
 
 
-def _errno(value: Any, where: str) -> int:
+def _errno_of(value: Any, where: str) -> int:
     if isinstance(value, int) and 0 < value < 4096:
         return value
     if isinstance(value, str) and isinstance(getattr(_errno, value, None), int):
@@ -86,7 +86,7 @@ class FilePolicy:
         extra = set(spec) - known
         if extra:
             raise PolicyFileError(f"unknown key(s) {sorted(extra)} (known: {sorted(known)})")
-        self.errno = _errno(spec.get("errno", "EACCES"), "errno")
+        self.errno = _errno_of(spec.get("errno", "EACCES"), "errno")
         self.audit_log = spec.get("audit_log")
         if self.audit_log is not None and not isinstance(self.audit_log, str):
             raise PolicyFileError("audit_log: must be a path")
@@ -96,7 +96,7 @@ class FilePolicy:
             raise PolicyFileError("syscalls: must be a table")
         denied = sc.get("deny", [])
         if isinstance(denied, dict):
-            self.denied = {n: _errno(e, f"syscalls.deny.{n}") for n, e in denied.items()}
+            self.denied = {n: _errno_of(e, f"syscalls.deny.{n}") for n, e in denied.items()}
         else:
             self.denied = {n: self.errno for n in _strings(denied, "syscalls.deny")}
         self.audited = set(_strings(sc.get("audit", []), "syscalls.audit"))
