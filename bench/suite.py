@@ -187,6 +187,8 @@ def command(who: str, world: World, args, inner: list[str], data: str) -> list[s
                 "run", "--bundle", bundle, cid]
     if who == "runsc-py":
         return [*runsc_py_cmd(args), "--root", world.state("runsc-py"), "run", "--bundle", bundle, cid]
+    if who in args.extra:                 # --also NAME=CMD: another runsc-py (a before/after pair)
+        return [*shlex.split(args.extra[who]), "--root", world.state(who), "run", "--bundle", bundle, cid]
     raise ValueError(who)
 
 
@@ -254,8 +256,12 @@ def main(argv=None) -> int:
     ap.add_argument("--stat", choices=("median", "min"), default="median")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per driver run")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=CMD",
+                    help="one more runsc-py contestant NAME run as CMD, e.g. base='env PYTHONPATH=/tmp/base "
+                         "python3 -m runsc_py.cli' (a before/after comparison in one invocation)")
     harness.add_runsc_py_option(ap)
     args = ap.parse_args(argv)
+    args.extra = dict(a.split("=", 1) for a in args.also)
     why = rootfs_reason()
     if why:
         print(f"bench/suite: {why}", file=sys.stderr)
@@ -263,7 +269,7 @@ def main(argv=None) -> int:
     rounds = args.repeat or (1 if args.quick else 3)
     workloads = [w for w in WORKLOADS if not args.workload or w[0] in args.workload]
     do_startup = not args.workload or "startup" in args.workload
-    who_all = [c for c in CONTESTANTS if c == "native" or not args.only or c in args.only]
+    who_all = [c for c in CONTESTANTS if c == "native" or not args.only or c in args.only] + list(args.extra)
     skipped = {c: skip_reason(c) for c in who_all}
     who = [c for c in who_all if not skipped[c]]
     world = World(workloads, args.quick)

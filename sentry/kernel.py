@@ -589,6 +589,9 @@ class Kernel:
             v = t.mm.find(ev.addr)
             if v is not None and v.eof and ev.addr >= v.eof and v.prot:
                 sig, code = signal.SIGBUS, 2          # BUS_ADRERR: past the end of the mapped file
+        if sig == signal.SIGSEGV and ev.code == 2 and t.mm.cow_fault(ev.addr):
+            self.enqueue(t)               # a write to a page shared copy-on-write: copied, run it again
+            return
         if sig == signal.SIGSEGV and ev.code == 1 and t.mm.grow_stack(ev.addr, t.tg.rlimits[3][0]):
             self.enqueue(t)               # the stack grew under the fault: run the instruction again
             return

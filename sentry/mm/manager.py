@@ -10,8 +10,9 @@ EFAULT exactly where Linux's copy_{from,to}_user would (unmapped,
 PROT_NONE, or writing a page without PROT_WRITE).
 
 Trade-offs: mappings are populated eagerly (the memfd is sparse, so an
-untouched page still costs nothing); a fork copies private memory eagerly
-(see `fork`), only the pages that were ever touched (SEEK_DATA).
+untouched page still costs nothing).  A fork shares private memory
+copy-on-write (sentry/mm/cow.py): nothing is copied at fork; a write fault
+(or the Sentry writing application memory) copies one page.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import os
 import struct
 
 from sentry.errors import SyscallError
+from sentry.mm.cow import CopyOnWrite
 
 PAGE = 4096
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -55,7 +57,7 @@ class Backing:
 
 class Vma:
     __slots__ = ("start", "end", "prot", "shared", "offset", "backing", "name", "growsdown", "maxprot",
-                 "source", "eof")
+                 "source", "eof", "cow")
 
     def __init__(self, start: int, end: int, prot: int, shared: bool, offset: int,
                  backing: Backing, name: str = "", growsdown: bool = False, maxprot: int = 7,
@@ -71,6 +73,7 @@ class Vma:
         self.maxprot = maxprot      # what mprotect may grant (a shared mapping of a read-only fd: no write)
         self.source = source        # (file, file offset of `start`, dev, ino) for file mappings
         self.eof = 0                # file mappings: first page wholly past the end of the file (SIGBUS)
+        self.cow = None             # private pages shared copy-on-write: the CowRange holding them
 
     def clone_at(self, start: int, end: int, offset: int) -> "Vma":
         """A piece of this VMA (same attributes) covering [start, end) at MemoryFile `offset`."""
@@ -81,13 +84,14 @@ class Vma:
                 self.maxprot, src)
         if self.eof:
             v.eof = self.eof            # an address: the same for every piece
+        v.cow = self.cow
         return v
 
     def __repr__(self) -> str:
         return f"Vma({self.start:#x}-{self.end:#x} prot={self.prot} {self.name})"
 
 
-class MemoryManager:
+class MemoryManager(CopyOnWrite):
     def __init__(self, platform, memfile) -> None:
         self.platform = platform
         self.memfile = memfile
@@ -169,6 +173,9 @@ class MemoryManager:
             self.space.unmap(start, end - start)
 
     def _release(self, v: Vma) -> None:
+        if v.cow is not None:
+            v.cow.unref(v.offset, v.end - v.start)     # its pages go when no address space maps them
+            return
         b = v.backing
         b.live -= v.end - v.start
         if not v.shared:
@@ -280,6 +287,8 @@ class MemoryManager:
             v.prot = prot
         self.space.protect(addr, end - addr, prot)
         for v in self._overlapping(addr, end):
+            if v.cow is not None and prot & PROT_WRITE:     # still shared: the first write copies
+                self.space.protect(v.start, v.end - v.start, prot & ~PROT_WRITE)
             if v.eof and v.eof < v.end:           # past EOF stays inaccessible: SIGBUS, not data
                 lo = max(v.eof, v.start)
                 self.space.protect(lo, v.end - lo, 0)
@@ -315,7 +324,8 @@ class MemoryManager:
                 return cur
             v = self.find(old_end - 1) if old_end > self.brk_start else None
             grow = new_end - old_end
-            if v is not None and v.name == "[heap]" and v.end == old_end:
+            if v is not None and v.name == "[heap]" and v.end == old_end and v.backing is heap \
+                    and v.offset + (v.end - v.start) == heap.offset + used:
                 v.end = new_end
                 self.space.map(old_end, grow, v.prot, heap.offset + used)
             else:
@@ -329,8 +339,11 @@ class MemoryManager:
                 i = bisect.bisect_left(self._starts, v.start)
                 del self.vmas[i]
                 del self._starts[i]
-                self.memfile.zero(v.offset, v.end - v.start)
-                self._heap.live -= v.end - v.start
+                if v.backing is self._heap:
+                    self.memfile.zero(v.offset, v.end - v.start)
+                    self._heap.live -= v.end - v.start
+                else:                           # from before a fork: copy-on-write or its own
+                    self._release(v)
             self._last = None
             self.space.unmap(new_end, old_end - new_end)
         self.brk_cur = addr
@@ -366,6 +379,11 @@ class MemoryManager:
                 raise SyscallError(errno.EFAULT)
             take = min(n, v.end - addr)
             off = v.offset + (addr - v.start)
+            if write and v.cow is not None:
+                lo, hi = page_down(addr), page_up(addr + take)
+                if v.cow.shared(v.offset + (lo - v.start), hi - lo):
+                    self.unshare(lo, hi)            # the Sentry writes too: copy first
+                    continue
             out.append(view[off:off + take])
             addr += take
             n -= take
@@ -395,7 +413,7 @@ class MemoryManager:
         v = self._last
         if v is None or not v.start <= addr < v.end:
             v = self.find(addr)
-        if v is not None and v.prot & PROT_WRITE and addr + n <= v.end:
+        if v is not None and v.prot & PROT_WRITE and addr + n <= v.end and v.cow is None:
             off = v.offset + (addr - v.start)
             self.view[off:off + n] = data
             return
@@ -523,44 +541,7 @@ class MemoryManager:
         v.growsdown = False                       # the lowest piece is the one that grows
         return True
 
-    # -- fork -----------------------------------------------------------------
-
-    def fork(self) -> "MemoryManager":
-        """A copy of this address space for a forked child.
-
-        Shared mappings share their MemoryFile pages; private ones are copied
-        eagerly, only the extents that were ever touched (SEEK_DATA/SEEK_HOLE on
-        the sparse memfd), so an 8 MiB stack with 20 KiB used copies 20 KiB.
-        """
-        child = MemoryManager(self.platform, self.memfile)
-        child.brk_start, child.brk_cur = self.brk_start, self.brk_cur
-        for f in self.file_refs:
-            f.refs += 1
-        child.file_refs = list(self.file_refs)
-        child.stack_top, child.mmap_base = self.stack_top, self.mmap_base
-        if self._heap is not None:
-            child._heap = Backing(self.memfile.allocate(self._heap.length), self._heap.length)
-            child._heap.live = self._heap.live
-        for v in self.vmas:
-            length = v.end - v.start
-            if v.shared and v.backing is not self._heap:
-                v.backing.live += length
-                nv = v.clone_at(v.start, v.end, v.offset)
-            else:
-                if v.backing is self._heap:
-                    backing = child._heap
-                    off = backing.offset + (v.offset - self._heap.offset)
-                else:
-                    backing = Backing(self.memfile.allocate(length), length)
-                    off = backing.offset
-                self._copy_populated(v.offset, off, length)
-                nv = v.clone_at(v.start, v.end, off)
-                nv.backing = backing
-                if v.backing is self._heap:
-                    nv.shared = False
-            child._insert(nv)
-            child.space.map(nv.start, length, nv.prot, nv.offset)
-        return child
+    # -- fork: sentry/mm/cow.py ------------------------------------------------
 
     def _copy_populated(self, src: int, dst: int, length: int) -> None:
         fd, view = self.memfile.fd, self.view
@@ -634,7 +615,8 @@ class MemoryManager:
             nv = mv.clone_at(dst + delta, dst + delta + (mv.end - mv.start), mv.offset)
             nv.source = mv.source
             self._insert(nv)
-            self.space.map(nv.start, nv.end - nv.start, nv.prot, nv.offset)
+            self.space.map(nv.start, nv.end - nv.start, self.host_prot(nv), nv.offset)
+            self._hide_past_eof(nv)
         if new > keep:
             self._map_new(dst + keep, new - keep, v.prot, v.shared, v.name)
         return dst

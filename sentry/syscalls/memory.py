@@ -149,6 +149,8 @@ def madvise(t, addr, length, advice):
     mm = t.mm
     mm.require_mapped(addr, end)
     if advice in (MADV_DONTNEED, MADV_FREE):
+        # Pages shared copy-on-write since a fork: this side gets fresh zero pages of its own.
+        mm.unshare(addr, end, copy=False)
         for v in mm._overlapping(addr, end):
             if not v.shared:
                 s, e = max(v.start, addr), min(v.end, end)
