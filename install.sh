@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-APT_PACKAGES=(busybox-static gcc libc6-dev libseccomp2 libseccomp-dev strace proot runc)
+APT_PACKAGES=(busybox-static gcc libc6-dev libseccomp2 libseccomp-dev strace proot runc fuse3 libfuse3-dev pkg-config)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,8 +17,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The package itself (builds the cffi extension of the ptrace platform), with the test extra.
-python3 -m pip install -q -e '.[test]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+# The package itself (builds the cffi extension of the ptrace platform and the vDSO), with the test
+# extra and the fuse extra (pyfuse3, for `runsc-py fs`).
+python3 -m pip install -q -e '.[test,fuse]' 2>&1 | grep -v "Running pip as the 'root' user" || true
 # Byte-compile our modules once: with PYTHONDONTWRITEBYTECODE set (common in CI images) every
 # runsc-py start would otherwise recompile the Sentry from source (~0.1 s).
 python3 tools/snapshot_syscall_tables.py

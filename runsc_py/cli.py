@@ -260,14 +260,40 @@ def syscalls(fmt: str) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--seccomp", is_flag=True, help="Print the Sentry's and the Gofer's seccomp allowlists and sizes.")
+@click.option("--ps", "show_ps", is_flag=True, help="The sandbox's processes, as the Sentry sees them (needs ID).")
+@click.option("--stacks", is_flag=True, help="Each task's state and registers, and the Sentry's stack (needs ID).")
+@click.option("--mounts", is_flag=True, help="The sandbox's mount table (needs ID).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Output format.")
-def debug(seccomp: bool, fmt: str) -> None:
-    """Show how a sandbox is confined (--seccomp: the host syscalls each process may make)."""
-    if not seccomp:
-        raise click.UsageError("nothing to show: give --seccomp")
-    from runsc_py.debug_cmd import render_seccomp
-    click.echo(render_seccomp(fmt), nl=False)
+@click.argument("container_id", metavar="[ID]", required=False)
+def debug(seccomp: bool, show_ps: bool, stacks: bool, mounts: bool, fmt: str, container_id: str | None) -> None:
+    """Look at a sandbox from outside: how it is confined (--seccomp), and for a running ID its
+    processes (--ps), tasks and stacks (--stacks) and mounts (--mounts), over its control channel."""
+    from runsc_py import debug_cmd
+    wanted = [name for name, on in (("ps", show_ps), ("stacks", stacks), ("mounts", mounts)) if on]
+    if not seccomp and not wanted:
+        raise click.UsageError("nothing to show: give --seccomp, --ps, --stacks or --mounts")
+    if wanted and not container_id:
+        raise click.UsageError(f"--{wanted[0]} needs a container ID")
+    if seccomp:
+        click.echo(debug_cmd.render_seccomp(fmt), nl=False)
+    if wanted:
+        validate_id(container_id)
+        click.echo(debug_cmd.render_sandbox(_globals().store, container_id, wanted, fmt), nl=False)
+
+
+@cli.command(name="fs", context_settings=CONTEXT)
+@click.option("--rw", is_flag=True, help="Allow writes (default: read-only).")
+@click.argument("container_id", metavar="ID")
+@click.argument("mountpoint", metavar="MOUNTPOINT")
+def fs_cmd(rw: bool, container_id: str, mountpoint: str) -> int:
+    """Mount what the sandbox's processes see at / on MOUNTPOINT (FUSE; needs the `fuse` extra).
+
+    Runs until the sandbox stops or it is interrupted, then unmounts.  Served by the Sentry
+    over its control channel: this process never touches the rootfs on the host."""
+    from runsc_py.fs_cmd import mount
+    validate_id(container_id)
+    return mount(_globals().store, container_id, mountpoint, rw)
 
 
 # ------------------------------------------------------------------ lifecycle

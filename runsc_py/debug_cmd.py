@@ -89,3 +89,51 @@ def render_seccomp(fmt: str = "text") -> str:
                                  subsequent_indent="      ", break_on_hyphens=False)
         out.append("")
     return "\n".join(out)
+
+
+# -- a running sandbox, from outside (--ps, --stacks, --mounts): asked over its control channel
+
+def sandbox_report(store, container_id: str, wanted: list[str]) -> dict:
+    """{"ps": [...], "stacks": {...}, "mounts": [...]} for the parts asked for."""
+    from sentry.control import ControlError, ps, request
+    with store.locked(container_id, exclusive=False) as state:
+        if state.live_status() == "stopped":
+            raise UserError("container is not running")
+    path = store.path(container_id, "control.sock")
+    out: dict = {}
+    try:
+        if "ps" in wanted:
+            out["ps"] = ps(path)
+        if "stacks" in wanted:
+            out["stacks"] = request(path, "debug_stacks")
+            out["stacks"].pop("op", None)
+        if "mounts" in wanted:
+            out["mounts"] = request(path, "debug_mounts")["mounts"]
+    except ControlError as e:
+        raise UserError(str(e)) from None
+    return out
+
+
+def render_sandbox(store, container_id: str, wanted: list[str], fmt: str = "text") -> str:
+    rep = sandbox_report(store, container_id, wanted)
+    if fmt == "json":
+        return json.dumps(rep, indent=2) + "\n"
+    out = []
+    if "ps" in rep:
+        out.append(f"{'UID':>5} {'PID':>6} {'PPID':>6}  CMD")
+        for p in rep["ps"]:
+            cmd = " ".join(p.get("args") or []) or f"[{p.get('comm', '')}]"
+            out.append(f"{p['uid']:>5} {p['pid']:>6} {p['ppid']:>6}  {cmd}")
+        out.append("")
+    if "stacks" in rep:
+        for t in rep["stacks"]["tasks"]:
+            out.append(f"task {t['tid']} (pid {t['pid']}, {t['comm']}): {t['state']}  "
+                       f"rip={t['rip']:#x} rsp={t['rsp']:#x} sigmask={t['sigmask']:#x}")
+        out.append("sentry (Python stack while answering):")
+        out += ["  " + line for line in rep["stacks"]["sentry"].rstrip().splitlines()]
+        out.append("")
+    if "mounts" in rep:
+        for m in rep["mounts"]:
+            out.append(f"{m['id']:>3} {m['path']} {m['fstype']} {m['source']} {m['options']}")
+        out.append("")
+    return "\n".join(out)

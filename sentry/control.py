@@ -19,6 +19,7 @@ Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
   <- {"processes": [{"pid", "ppid", "uid", "comm", "args"}...]}
   -> {"op": "stats"}
   <- {"stats": {...}}          sentry/metrics.py's snapshot (syscalls, memory by kind, Gofer requests...)
+  -> {"op": "fs_*" | "debug_*", ...}   the filesystem and state seen from outside (sentry/fsview.py)
 A client that only wants to start the process (exec --detach) may close the
 connection after the pid; the Sentry then drops the exit report.
 """
@@ -153,6 +154,10 @@ class ControlServer:
                 from sentry.metrics import snapshot
                 _send(conn, {"stats": snapshot(self.kernel)})
                 self._drop(conn)
+            elif isinstance(op, str) and op.startswith(("fs_", "debug_")):    # runsc-py fs / debug
+                from sentry.fsview import serve as serve_view
+                _send(conn, serve_view(self.kernel, op, msg))
+                self._drop(conn)
             elif op in LIBRARY_OPS:
                 from sentry.libops import serve
                 _send(conn, serve(self.kernel, op, msg))
@@ -226,9 +231,10 @@ class ControlServer:
 # -- client side (runsc-py exec / ps) ---------------------------------------------------
 
 class ControlError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, errno: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.errno = errno          # the sandbox's errno, for the requests that have one (fs_*)
 
 
 def _connect(path: str) -> socket.socket:
@@ -298,9 +304,9 @@ def ps(path: str) -> list[dict]:
     return list(reply["processes"])
 
 
-def request(path: str, op: str, **fields) -> dict:
+def request(socket_path: str, op: str, **fields) -> dict:
     """One request, one reply (stats, and the fs/debug requests): the reply map, or ControlError."""
-    s = _connect(path)
+    s = _connect(socket_path)
     try:
         s.sendmsg([msgpack.packb({"op": op, **fields})])
         reply, _ = _recv(s, 0)
@@ -311,7 +317,8 @@ def request(path: str, op: str, **fields) -> dict:
     if not reply:
         raise ControlError(f"the sandbox closed the control connection (request {op!r})")
     if "error" in reply:
-        raise ControlError(str(reply["error"]), int(reply.get("code", 1)))
+        raise ControlError(str(reply["error"]), int(reply.get("code", 1)),
+                           int(reply["errno"]) if "errno" in reply else None)
     return reply
 
 
