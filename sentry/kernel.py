@@ -26,6 +26,7 @@ from collections import deque
 
 from platforms.events import INTERRUPT_EVENT, SYSCALL32_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
 from sentry.errors import SyscallError, errname
+from sentry.cpulimit import CpuLimits
 from sentry.lifeline import Lifelines
 from sentry.syscalls import TABLE
 
@@ -74,6 +75,7 @@ class Kernel:
         self._enosys_logged: set[int] = set()
         self.watchers: dict[int, object] = {}
         self.lifelines = Lifelines(self)    # host processes the sandbox dies with (its Gofers)
+        self.cpu_limits = CpuLimits(self)   # RLIMIT_CPU (sentry/cpulimit.py)
         self.unix_names: dict = {}
         self._loop_errors = 0           # consecutive internal errors with no task to blame
         self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)

@@ -424,5 +424,6 @@ def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: 
     k.thread_groups[tgid] = tg
     if parent is not None:
         parent.children.append(tg)
+    k.cpu_limits.changed()            # process.rlimits may set RLIMIT_CPU
     k.enqueue(t)
     return tg

@@ -132,6 +132,8 @@ def _set_rlimit(t, tg, resource: int, soft: int, hard: int) -> None:
     if resource == 7 and hard > NR_OPEN:
         raise SyscallError(errno.EPERM)
     tg.rlimits[resource] = [soft, hard]
+    if resource == 0:                     # RLIMIT_CPU: sampled while any process has one
+        t.kernel.cpu_limits.changed()
 
 
 @syscall("prlimit64")
