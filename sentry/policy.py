@@ -121,6 +121,11 @@ def resolve_path(t, dirfd: int, path: bytes, follow: bool) -> str:
     as it would be created (a dangling symlink's target, for O_CREAT)."""
     vfs = t.kernel.vfs
     root = t.tg.fs.root
+    try:                                # the common case: the name exists (the walk's path cache)
+        return os.fsdecode(vfs.resolve(t, dirfd, path, follow).path(root))
+    except SyscallError as e:
+        if e.errno != errno.ENOENT:
+            raise Unresolved from None
     for _ in range(40):
         try:
             parent, name = vfs.resolve_parent(t, dirfd, path)
