@@ -70,6 +70,8 @@ WORKLOADS = [
     ("create", "create+write+unlink", "ns_per_op", "ns", True, "/bench/fileops create {n} /data",
      (2_000, 200)),
     ("fork", "fork+exit+wait", "us_per_op", "us", True, "/bench/fork_wait {n}", (500, 50)),
+    ("fork32", "fork+exit+wait, 32 MiB heap touched", "us_per_op", "us", True, "/bench/fork_wait {n} 32",
+     (300, 30)),
     ("exec", "exec dynamic /bin/true", "ms_per_run", "ms", True, "/bench/timeit {n} /bin/true", (50, 10)),
     ("pipe", "pipe 64 KiB writes", "mb_per_s", "MB/s", False, "/bench/pipe_throughput {n}", (256, 32)),
     ("fwrite", "file write 64 MiB", "mb_per_s", "MB/s", False, "/bench/fileops write 1 /data", (1, 1)),
