@@ -140,3 +140,20 @@ def test_a_bad_rootfs_is_one_error(tmp_path):
     from runsc_py import SandboxError
     with pytest.raises(SandboxError):
         Sandbox(str(tmp_path / "missing"))
+
+
+def test_mounts_limits_and_a_bundle_dir(tmp_path, busybox):
+    from tests.rootfs import make_bundle
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "a").write_text("hostdata\n")
+    with Sandbox(busybox, mounts=[(str(share), "/mnt", "ro")], pids_limit=4) as sb:
+        assert sb.run(["cat", "/mnt/a"]).stdout == b"hostdata\n"
+        r = sb.run(["sh", "-c", "echo x > /mnt/b"])
+        assert r.returncode != 0 and b"Read-only file system" in r.stderr
+        r = sb.run(["sh", "-c", "for i in 1 2 3 4 5 6; do sleep 1 & done; wait"])
+        assert b"Resource temporarily unavailable" in r.stderr
+    assert sorted(os.listdir(share)) == ["a"]
+    bundle = make_bundle(str(tmp_path / "bundle"), ["true"], rootfs=busybox)   # an OCI bundle (image dir)
+    with Sandbox(bundle) as sb:
+        assert sb.run(["sh", "-c", "echo $TERM"]).stdout == b"xterm\n"     # the bundle's process.env
