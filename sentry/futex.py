@@ -37,8 +37,10 @@ def queue(key: int) -> WaitQueue:
 
 
 def wake(k, mm, addr: int, n: int, bitset: int, shared: bool = False) -> int:
-    """Wake up to `n` waiters on `addr` whose bitset intersects `bitset`; return how many."""
+    """Wake up to `n` waiters on `addr` whose bitset intersects `bitset`; return how many.
+    A count of 0 or less wakes one, as Linux's futex_wake (`++ret >= nr_wake`)."""
     key = key_of(mm, addr)
+    n = max(n, 1)
     q = _queues.get(key)
     if q is None:
         return 0

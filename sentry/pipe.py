@@ -78,7 +78,7 @@ class PipeFile(File):
             left -= k
             if slot[1] == 0:
                 p.slots.pop(0)
-        p.waitq.wake_all()
+        p.waitq.wake_all(POLLOUT)
         return n
 
     def write(self, t, srcs) -> int:
@@ -123,7 +123,7 @@ class PipeFile(File):
             if take % PIPE_BUF:
                 p.slots.append([0, take % PIPE_BUF])
             done += take
-        p.waitq.wake_all()
+        p.waitq.wake_all(POLLIN)
         if done < total and not self.flags & O_NONBLOCK:
             # The rest waits for room; a signal now returns what was written (Transfer).
             if xfer is None:
@@ -208,7 +208,7 @@ class EventFile(File):
         v = 1 if self.semaphore else self.count
         self.count -= v
         _scatter(dsts, struct.pack("<Q", v))
-        self.waitq.wake_all()
+        self.waitq.wake_all(POLLOUT)
         return 8
 
     def write(self, t, srcs) -> int:
@@ -223,7 +223,7 @@ class EventFile(File):
                 raise SyscallError(errno.EAGAIN)
             t.block([self.waitq])
         self.count += v
-        self.waitq.wake_all()
+        self.waitq.wake_all(POLLIN)
         return 8
 
     def readiness(self, events: int) -> int:

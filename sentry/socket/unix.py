@@ -271,7 +271,7 @@ class UnixSocket(File):
             dest.rq.append(Message(data, files, creds, self.name or b""))
             self.sent_files = files
             dest.rq_bytes += len(data)
-            dest.waitq.wake_all()
+            dest.waitq.wake_all(POLLIN)
             return len(data)
         if target is not None and not self.connected:
             raise SyscallError(errno.EOPNOTSUPP)
@@ -302,7 +302,7 @@ class UnixSocket(File):
         if first:
             self.sent_files = files
         p.rq_bytes += len(chunk)
-        p.waitq.wake_all()
+        p.waitq.wake_all(POLLIN)
         done += len(chunk)
         if done < total and not nonblock:
             # The rest waits for room; a signal now returns what was sent (Transfer).
@@ -342,9 +342,9 @@ class UnixSocket(File):
                 files, m.files = m.files, []
                 self.rq.popleft()
                 self.rq_bytes -= len(m.data)
-                self.waitq.wake_all()
+                self.waitq.wake_all(POLLOUT)          # room: senders blocked on our queue
                 if self.peer is not None:
-                    self.peer.waitq.wake_all()
+                    self.peer.waitq.wake_all(POLLOUT)
             self.last_truncated = len(m.data) > n
             self.last_full_len = len(m.data)
             return n, files, m.creds, m.addr
@@ -376,9 +376,10 @@ class UnixSocket(File):
                 self.rq_bytes -= take
                 break
             i += 1
-        if not peek and self.peer is not None:
-            self.peer.waitq.wake_all()
-        self.waitq.wake_all()
+        if not peek:
+            if self.peer is not None:
+                self.peer.waitq.wake_all(POLLOUT)
+            self.waitq.wake_all(POLLOUT)
         n = _scatter(dsts, bytes(out))
         self.last_truncated = False
         done += n

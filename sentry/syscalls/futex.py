@@ -83,12 +83,11 @@ def futex(t, uaddr, op, val, timeout, uaddr2, val3):
     if cmd == FUTEX_WAIT_BITSET:
         return _wait(t, uaddr, val, timeout, val3, True, realtime)
     if cmd == FUTEX_WAKE:
-        return fx.wake(k, t.mm, uaddr, s32(val) if s32(val) > 0 else 0 if s32(val) < 0 else 0, BITSET_ANY) \
-            if s32(val) > 0 else (fx.key_of(t.mm, uaddr) and 0)
+        return fx.wake(k, t.mm, uaddr, s32(val), BITSET_ANY)
     if cmd == FUTEX_WAKE_BITSET:
         if val3 == 0:
             raise SyscallError(errno.EINVAL)
-        return fx.wake(k, t.mm, uaddr, max(s32(val), 0), val3)
+        return fx.wake(k, t.mm, uaddr, s32(val), val3)
     if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
         n2 = s32(timeout & 0xFFFFFFFF)
         if s32(val) < 0 or n2 < 0:
@@ -97,7 +96,7 @@ def futex(t, uaddr, op, val, timeout, uaddr2, val3):
             raise SyscallError(errno.EAGAIN)
         return fx.requeue(k, t.mm, uaddr, val, n2, uaddr2)
     if cmd == FUTEX_WAKE_OP:
-        return _wake_op(t, uaddr, max(s32(val), 0), max(s32(timeout & 0xFFFFFFFF), 0), uaddr2, val3)
+        return _wake_op(t, uaddr, s32(val), s32(timeout & 0xFFFFFFFF), uaddr2, val3)
     raise SyscallError(errno.ENOSYS)
 
 

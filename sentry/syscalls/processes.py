@@ -265,6 +265,8 @@ def _wait_common(t, idtype: int, ident: int, options: int):
     for child in list(tg.children):
         if not _matches(tg, child, idtype, ident, options):
             continue
+        if child.zombie and not options & WEXITED:
+            continue        # wait_task_zombie: an exited child is no candidate for a stop/continue wait
         found = True
         # A child continued and then gone reports the continue first (it happened first).
         if options & WCONTINUED and child.stop_state == "continued" and not child.stop_reported:
