@@ -32,13 +32,16 @@ _FULL = re.compile(b"\xff")
 
 
 class CowRange:
-    __slots__ = ("memfile", "offset", "refs")
+    __slots__ = ("memfile", "offset", "refs", "forgettable")
 
     def __init__(self, memfile, offset: int, length: int, initial: int) -> None:
         self.memfile = memfile
         self.offset = offset
         # One byte a page; bytes.translate and compiled regexes do the per-page work in C.
         self.refs = bytearray([initial]) * (length // PAGE)
+        # A range only VMAs reference: when one VMA is left it may take its pages over.  The page
+        # cache's ranges hold a reference of their own and say False.
+        self.forgettable = True
 
     def _idx(self, off: int, length: int) -> tuple[int, int]:
         i = (off - self.offset) // PAGE
@@ -190,6 +193,21 @@ class CopyOnWrite:
             pos = hole
         return out
 
+    def mmap_cow(self, start: int, length: int, prot: int, cr: CowRange, offset: int, name: str = ""):
+        """A private mapping at `start` (placed already) of `cr`'s pages from MemoryFile `offset`:
+        shared until written (the page cache's pages of a file).  None if `cr` has no room for
+        another reference (the caller copies instead)."""
+        from sentry.mm.manager import MAP_FIXED, Backing, Vma
+        if not cr.can_ref(offset, length):
+            return None
+        self._place(start, length, MAP_FIXED)
+        v = Vma(start, start + length, prot, False, offset, Backing(offset, length), name)
+        v.cow = cr
+        cr.ref(offset, length)
+        self._insert(v)
+        self.space.map(start, length, self.host_prot(v), offset)
+        return v
+
     def _hide_past_eof(self, v) -> None:
         if v.eof and v.eof < v.end:
             lo = max(v.eof, v.start)
@@ -210,7 +228,7 @@ class CopyOnWrite:
             s, e = max(v.start, start), min(v.end, end)
             off = v.offset + (s - v.start)
             if not cr.shared(off, e - s):
-                if not cr.shared(v.offset, v.end - v.start):
+                if cr.forgettable and not cr.shared(v.offset, v.end - v.start):
                     cr.forget(v.offset, v.end - v.start)    # nobody else maps them: ours outright
                     v.cow = None
                 continue
@@ -239,7 +257,7 @@ class CopyOnWrite:
             if cr.shared(v.offset + (page - v.start), PAGE):
                 self.unshare(page, page + PAGE)
                 return True
-            if not cr.shared(v.offset, v.end - v.start):
+            if cr.forgettable and not cr.shared(v.offset, v.end - v.start):
                 cr.forget(v.offset, v.end - v.start)        # the other side is gone: all ours
                 v.cow = None
                 hi = v.end if not v.eof or v.eof >= v.end else max(v.eof, v.start)

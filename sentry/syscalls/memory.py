@@ -106,15 +106,38 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
                                 (f, offset, s.dev, s.ino))
         mm.set_eof(start, start + plen, start + max(0, s.size - offset))
         return start
-    start = mm.mmap_anon(addr, plen, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE, name=name)
-    v = mm.find(start)
     s = d.inode.stat()
-    v.source = (f, offset, s.dev, s.ino)
+    start = _map_private_cached(t, f, s, addr, plen, prot, flags, offset, name)
+    if start is None:                # not cacheable: the file's bytes copied into fresh memory
+        start = mm.mmap_anon(addr, plen, prot, (flags & ~MAP_TYPE) | MAP_PRIVATE, name=name)
+        moff = mm.find(start).offset
+        f.pread(t, [mm.memfile.view[moff:moff + plen]], offset)
+    mm.find(start).source = (f, offset, s.dev, s.ino)
     f.refs += 1                      # the mapping keeps the file open (dropped with the process)
     mm.file_refs.append(f)
-    moff = v.offset
-    f.pread(t, [mm.memfile.view[moff:moff + plen]], offset)
     mm.set_eof(start, start + plen, start + max(0, s.size - offset))
+    return start
+
+
+def _map_private_cached(t, f, s, addr: int, plen: int, prot: int, flags: int, offset: int, name: str):
+    """MAP_PRIVATE of a file from the page cache (sentry/mm/pagecache.py): the file's pages shared
+    copy-on-write, read from the file only the first time any mapping needs them; whole pages past
+    the end of the file are anonymous (and SIGBUS).  None when the file is not cacheable."""
+    from sentry.mm.pagecache import cache_of
+    mm = t.mm
+    pc = cache_of(t.kernel, mm.memfile)
+    cf = pc.get(f.dentry.inode, s)
+    if cf is None or offset >= cf.length:
+        return None
+    file_len = min(plen, cf.length - offset)
+    before = cf.loaded_bytes
+    cf.load(t, f, offset, file_len)
+    pc.loaded(cf, before)
+    start = mm._place(addr, plen, flags)
+    if mm.mmap_cow(start, file_len, prot, cf.range, cf.range.offset + offset, name) is None:
+        return None
+    if plen > file_len:
+        mm.mmap_anon(start + file_len, plen - file_len, prot, MAP_FIXED | MAP_PRIVATE, name=name)
     return start
 
 
