@@ -1,0 +1,167 @@
+"""Kubernetes' path to runsc-py: containerd's CRI plugin driven over its gRPC socket, as kubelet does.
+
+No kubelet exists in Debian; this is the same API surface (runtime.v1):
+RunPodSandbox with the `runsc-py` runtime handler, CreateContainer,
+StartContainer, ContainerStatus, ExecSync, ListContainers, StopContainer,
+RemoveContainer, StopPodSandbox, RemovePodSandbox -- against a containerd
+started here with a private config, root and socket (tests/cri/harness.py),
+local images (nothing pulled).  The runtime's own view (`runsc-py --root R
+list`, the host's processes) shows that runsc-py ran the pod, and that
+removing it leaves no process, mount or state behind.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.engines import CONTAINERD, CTR, UMOCI, mounts_under, missing, processes_mentioning, runsc_py_binary
+
+pytestmark = pytest.mark.slow
+
+WAIT = 120                   # gRPC deadline of each call: an upper bound under load, not a measurement
+
+
+@pytest.fixture(scope="module")
+def cri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    reason = missing(("containerd", CONTAINERD), ("ctr", CTR), ("umoci", UMOCI))
+    if reason:
+        pytest.skip(reason)
+    try:
+        import grpc  # noqa: F401
+        import grpc_tools  # noqa: F401
+    except ImportError:
+        pytest.skip("grpcio and grpcio-tools are not installed (pip install -e '.[cri]'; .ci/run does)")
+    exe = runsc_py_binary()
+    if exe is None:
+        pytest.skip("runsc-py is not installed (pip install -e .)")
+    from tests.cri.harness import CriContainerd
+    base = tmp_path_factory.mktemp("cri")
+    c = CriContainerd(base / "containerd", exe)
+    try:
+        c.import_images(base / "images")
+        yield c
+    finally:
+        left = c.stop()
+        assert left == [], left
+
+
+def _runsc_py(c, *args: str) -> subprocess.CompletedProcess[str]:
+    # The runc shim gives the runtime --root ROOT/NAMESPACE (k8s.io for the CRI plugin).
+    from tests.cri.harness import NAMESPACE
+    return subprocess.run([runsc_py_binary(), "--root", str(c.runsc_root / NAMESPACE), *args], capture_output=True,
+                          text=True, timeout=WAIT)
+
+
+def _sandbox_config(c, tmp_path: Path, name: str):
+    pb = c.pb
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=f"uid-{name}", namespace="default", attempt=0),
+        hostname=name, log_directory=str(logs), labels={"app": name},
+        # hostNetwork (NODE): the pod needs no CNI plugin; inside, runsc-py's sandbox has its own loopback.
+        linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD))))
+
+
+def _container_config(c, name: str, command: list[str]):
+    from tests.cri.harness import BUSYBOX_IMAGE
+    pb = c.pb
+    return pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name, attempt=0),
+                              image=pb.ImageSpec(image=BUSYBOX_IMAGE), command=command,
+                              envs=[pb.KeyValue(key="GREETING", value="from-cri")],
+                              labels={"container": name}, log_path=f"{name}.log")
+
+
+def test_pod_lifecycle_as_kubelet_drives_it(cri, tmp_path: Path) -> None:
+    from tests.cri.harness import HANDLER
+    c, pb, rt = cri, cri.pb, cri.runtime
+    assert rt.Version(pb.VersionRequest(version="v1"), timeout=WAIT).runtime_api_version == "v1"
+
+    sandbox_config = _sandbox_config(c, tmp_path, "lifecycle")
+    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config, runtime_handler=HANDLER),
+                           timeout=WAIT).pod_sandbox_id
+    status = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod), timeout=WAIT).status
+    assert status.state == pb.SANDBOX_READY and status.runtime_handler == HANDLER
+
+    config = _container_config(c, "app", ["sh", "-c", "echo started $GREETING; while true; do sleep 1; done"])
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=config,
+                                                       sandbox_config=sandbox_config), timeout=WAIT).container_id
+    assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=WAIT).status.state \
+        == pb.CONTAINER_CREATED
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=WAIT)
+    st = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=WAIT).status
+    assert st.state == pb.CONTAINER_RUNNING and st.started_at > 0
+
+    # runsc-py ran both the pod's sandbox (pause) container and the app container, each under its Sentry.
+    listed = json.loads(_runsc_py(c, "list", "--format", "json").stdout or "null") or []
+    states = {d["id"]: d for d in listed}
+    assert pod in states and cid in states, sorted(states)
+    assert states[cid]["status"] == "running"
+    with open(f"/proc/{states[cid]['pid']}/comm") as f:
+        assert f.read().strip() == "runsc-sandbox"
+
+    # ExecSync: output, a separate stderr and the exit code come back; it ran inside the sandbox.
+    r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo out $GREETING; echo err >&2; exit 3"],
+                                       timeout=60), timeout=WAIT)
+    assert (r.stdout, r.stderr, r.exit_code) == (b"out from-cri\n", b"err\n", 3)
+    r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/proc/1/cmdline"], timeout=60), timeout=WAIT)
+    assert r.exit_code == 0 and r.stdout.split(b"\0")[:2] == [b"sh", b"-c"]
+
+    listed = rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=pod)),
+                               timeout=WAIT).containers
+    assert [(x.id, x.state, x.metadata.name) for x in listed] == [(cid, pb.CONTAINER_RUNNING, "app")]
+
+    # The container's log, written by the shim from the sandbox's stdout (CRI log format).
+    log = Path(sandbox_config.log_directory) / "app.log"
+    assert " stdout F started from-cri" in log.read_text()
+
+    # StopContainer: sh as PID 1 has no SIGTERM handler, so (as on Linux) it is ignored and the
+    # grace period ends in SIGKILL: 137.
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2), timeout=WAIT)
+    st = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=WAIT).status
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137 and st.finished_at >= st.started_at
+
+    rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=WAIT)
+    assert rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=pod)),
+                             timeout=WAIT).containers == []
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)      # idempotent, as kubelet relies on
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+    assert [p.id for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=WAIT).items if p.id == pod] == []
+
+    # Nothing left: no runsc-py state, no process naming the pod or container, no mount of theirs.
+    deadline = time.monotonic() + WAIT
+    while _runsc_py(c, "list", "-q").stdout.strip() or processes_mentioning(pod) or processes_mentioning(cid):
+        assert time.monotonic() < deadline, (_runsc_py(c, "list").stdout, processes_mentioning(pod),
+                                             processes_mentioning(cid))
+        time.sleep(0.2)
+    assert [m for m in mounts_under(c.dir / "state") if pod in m or cid in m] == []
+
+
+def test_container_that_exits_reports_its_code(cri, tmp_path: Path) -> None:
+    from tests.cri.harness import HANDLER
+    c, pb, rt = cri, cri.pb, cri.runtime
+    sandbox_config = _sandbox_config(c, tmp_path, "oneshot")
+    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config, runtime_handler=HANDLER),
+                           timeout=WAIT).pod_sandbox_id
+    try:
+        config = _container_config(c, "job", ["sh", "-c", "echo done; exit 7"])
+        cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=config,
+                                                           sandbox_config=sandbox_config), timeout=WAIT).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=WAIT)
+        deadline = time.monotonic() + WAIT
+        while (st := rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=WAIT).status).state \
+                != pb.CONTAINER_EXITED:
+            assert time.monotonic() < deadline, st
+            time.sleep(0.2)
+        assert st.exit_code == 7 and st.reason == "Error"
+        rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=WAIT)
+    finally:
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
