@@ -30,6 +30,7 @@ class BuildPyWithVdso(build_py):
 
 
 setup(
-    cffi_modules=["platforms/ptrace/_build_ptrace.py:ffibuilder", "platforms/_build_hostarch.py:ffibuilder"],
+    cffi_modules=["platforms/ptrace/_build_ptrace.py:ffibuilder", "platforms/_build_hostarch.py:ffibuilder",
+                  "platforms/kvm/_build_kvm.py:ffibuilder"],
     cmdclass={"build_py": BuildPyWithVdso},
 )
