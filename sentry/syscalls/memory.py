@@ -122,8 +122,12 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
 def _map_private_cached(t, f, s, addr: int, plen: int, prot: int, flags: int, offset: int, name: str):
     """MAP_PRIVATE of a file from the page cache (sentry/mm/pagecache.py): the file's pages shared
     copy-on-write, read from the file only the first time any mapping needs them; whole pages past
-    the end of the file are anonymous (and SIGBUS).  None when the file is not cacheable."""
+    the end of the file are anonymous (and SIGBUS).  None when the file is not cacheable, or when
+    the mapping is writable: a data segment is written at once (relocations), and here a write
+    fault per page (a ptrace stop and a remap) costs far more than copying the pages now."""
     from sentry.mm.pagecache import cache_of
+    if prot & PROT_WRITE:
+        return None
     mm = t.mm
     pc = cache_of(t.kernel, mm.memfile)
     cf = pc.get(f.dentry.inode, s)
