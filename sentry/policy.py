@@ -94,7 +94,7 @@ def _view(t) -> TaskView:
 
 AT_FDCWD = -100
 O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW = 0o1, 0o2, 0o100, 0o200, 0o1000, 0o400000
-AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR = 0x100, 0x200
+AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_EMPTY_PATH = 0x100, 0x200, 0x1000
 
 
 def _s32(x: int) -> int:
@@ -158,6 +158,17 @@ def resolve_path(t, dirfd: int, path: bytes, follow: bool) -> str:
     raise Unresolved
 
 
+def _fd_path(t, fd: int) -> str:
+    """The path of the file open at `fd` (fchmod, fexecve...): what a path rule judges."""
+    try:
+        d = t.fds.get(_s32(fd)).dentry
+    except SyscallError:
+        raise Unresolved from None
+    if d is None:
+        raise Unresolved                        # a pipe, socket...: no path
+    return os.fsdecode(d.path(t.tg.fs.root))
+
+
 def _path_arg(t, args, dirfd_i: int | None, path_i: int, follow: bool) -> str:
     dirfd = AT_FDCWD if dirfd_i is None else _s32(args[dirfd_i])
     return resolve_path(t, dirfd, _cstr(t, args[path_i]), follow)
@@ -177,6 +188,24 @@ def parse_sockaddr(raw: bytes) -> SockAddr:
             return SockAddr("unix", "@" + name[1:].decode("utf-8", "backslashreplace"), None)
         return SockAddr("unix", name.split(b"\0", 1)[0].decode("utf-8", "backslashreplace"), None)
     return SockAddr(f"AF_{fam}", "", None)
+
+
+def _bind_addr(t, a) -> dict:
+    """bind's address; a unix socket path is resolved (binding creates a file there)."""
+    addr = _addr_arg(t, a[0], a[1], a[2])
+    if addr.family == "unix" and addr.host and not addr.host.startswith("@"):
+        addr = addr._replace(host=resolve_path(t, AT_FDCWD, os.fsencode(addr.host), False))
+    return {"addr": addr}
+
+
+def _dec_fd(t, a):
+    return {"path": _fd_path(t, a[0])}
+
+
+def _dec_utimensat(t, a):
+    if not a[1]:
+        return {"path": _fd_path(t, a[0])}
+    return {"path": resolve_path(t, _s32(a[0]), _cstr(t, a[1]), not a[3] & AT_SYMLINK_NOFOLLOW)}
 
 
 def _addr_arg(t, fd: int, addr: int, length: int) -> SockAddr:
@@ -242,8 +271,11 @@ def _dec_exec(at: bool):
         if at:
             raw = _cstr(t, a[1])
             if not raw:
-                raise Unresolved                # AT_EMPTY_PATH: the fd itself (not decoded)
-            path = resolve_path(t, _s32(a[0]), raw, not a[4] & AT_SYMLINK_NOFOLLOW)
+                if not a[4] & AT_EMPTY_PATH:
+                    raise Unresolved            # ENOENT, the handler's
+                path = _fd_path(t, a[0])        # fexecve: the file open at the fd
+            else:
+                path = resolve_path(t, _s32(a[0]), raw, not a[4] & AT_SYMLINK_NOFOLLOW)
             argv = _argv(t, a[2])
         else:
             path = _path_arg(t, a, None, 0, True)
@@ -269,7 +301,7 @@ DECODERS: dict[str, tuple[str, Callable]] = {
     "openat2": ("openat", _dec_open("openat2")), "creat": ("openat", _dec_open("creat")),
     "execve": ("execve", _dec_exec(False)), "execveat": ("execve", _dec_exec(True)),
     "connect": ("connect", lambda t, a: {"addr": _addr_arg(t, a[0], a[1], a[2])}),
-    "bind": ("bind", lambda t, a: {"addr": _addr_arg(t, a[0], a[1], a[2])}),
+    "bind": ("bind", _bind_addr),
     "sendto": ("sendto", lambda t, a: {"addr": _addr_arg(t, a[0], a[4], a[5])}),
     "sendmsg": ("sendto", _dec_sendmsg),
     "rename": ("rename", _dec_paths([(None, 0), (None, 1)], ("old", "new"))),
@@ -288,6 +320,16 @@ DECODERS: dict[str, tuple[str, Callable]] = {
     "fchmodat": ("chmod", _dec_paths([(0, 1)], follow=True)),
     "chown": ("chown", _dec_paths([(None, 0)], follow=True)), "lchown": ("chown", _dec_paths([(None, 0)])),
     "fchownat": ("chown", _dec_paths([(0, 1)], follow=True)),
+    "fchmodat2": ("chmod", _dec_paths([(0, 1)], follow=True)),
+    "fchmod": ("chmod", _dec_fd), "fchown": ("chown", _dec_fd),
+    "utimensat": ("utime", _dec_utimensat), "utimes": ("utime", _dec_paths([(None, 0)], follow=True)),
+    "utime": ("utime", _dec_paths([(None, 0)], follow=True)),
+    "futimesat": ("utime", _dec_paths([(0, 1)], follow=True)),
+    "setxattr": ("setxattr", _dec_paths([(None, 0)], follow=True)),
+    "lsetxattr": ("setxattr", _dec_paths([(None, 0)])), "fsetxattr": ("setxattr", _dec_fd),
+    "removexattr": ("setxattr", _dec_paths([(None, 0)], follow=True)),
+    "lremovexattr": ("setxattr", _dec_paths([(None, 0)])), "fremovexattr": ("setxattr", _dec_fd),
+    "ftruncate": ("truncate", _dec_fd), "fallocate": ("truncate", _dec_fd),
 }
 # Path-writing syscalls, by the keys of their decoded paths (FilePolicy's "write" rules).
 WRITES = {"rename": ("old", "new"), "renameat": ("old", "new"), "renameat2": ("old", "new"),
@@ -295,7 +337,10 @@ WRITES = {"rename": ("old", "new"), "renameat": ("old", "new"), "renameat2": ("o
           "unlink": ("path",), "unlinkat": ("path",), "rmdir": ("path",), "mkdir": ("path",),
           "mkdirat": ("path",), "mknod": ("path",), "mknodat": ("path",), "truncate": ("path",),
           "chmod": ("path",), "fchmodat": ("path",), "chown": ("path",), "lchown": ("path",),
-          "fchownat": ("path",)}
+          "fchownat": ("path",), "fchmodat2": ("path",), "fchmod": ("path",), "fchown": ("path",),
+          "utimensat": ("path",), "utimes": ("path",), "utime": ("path",), "futimesat": ("path",),
+          "setxattr": ("path",), "lsetxattr": ("path",), "fsetxattr": ("path",), "removexattr": ("path",),
+          "lremovexattr": ("path",), "fremovexattr": ("path",)}
 OPENS = ("open", "openat", "openat2", "creat")
 NETWORK = ("connect", "bind", "sendto", "sendmsg")
 

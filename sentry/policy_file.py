@@ -28,11 +28,12 @@ import errno as _errno
 import ipaddress
 from typing import Any
 
-from sentry.policy import AUDIT, NETWORK, OPENS, WRITES, SockAddr, deny
+from sentry.policy import AUDIT, OPENS, WRITES, SockAddr, deny
 
 O_ACCMODE, O_CREAT, O_TRUNC, O_PATH = 0o3, 0o100, 0o1000, 0o10000000
 PATH_KINDS = ("read", "write", "exec")
 EXECS = ("execve", "execveat")
+DESTINATIONS = ("connect", "sendto", "sendmsg")     # network rules judge where traffic goes
 
 
 class PolicyFileError(ValueError):
@@ -128,7 +129,7 @@ class FilePolicy:
         if "read" in self.paths or "write" in self.paths:
             names |= set(OPENS)
         if "write" in self.paths:
-            names |= set(WRITES)
+            names |= set(WRITES) | {"bind"}           # a unix socket's bind creates a file
         if "exec" in self.paths:
             names |= set(EXECS)
         if self.net is not None:
@@ -178,10 +179,12 @@ class FilePolicy:
                 checks += [("write", args[k]) for k in WRITES[name]]
             elif name in EXECS:
                 checks.append(("exec", args["path"]))
+            elif name == "bind" and args["addr"].family == "unix" and args["addr"].host[:1] == "/":
+                checks.append(("write", args["addr"].host))
             for kind, path in checks:
                 if kind in self.paths and not self._path_allowed(self.paths[kind], path):
                     return deny(self.errno)
-            if name in NETWORK and self.net is not None and "addr" in args and not self._net_allowed(args["addr"]):
+            if name in DESTINATIONS and self.net is not None and "addr" in args and not self._net_allowed(args["addr"]):
                 return deny(self.errno)
         if name in self.audited:
             return AUDIT

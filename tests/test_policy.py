@@ -100,6 +100,30 @@ def test_policy_file_toml_paths_and_json_network(tmp_path):
     assert (p.returncode, p.stdout) == (0, "ok EACCES\n"), p.stderr
 
 
+BYPASSES = r'''
+import errno, os, socket
+def attempt(fn):
+    try:
+        fn(); return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+fd = os.open("/etc/hostname", os.O_RDONLY)
+exe = os.open("/usr/bin/id", os.O_PATH)
+s = socket.socket(socket.AF_UNIX)
+print(attempt(lambda: os.fchmod(fd, 0o600)), attempt(lambda: os.utime("/etc/hostname")),
+      attempt(lambda: os.utime(fd)), attempt(lambda: s.bind("/etc/runsc-py.sock")),
+      attempt(lambda: os.path.exists("/etc/runsc-py.sock") and 1 / 0),
+      attempt(lambda: os.execve(exe, ["id"], {})))
+'''
+
+
+def test_no_bypass_through_fds_metadata_sockets_or_fexecve(tmp_path):
+    policy = tmp_path / "p.toml"
+    policy.write_text('[paths.write]\ndeny = ["/etc"]\n[paths.exec]\ndeny = ["/usr/bin/id"]\n')
+    p = _do(["python3", "-c", BYPASSES], "--policy", str(policy))
+    assert (p.returncode, p.stdout.split()) == (0, ["EACCES"] * 4 + ["ok", "EACCES"]), p.stderr
+
+
 def test_audit_logs_every_execve_of_a_scripts_children_in_order(tmp_path):
     policy = tmp_path / "audit.json"
     log = tmp_path / "audit.jsonl"
