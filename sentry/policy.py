@@ -333,7 +333,7 @@ DECODERS: dict[str, tuple[str, Callable]] = {
 }
 # Path-writing syscalls, by the keys of their decoded paths (FilePolicy's "write" rules).
 WRITES = {"rename": ("old", "new"), "renameat": ("old", "new"), "renameat2": ("old", "new"),
-          "link": ("new",), "linkat": ("new",), "symlink": ("new",), "symlinkat": ("new",),
+          "link": ("old", "new"), "linkat": ("old", "new"),      # a hard link is a new name to write by "symlink": ("new",), "symlinkat": ("new",),
           "unlink": ("path",), "unlinkat": ("path",), "rmdir": ("path",), "mkdir": ("path",),
           "mkdirat": ("path",), "mknod": ("path",), "mknodat": ("path",), "truncate": ("path",),
           "chmod": ("path",), "fchmodat": ("path",), "chown": ("path",), "lchown": ("path",),
