@@ -103,6 +103,8 @@ class UnixSocket(File):
             return r & events
         if self.rq or self.shut_rd or self.peer_gone:
             r |= POLLIN | POLLRDNORM
+        if self.error:
+            r |= POLLERR
         if self.peer_gone or self.shut_rd:
             r |= POLLRDHUP
         if (self.shut_rd and self.shut_wr) or (self.peer_gone and self.stype != SOCK_DGRAM):
@@ -116,7 +118,7 @@ class UnixSocket(File):
             p = self.peer
             return p is None or len(p.rq) < MAX_DGRAM_QLEN
         p = self.peer
-        return self.connected and p is not None and not self.peer_gone and p.rq_bytes < RCVBUF
+        return self.connected and p is not None and not self.peer_gone and p.rq_bytes < min(RCVBUF, self.sndbuf)
 
     def read(self, t, dsts) -> int:
         n, files, _, _ = self.recv(t, dsts, 0)
@@ -127,6 +129,9 @@ class UnixSocket(File):
         return self.send(t, gather(srcs), [], None, 0)
 
     def release(self) -> None:
+        p = self.peer
+        if p is not None and p.peer is self and self.stype != SOCK_DGRAM and self.rq:
+            p.error = errno.ECONNRESET        # unix_release_sock: closed with data unread
         for m in self.rq:
             put_files(m.files)
             m.files = []
@@ -233,6 +238,11 @@ class UnixSocket(File):
                 self.peer.waitq.wake_all()
         self.waitq.wake_all()
 
+    def take_error(self) -> int:
+        """The pending socket error (SO_ERROR), cleared as it is reported."""
+        e, self.error = self.error, 0
+        return e
+
     # -- data ------------------------------------------------------------------------
 
     def send(self, t, data: bytes, files: list, target: "UnixSocket | None", flags: int) -> int:
@@ -279,6 +289,12 @@ class UnixSocket(File):
             raise SyscallError(errno.ENOTCONN)
         xfer = t.resume(Transfer)
         done = xfer.done if xfer is not None else 0
+        if t.in_syscall and self.error:
+            # Woken while waiting for room: the socket's error first (sock_alloc_send_pskb).
+            err = self.take_error()
+            if done:
+                return done
+            raise SyscallError(err)
         if self.shut_wr or self.peer_gone or self.peer is None:
             if done:
                 return done               # unix_stream_sendmsg: `sent ?: err`, no SIGPIPE then
@@ -289,21 +305,32 @@ class UnixSocket(File):
         if self.stype == SOCK_SEQPACKET and len(data) > RCVBUF:
             raise SyscallError(errno.EMSGSIZE)
         total = len(data)
-        room = min(RCVBUF, self.sndbuf) - p.rq_bytes
-        if room <= 0 or (self.stype == SOCK_SEQPACKET and room < total):
+        limit = min(RCVBUF, self.sndbuf)
+        if p.rq_bytes >= limit or (self.stype == SOCK_SEQPACKET and limit - p.rq_bytes < total):
             if nonblock:
                 if done:
                     return done
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
-        chunk = data if self.stype == SOCK_SEQPACKET else data[done:done + room]
-        first = xfer is None or not xfer.files_sent
-        p.rq.append(Message(chunk, files if first else [], creds, self.name or b""))
-        if first:
+        if self.stype == SOCK_SEQPACKET:
+            p.rq.append(Message(data, files, creds, self.name or b""))
             self.sent_files = files
-        p.rq_bytes += len(chunk)
+            p.rq_bytes += total
+            p.waitq.wake_all(POLLIN)
+            return total
+        # Stream: whole "skbs" of up to half the send buffer, while what is in flight is below
+        # it (sock_alloc_send_pskb waits only at or above sk_sndbuf), the files with the first.
+        skb = max(limit // 2 - 64, 1)
+        first = xfer is None or not xfer.files_sent
+        while done < total and p.rq_bytes < limit:
+            chunk = data[done:done + skb]
+            p.rq.append(Message(chunk, files if first else [], creds, self.name or b""))
+            if first:
+                self.sent_files = files
+                first = False
+            p.rq_bytes += len(chunk)
+            done += len(chunk)
         p.waitq.wake_all(POLLIN)
-        done += len(chunk)
         if done < total and not nonblock:
             # The rest waits for room; a signal now returns what was sent (Transfer).
             if xfer is None:
@@ -325,6 +352,8 @@ class UnixSocket(File):
         if done:
             dsts = _skip(dsts, done)
         if not self.rq:
+            if self.error and not done and not peek:
+                raise SyscallError(self.take_error())     # once, before EOF (sock_error)
             if self.shut_rd or self.peer_gone:
                 return done, [], (0, 0, 0), b""
             if self.flags & O_NONBLOCK or flags & MSG_DONTWAIT:

@@ -431,7 +431,7 @@ def getsockopt(t, fd, level, opt, val, lenp):
         if opt == SO_PEERCRED:
             out = struct.pack("<iII", *s.peer_creds)
         else:
-            v = {SO_TYPE: s.stype, SO_ERROR: 0, SO_DOMAIN: AF_UNIX, SO_PROTOCOL: 0,
+            v = {SO_TYPE: s.stype, SO_ERROR: s.take_error() if opt == SO_ERROR else s.error, SO_DOMAIN: AF_UNIX, SO_PROTOCOL: 0,
                  SO_ACCEPTCONN: int(s.listening), SO_SNDBUF: s.sndbuf, SO_RCVBUF: ux.RCVBUF,
                  SO_PASSCRED: int(s.passcred), SO_REUSEADDR: 0, SO_KEEPALIVE: 0}.get(opt)
             if v is None:

@@ -126,7 +126,7 @@ int main(void)
 	char c;
 	pid_t r;
 
-	tap_plan(27);
+	tap_plan(32);
 	for (int i = 0; i < TOTAL; i++)
 		buf[i] = (char)(i % 251);
 
@@ -182,6 +182,41 @@ int main(void)
 		close(sv[0]);
 		close(sv[1]);
 	}
+
+	/* --- a peer closed with data unread: its sk_err is ECONNRESET (unix_release_sock) --- */
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	check_eq(write(sv[1], "abc", 3), 3, "queue 3 bytes the peer will never read");
+	close(sv[0]);
+	check_errno(send(sv[1], "d", 1, MSG_NOSIGNAL), EPIPE, "a new send after the peer closed: EPIPE (shutdown first)");
+	close(sv[1]);
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	{
+		int small = 4096;
+		ssize_t n;
+		pid_t kid;
+		setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+		kid = fork();
+		if (kid == 0) {
+			struct timespec ts = {0, 100 * 1000000L};
+			close(sv[1]);
+			nanosleep(&ts, NULL);
+			_exit(0);          /* closes sv[0] with all it was sent unread */
+		}
+		close(sv[0]);
+		int e;
+		while ((n = send(sv[1], buf, 1000, MSG_NOSIGNAL)) > 0)
+			;
+		e = n == -1 ? errno : 0;
+		check_eq(e, ECONNRESET, "a send blocked for room when the peer closes with data unread: ECONNRESET");
+		reap(kid);
+	}
+	close(sv[1]);
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+	write(sv[1], "abc", 3);
+	close(sv[0]);
+	check_errno(read(sv[1], &c, 1), ECONNRESET, "read after the peer closed with unread data: ECONNRESET");
+	check_eq(read(sv[1], &c, 1), 0, "then EOF");
+	close(sv[1]);
 
 	/* --- nanosleep / clock_nanosleep: the time left --- */
 	{
