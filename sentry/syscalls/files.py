@@ -17,7 +17,8 @@ from sentry.vfs.file import (MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_
                              O_WRONLY, STATUS_FLAGS_SETTABLE)
 from sentry.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, may_access
 from sentry.vfs.lock import _TABLES as _LOCK_TABLES, existing_table
-from sentry.vfs.walk import AT_FDCWD, MAXSYMLINKS, NAME_MAX, PATH_MAX, dotdot, follow_mounts
+from sentry.vfs.walk import (AT_FDCWD, MAXSYMLINKS, PATH_MAX, RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT,
+                             Scope, follow_mounts)
 
 AT_SYMLINK_NOFOLLOW, AT_EACCESS, AT_REMOVEDIR, AT_SYMLINK_FOLLOW = 0x100, 0x200, 0x200, 0x400
 AT_NO_AUTOMOUNT, AT_EMPTY_PATH = 0x800, 0x1000
@@ -88,7 +89,6 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None, _l
         if child is not None:
             if flags & O_EXCL:
                 raise SyscallError(errno.EEXIST)
-            from sentry.vfs.walk import follow_mounts
             d = follow_mounts(child)
             if d.inode.is_symlink:
                 if flags & O_NOFOLLOW:
@@ -194,8 +194,6 @@ def openat(t, dirfd, path, flags, mode):
                    mode & 0xFFFFFFFF)
 
 
-RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
-RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
 VALID_OPEN_FLAGS = (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK | 0o10000 | 0o20000
                     | 0o40000 | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW | 0o1000000 | O_CLOEXEC | 0o4010000
                     | O_PATH | O_TMPFILE)
@@ -232,108 +230,18 @@ def openat2(t, dirfd, path, how, size):
 
 
 class Resolver:
-    """Path resolution under openat2(2)'s restrictions, as walk.py's but checking at each step:
-    RESOLVE_NO_XDEV (no mount crossing: EXDEV), RESOLVE_NO_SYMLINKS (ELOOP),
-    RESOLVE_NO_MAGICLINKS (no /proc/PID links: ELOOP), RESOLVE_BENEATH (nothing outside
-    dirfd: EXDEV), RESOLVE_IN_ROOT (dirfd is "/" for the walk: ".." and absolute paths stay in)."""
+    """openat2's view of the VFS: the one walker (`VFS.resolve`) under a `Scope` of RESOLVE_*
+    rules.  `do_open` calls `resolve`/`resolve_parent` on it as it would on the VFS."""
 
     def __init__(self, t, dirfd: int, path: bytes, resolve: int) -> None:
-        vfs = t.kernel.vfs
-        procfs = getattr(vfs, "procfs", None)
-        if procfs is not None:
-            procfs.current = t
-        self.t = t
-        self.flags = resolve
-        self.base = vfs.start(t, dirfd, b"x")
-        self.root = self.base if resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) else t.tg.fs.root
+        self.vfs = t.kernel.vfs
+        self.scope = Scope.for_openat2(self.vfs, t, dirfd, resolve)
 
     def resolve(self, t, dirfd: int, path: bytes, follow: bool = True, empty_ok: bool = False):
-        if not path:
-            raise SyscallError(errno.ENOENT)
-        if len(path) >= PATH_MAX:
-            raise SyscallError(errno.ENAMETOOLONG)
-        return self._walk(self.base, path, follow, [MAXSYMLINKS])
+        return self.vfs.resolve(t, dirfd, path, follow, empty_ok, scope=self.scope)
 
     def resolve_parent(self, t, dirfd: int, path: bytes):
-        if not path:
-            raise SyscallError(errno.ENOENT)
-        if len(path) >= PATH_MAX:
-            raise SyscallError(errno.ENAMETOOLONG)
-        stripped = path.rstrip(b"/")
-        if not stripped:
-            return self._walk(self.base, b"/", True, [MAXSYMLINKS]), b"."
-        head, _, name = stripped.rpartition(b"/")
-        if head or stripped.startswith(b"/"):
-            parent = self._walk(self.base, head or b"/", True, [MAXSYMLINKS])
-        else:
-            parent = self.base
-        if not parent.inode.is_dir:
-            raise SyscallError(errno.ENOTDIR)
-        if len(name) > NAME_MAX:
-            raise SyscallError(errno.ENAMETOOLONG)
-        return parent, name
-
-    def _walk(self, d, path: bytes, follow_last: bool, budget: list[int]):
-        t, flags, root = self.t, self.flags, self.root
-        if path[:1] == b"/":
-            if flags & RESOLVE_BENEATH:
-                raise SyscallError(errno.EXDEV)
-            if flags & RESOLVE_NO_XDEV and root.mount is not d.mount:
-                raise SyscallError(errno.EXDEV)
-            d = root
-        comps = [c for c in path.split(b"/") if c]
-        trailing = path.endswith(b"/")
-        creds = t.tg.creds
-        n = len(comps)
-        for i, name in enumerate(comps):
-            if not d.inode.is_dir:
-                raise SyscallError(errno.ENOTDIR)
-            if creds.fsuid != 0 and not may_access(d.inode.perm_stat(), creds, MAY_EXEC):
-                raise SyscallError(errno.EACCES)
-            if name == b".":
-                continue
-            if name == b"..":
-                if d is root:
-                    if flags & RESOLVE_BENEATH:
-                        raise SyscallError(errno.EXDEV)
-                    continue
-                nd = dotdot(d, root)
-                if flags & RESOLVE_NO_XDEV and nd.mount is not d.mount:
-                    raise SyscallError(errno.EXDEV)
-                d = nd
-                continue
-            if len(name) > NAME_MAX:
-                raise SyscallError(errno.ENAMETOOLONG)
-            child = d.child(name)
-            if child is None:
-                raise SyscallError(errno.ENOENT)
-            nchild = follow_mounts(child)
-            if flags & RESOLVE_NO_XDEV and nchild.mount is not d.mount:
-                raise SyscallError(errno.EXDEV)
-            child = nchild
-            if child.inode.is_symlink and (i + 1 < n or follow_last or trailing):
-                if flags & RESOLVE_NO_SYMLINKS:
-                    raise SyscallError(errno.ELOOP)
-                if getattr(child.inode, "magic", False):
-                    if flags & RESOLVE_NO_MAGICLINKS:
-                        raise SyscallError(errno.ELOOP)
-                    if flags & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
-                        raise SyscallError(errno.EXDEV)   # Linux: not safe for scoped lookups
-                budget[0] -= 1
-                if budget[0] < 0:
-                    raise SyscallError(errno.ELOOP)
-                jump = getattr(child.inode, "jump", None)
-                if jump is not None:            # a magic link to a directory: jump there
-                    child = jump()
-                else:
-                    target = child.inode.readlink()
-                    if not target:
-                        raise SyscallError(errno.ENOENT)
-                    child = self._walk(d, target, True, budget)
-            d = child
-        if trailing and not d.inode.is_dir:
-            raise SyscallError(errno.ENOTDIR)
-        return d
+        return self.vfs.resolve_parent(t, dirfd, path, scope=self.scope)
 
 
 @syscall("creat")

@@ -7,6 +7,11 @@ upward; absolute symlink targets restart at the task's root, relative ones
 at the link's directory; at most 40 symlinks per resolution (ELOOP); every
 directory passed through needs search permission; a trailing slash demands
 a directory.  The Gofer never sees `..` or a multi-component name.
+
+This is the Sentry's one path walker: every path syscall resolves through `VFS.resolve` or
+`VFS.resolve_parent`.  openat2(2)'s RESOLVE_* restrictions are a `Scope` passed to the same
+walk (checked at each step, as Linux's namei does with LOOKUP_* flags), so the security rules
+of a scoped walk and a plain one cannot drift apart.
 """
 from __future__ import annotations
 
@@ -20,6 +25,27 @@ PATH_MAX = 4096
 NAME_MAX = 255
 MAXSYMLINKS = 40
 S_IFMT, S_IFDIR, S_IFLNK = 0o170000, 0o040000, 0o120000
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+
+
+class Scope:
+    """openat2(2)'s restrictions on one resolution (openat2(2), "resolve"):
+    RESOLVE_NO_XDEV (no mount crossing: EXDEV), RESOLVE_NO_SYMLINKS (ELOOP),
+    RESOLVE_NO_MAGICLINKS (no /proc/PID links: ELOOP), RESOLVE_BENEATH (nothing outside
+    dirfd: EXDEV), RESOLVE_IN_ROOT (dirfd is "/" for the walk: ".." and absolute paths stay in).
+    `base` is where relative paths start (dirfd), `root` what "/" and ".." stop at."""
+    __slots__ = ("flags", "base", "root")
+
+    def __init__(self, flags: int, base: "Dentry", root: "Dentry") -> None:
+        self.flags = flags
+        self.base = base
+        self.root = root
+
+    @classmethod
+    def for_openat2(cls, vfs: "VFS", t, dirfd: int, flags: int) -> "Scope":
+        base = vfs.start(t, dirfd, b"x")
+        return cls(flags, base, base if flags & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) else t.tg.fs.root)
 
 
 def follow_mounts(d: Dentry) -> Dentry:
@@ -83,11 +109,19 @@ class VFS:
             raise SyscallError(errno.ENOTDIR)
         return d
 
-    def resolve(self, t, dirfd: int, path: bytes, follow: bool = True, empty_ok: bool = False) -> Dentry:
-        """The dentry `path` names; ENOENT for an empty path unless `empty_ok` (AT_EMPTY_PATH)."""
+    def resolve(self, t, dirfd: int, path: bytes, follow: bool = True, empty_ok: bool = False,
+                scope: Scope | None = None) -> Dentry:
+        """The dentry `path` names; ENOENT for an empty path unless `empty_ok` (AT_EMPTY_PATH).
+        Under a `scope` (openat2) the walk starts at its base and is never cached."""
         procfs = self.procfs
         if procfs is not None:
             procfs.current = t            # for /proc/self
+        if scope is not None:
+            if not path:
+                raise SyscallError(errno.ENOENT)
+            if len(path) >= PATH_MAX:
+                raise SyscallError(errno.ENAMETOOLONG)
+            return self._walk(t, scope.base, path, follow, [MAXSYMLINKS, False], scope)
         if not path:
             if empty_ok:
                 if dirfd == AT_FDCWD:
@@ -132,7 +166,7 @@ class VFS:
             paths[key] = d
         return d
 
-    def resolve_parent(self, t, dirfd: int, path: bytes) -> tuple[Dentry, bytes]:
+    def resolve_parent(self, t, dirfd: int, path: bytes, scope: Scope | None = None) -> tuple[Dentry, bytes]:
         """(the parent directory, the last component) for create/unlink-style calls.
 
         The last component may be '.' or '..' (callers reject as their syscall does)."""
@@ -145,11 +179,13 @@ class VFS:
             raise SyscallError(errno.ENAMETOOLONG)
         stripped = path.rstrip(b"/")
         if not stripped:
+            if scope is not None:         # "/" itself, as the scope allows it (EXDEV beneath)
+                return self._walk(t, scope.base, b"/", True, [MAXSYMLINKS, False], scope), b"."
             return t.tg.fs.root, b"."
         head, _, name = stripped.rpartition(b"/")
-        start = self.start(t, dirfd, path)
+        start = scope.base if scope is not None else self.start(t, dirfd, path)
         if head or stripped.startswith(b"/"):
-            parent = self._walk(t, start, head or b"/", True, [MAXSYMLINKS, False])
+            parent = self._walk(t, start, head or b"/", True, [MAXSYMLINKS, False], scope)
         else:
             parent = start
         if not parent.inode.is_dir:
@@ -158,11 +194,24 @@ class VFS:
             raise SyscallError(errno.ENAMETOOLONG)
         return parent, name
 
-    def _walk(self, t, d: Dentry, path: bytes, follow_last: bool, state: list) -> Dentry:
+    def _walk(self, t, d: Dentry, path: bytes, follow_last: bool, state: list,
+              scope: Scope | None = None) -> Dentry:
         """Walk `path` from `d`.  `state` is [symlinks left, cacheable so far]: the second
-        turns False as soon as the walk enters a mount whose filesystem is not path-cacheable."""
-        root = t.tg.fs.root
+        turns False as soon as the walk enters a mount whose filesystem is not path-cacheable.
+        `scope`: openat2's RESOLVE_* rules, checked at each step (`flags` is 0 without one)."""
+        if scope is None:
+            root = t.tg.fs.root
+            flags = 0
+        else:
+            root = scope.root
+            flags = scope.flags
+            state[1] = False
         if path[:1] == b"/":
+            if flags:
+                if flags & RESOLVE_BENEATH:
+                    raise SyscallError(errno.EXDEV)
+                if flags & RESOLVE_NO_XDEV and root.mount is not d.mount:
+                    raise SyscallError(errno.EXDEV)
             d = root
         m = d.mount
         if m is None or not m.cacheable:
@@ -185,7 +234,11 @@ class VFS:
             if name == b".":
                 continue
             if name == b"..":
+                if flags and d is root and flags & RESOLVE_BENEATH:
+                    raise SyscallError(errno.EXDEV)
                 up = dotdot(d, root)
+                if flags & RESOLVE_NO_XDEV and up.mount is not d.mount:
+                    raise SyscallError(errno.EXDEV)
                 if up.mount is not d.mount and (up.mount is None or not up.mount.cacheable):
                     state[1] = False
                 d = up
@@ -209,8 +262,18 @@ class VFS:
                 m = child.mount
                 if m is None or not m.cacheable:
                     state[1] = False
+                if flags & RESOLVE_NO_XDEV and m is not d.mount:
+                    raise SyscallError(errno.EXDEV)
             cinode = child.inode
             if cinode.mode & S_IFMT == S_IFLNK and (i < last or follow_last or trailing):
+                if flags:
+                    if flags & RESOLVE_NO_SYMLINKS:
+                        raise SyscallError(errno.ELOOP)
+                    if getattr(cinode, "magic", False):
+                        if flags & RESOLVE_NO_MAGICLINKS:
+                            raise SyscallError(errno.ELOOP)
+                        if flags & (RESOLVE_BENEATH | RESOLVE_IN_ROOT):
+                            raise SyscallError(errno.EXDEV)   # Linux: not safe for scoped lookups
                 state[0] -= 1
                 if state[0] < 0:
                     raise SyscallError(errno.ELOOP)
@@ -222,7 +285,7 @@ class VFS:
                     target = cinode.readlink()
                     if not target:
                         raise SyscallError(errno.ENOENT)
-                    child = self._walk(t, d, target, True, state)
+                    child = self._walk(t, d, target, True, state, scope)
             d = child
         if trailing and d.inode.mode & S_IFMT != S_IFDIR:
             raise SyscallError(errno.ENOTDIR)
