@@ -234,7 +234,7 @@ class Machine:
         if fd < 0:
             raise contract.PlatformError(f"kvm: KVM_CREATE_VCPU: {os.strerror(-fd)}")
         self.n_vcpus += 1
-        os.set_inheritable(fd, False)
+        # (KVM makes vCPU fds close-on-exec itself; FIOCLEX is not in the Sentry's allowlist.)
         self.setup.cr3 = cr3
         _check(lib.rk_vcpu_setup(self.kvm, fd, self.setup), "vCPU set-up")
         v = ffi.new("struct rk_vcpu *")
