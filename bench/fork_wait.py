@@ -11,6 +11,8 @@ Contestants:
   native              the program on the host kernel
   runsc-py            runsc-py do -- fork_wait N (the Python Sentry)
   runsc-py (pinned)   the same, the whole sandbox confined to one CPU
+  runsc-py kvm        runsc-py --platform=kvm do -- fork_wait N (a new page-table root and
+                      vCPU per child; the copy-on-write breaks flush the shadow MMU)
   proot, proot (pinned)   when proot is installed
 
     python3 bench/fork_wait.py [--iterations N] [--repeat R] [--json] [--only NAME]
@@ -47,6 +49,11 @@ def contestants(args) -> list[Contestant]:
         Contestant("runsc-py (pinned)", lambda n: [*do, prog, str(n)],
                    iterations=300, env=runsc_env, cpu=cpu),
     ]
+    no_kvm = harness.kvm_skip()
+    kvm_do, _ = harness.runsc_py_do(args, "kvm")
+    cs.append(Contestant("runsc-py kvm", None, skip=no_kvm) if no_kvm else
+              Contestant("runsc-py kvm", lambda n: [*kvm_do, prog, str(n)], iterations=100,
+                         env=runsc_env, note="--platform=kvm"))
     return cs + harness.proot_contestants(lambda n: [prog, str(n)], 1_000, cpu)
 
 

@@ -15,6 +15,9 @@ itself (start-up excluded).  Contestants:
                       cheapest conceivable Python Sentry loop
   runsc-py            runsc-py do -- getpid_loop N (the Python Sentry)
   runsc-py (pinned)   the same, the whole sandbox confined to one CPU
+  runsc-py kvm        runsc-py --platform=kvm do -- getpid_loop N (application in a KVM guest)
+  KVM C floor         bench/c/kvm_floor.c syscall: the cheapest possible KVM-platform round
+                      trip on this machine (guest `syscall` -> I/O exit -> host -> guest)
   proot, proot (pinned)   when proot is installed
   UML                 User-Mode Linux, when a `linux` binary is installed
 
@@ -37,7 +40,7 @@ BENCH = Benchmark(
     title="getpid latency: ns per raw syscall(SYS_getpid), measured inside the program",
     metric="ns_per_call",
     unit="ns/call",
-    references=("native", "C floor", "C floor (pinned)"),
+    references=("native", "C floor", "C floor (pinned)", "KVM C floor"),
 )
 
 
@@ -106,6 +109,16 @@ def contestants(args) -> list[Contestant]:
         Contestant("runsc-py (pinned)", lambda n: [*do, loop, str(n)],
                    iterations=20_000, env=runsc_env, cpu=cpu),
     ]
+    kvm_do, _ = harness.runsc_py_do(args, "kvm")
+    no_kvm = harness.kvm_skip()
+    if no_kvm:
+        cs += [Contestant("runsc-py kvm", None, skip=no_kvm), Contestant("KVM C floor", None, skip=no_kvm)]
+    else:
+        kvm_floor = harness.build_c("kvm_floor")
+        cs += [Contestant("runsc-py kvm", lambda n: [*kvm_do, loop, str(n)], iterations=5_000,
+                          env=runsc_env, note="--platform=kvm"),
+               Contestant("KVM C floor", lambda n: [kvm_floor, "syscall", str(n)], iterations=10_000,
+                          note="guest syscall -> out exit -> host")]
     cs += harness.proot_contestants(lambda n: [loop, str(n)], 10_000, cpu, pinned_iterations=100_000)
     cs.append(uml_contestant(loop))
     return cs

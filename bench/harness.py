@@ -159,11 +159,22 @@ def add_runsc_py_option(parser: argparse.ArgumentParser) -> None:
                              "'python3 -m runsc_py.cli' from this tree)")
 
 
-def runsc_py_do(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
-    """(argv prefix up to and including `do --`, environment) for a program under runsc-py."""
+def runsc_py_do(args: argparse.Namespace, platform: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """(argv prefix up to and including `do --`, environment) for a program under runsc-py
+    (on `platform` when given, e.g. "kvm")."""
     runsc = shlex.split(args.runsc_py) if args.runsc_py else [sys.executable, "-m", "runsc_py.cli"]
     pypath = os.pathsep.join(p for p in (REPO_DIR, os.environ.get("PYTHONPATH")) if p)
-    return [*runsc, "do", "--"], {"PYTHONPATH": pypath}
+    plat = [f"--platform={platform}"] if platform else []
+    return [*runsc, *plat, "do", "--"], {"PYTHONPATH": pypath}
+
+
+def kvm_skip() -> str | None:
+    """Why the KVM contestants cannot run here (None: they can)."""
+    if not os.path.exists("/dev/kvm"):
+        return "no /dev/kvm"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "/dev/kvm not accessible"
+    return None
 
 
 def proot_contestants(argv: Callable[[int], list[str]], iterations: int, cpu: int,

@@ -20,7 +20,8 @@
  *            jmp`: a bare KVM_RUN -> I/O exit -> KVM_RUN round trip.
  *   all      each of the above, one line each (default).
  *
- * Prints "<mode>: ns_per_call=<float>" (the last line is the harness metric).
+ * Prints "<mode>: ns_per_call=<float>" per mode and, for one mode, a last line
+ * "ns_per_call=<float>" (the metric bench/harness.py reads).
  *
  * What the kvm_pvm module of this machine does, found with this program:
  * under PVM the guest's `syscall` enters LSTAR without gaining ring-0
@@ -222,8 +223,11 @@ int main(int argc, char **argv) {
     c->nent = 256;
     if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, c) || ioctl(vcpu, KVM_SET_CPUID2, c)) die("CPUID");
     const char *modes[] = {"bare", "trap", "trapiret", "syscall-int3", "syscall"};
+    double last = 0;
     for (int i = 0; i < 5; i++)
         if (!strcmp(mode, "all") || !strcmp(mode, modes[i]))
-            printf("%s: ns_per_call=%.1f\n", modes[i], measure(modes[i], n));
+            printf("%s: ns_per_call=%.1f\n", modes[i], last = measure(modes[i], n));
+    if (strcmp(mode, "all"))
+        printf("ns_per_call=%.1f\n", last);     /* the harness's metric line */
     return 0;
 }
