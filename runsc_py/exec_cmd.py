@@ -138,6 +138,8 @@ def exec_in_container(store: StateStore, container_id: str, request: dict, termi
     if status not in (RUNNING, CREATED, PAUSED):
         raise UserError(f"cannot exec in a stopped container (status {status})")
     path = store.path(container_id, CONTROL_SOCKET)
+    if state.config.get("pod"):         # a pod member (runsc_py/pod.py): run in its root, in the pod's Sentry
+        request = {**request, "container": container_id}
     pty = _terminal(console_socket) if terminal else None
     stdio = [pty[1]] * 3 if pty else [0, 1, 2]
     try:

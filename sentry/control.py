@@ -20,6 +20,9 @@ Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
   -> {"op": "stats"}
   <- {"stats": {...}}          sentry/metrics.py's snapshot (syscalls, memory by kind, Gofer requests...)
   -> {"op": "fs_*" | "debug_*", ...}   the filesystem and state seen from outside (sentry/fsview.py)
+  -> {"op": "container_add", "id", "readonly", "mounts"}   + fds [Gofer socket]   (sentry/pod.py)
+  <- {"ok": true}              the connection then stays open: its end is the container's end
+  "exec" with "container": ID runs the process in that pod member's root.
 A client that only wants to start the process (exec --detach) may close the
 connection after the pid; the Sentry then drops the exit report.
 """
@@ -154,6 +157,8 @@ class ControlServer:
                 from sentry.metrics import snapshot
                 _send(conn, {"stats": snapshot(self.kernel)})
                 self._drop(conn)
+            elif op == "container_add":       # a pod's next container (sentry/pod.py)
+                self._container_add(conn, msg, fds)
             elif isinstance(op, str) and op.startswith(("fs_", "debug_")):    # runsc-py fs / debug
                 from sentry.fsview import serve as serve_view
                 _send(conn, serve_view(self.kernel, op, msg))
@@ -176,10 +181,15 @@ class ControlServer:
             args = [str(a) for a in msg["args"]]
             if not args:
                 raise ValueError("args is empty")
+            root = None
+            if msg.get("container"):          # a process of one of the pod's containers: its root tree
+                from sentry.pod import root_of
+                root = root_of(k, str(msg["container"]))
             tg = create_process(k, args, [str(e) for e in msg.get("env", [])], str(msg.get("cwd", "/")),
                                 int(msg.get("uid", 0)), int(msg.get("gid", 0)),
                                 [int(g) for g in msg.get("additional_gids", [])], fds,
-                                {str(n): tuple(v) for n, v in dict(msg.get("rlimits", {})).items()})
+                                {str(n): tuple(v) for n, v in dict(msg.get("rlimits", {})).items()},
+                                root=root)
         except ProcessSpawnError as e:
             _send(conn, {"error": str(e), "code": e.exit_code})
             self._drop(conn)
@@ -198,6 +208,32 @@ class ControlServer:
 
         tg.on_exit = report
         _send(conn, {"pid": tg.tgid})
+
+    def _container_add(self, conn: socket.socket, msg: dict, fds: list[int]) -> None:
+        """Mount a pod member's rootfs; the connection stays open for as long as the member lives."""
+        from sentry import pod
+        from sentry.errors import SyscallError
+        try:
+            member = pod.add(self.kernel, msg, fds)
+        except (KeyError, TypeError, ValueError, OSError, SyscallError) as e:
+            _send(conn, {"error": f"cannot add the container: {e}", "code": 1})
+            self._drop(conn)
+            return
+        _send(conn, {"ok": True})
+
+        def on_member_conn(c=conn, cid=member.id) -> None:
+            try:
+                got, extra = _recv(c, 0)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                got, extra = None, []
+            for fd in extra:
+                os.close(fd)
+            if got is None:                  # its proxy is gone: so is the container
+                pod.remove(self.kernel, cid)
+                self._drop(c)
+        self.kernel.watchers[conn.fileno()] = on_member_conn
 
     def _update(self, msg: dict) -> None:
         """linux.resources changed (`runsc-py update`): a limit of -1 or 0 means none."""

@@ -28,6 +28,7 @@ from platforms.events import INTERRUPT_EVENT, SYSCALL32_EVENT, SYSCALL_EVENT, Ex
 from sentry.errors import SyscallError, errname
 from sentry.cpulimit import CpuLimits
 from sentry.lifeline import Lifelines
+from sentry.vfs.lock import FileLocks
 from sentry.syscalls import TABLE
 
 DISPATCH = [(e.handler, e.nargs) for e in TABLE]     # (handler, arity) by number: one lookup per call
@@ -76,6 +77,7 @@ class Kernel:
         self.watchers: dict[int, object] = {}
         self.lifelines = Lifelines(self)    # host processes the sandbox dies with (its Gofers)
         self.cpu_limits = CpuLimits(self)   # RLIMIT_CPU (sentry/cpulimit.py)
+        self.file_locks = FileLocks()       # flock/POSIX/OFD lock tables (sentry/vfs/lock.py)
         self.unix_names: dict = {}
         self._loop_errors = 0           # consecutive internal errors with no task to blame
         self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)

@@ -365,8 +365,10 @@ class ProcessSpawnError(Exception):
 
 
 def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: int, groups: list[int],
-                   stdio: list[int], rlimits: dict, parent: ThreadGroup | None = None) -> ThreadGroup:
-    """A new thread group running `args`, its fds 0-2 dups of the host fds in `stdio`; queued to run."""
+                   stdio: list[int], rlimits: dict, parent: ThreadGroup | None = None,
+                   root=None) -> ThreadGroup:
+    """A new thread group running `args`, its fds 0-2 dups of the host fds in `stdio`; queued to run.
+    `root`: its root directory (a pod member's tree, sentry/pod.py); the sandbox's root by default."""
     import fcntl
     import os
     from sentry.exec import exec_path, lookup_path
@@ -386,7 +388,7 @@ def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: 
             dentry = attach_host_tty(k.vfs, dup)
         fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, dentry, dentry.mount if dentry else None,
                                           host_offset=True), False)
-    root = k.vfs.root
+    root = k.vfs.root if root is None else root
     tgid = k.alloc_id()
     tg = ThreadGroup(k, tgid, None, fds, FSContext(root, root), Credentials(uid, gid, groups), parent)
     for name, (soft, hard) in rlimits.items():

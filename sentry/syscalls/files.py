@@ -16,7 +16,6 @@ from sentry.vfs.file import (MAX_RW, O_ACCMODE, O_APPEND, O_CLOEXEC, O_CREAT, O_
                              O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, O_RDWR, O_TMPFILE, O_TRUNC,
                              O_WRONLY, STATUS_FLAGS_SETTABLE)
 from sentry.vfs.inode import MAY_EXEC, MAY_READ, MAY_WRITE, may_access
-from sentry.vfs.lock import _TABLES as _LOCK_TABLES, existing_table
 from sentry.vfs.walk import (AT_FDCWD, MAXSYMLINKS, PATH_MAX, RESOLVE_BENEATH, RESOLVE_CACHED, RESOLVE_IN_ROOT,
                              Scope, follow_mounts)
 
@@ -256,8 +255,8 @@ def close(t, fd):
     # The fd as an unsigned int: a negative one (s32) is never open either, EBADF all the same.
     f = t.fds.close(fd & 0xFFFFFFFF)
     d = f.dentry
-    if d is not None and _LOCK_TABLES:          # no lock was ever taken: nothing to drop
-        tab = existing_table(d.inode)
+    if d is not None and t.kernel.file_locks.tables:    # no lock is held anywhere: nothing to drop
+        tab = t.kernel.file_locks.existing(d.inode)
         if tab is not None:
             tab.release_owner(t.tg)
             if f.refs == 0:
@@ -725,7 +724,7 @@ def _record_lock(t, f, cmd: int, arg: int) -> int:
         end = lock.OFFSET_MAX
     if start < 0 or end < start - 1:
         raise SyscallError(errno.EINVAL)
-    tab = lock.table_for(f.dentry.inode)
+    tab = t.kernel.file_locks.table_for(f.dentry.inode)
     owner = f if ofd else t.tg
     if cmd in (F_GETLK, F_OFD_GETLK):
         if ltype == lock.F_UNLCK:

@@ -228,7 +228,6 @@ LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
 @syscall("flock")
 def flock(t, fd, operation):
     """flock(2): whole-file locks owned by the open file description (sentry/vfs/lock.py)."""
-    from sentry.vfs import lock
     op = s32(operation)
     f = t.fds.get_io(s32(fd))
     kind = op & ~LOCK_NB
@@ -236,7 +235,7 @@ def flock(t, fd, operation):
         raise SyscallError(errno.EINVAL)
     if f.dentry is None:
         raise SyscallError(errno.EINVAL)
-    tab = lock.table_for(f.dentry.inode)
+    tab = t.kernel.file_locks.table_for(f.dentry.inode)
     if kind == LOCK_UN:
         tab.unflock(f)
     else:

@@ -1,8 +1,9 @@
 """Advisory file locks, kept in the Sentry: flock(2), POSIX record locks and OFD locks.
 
 Locks never reach the host (the Gofer's files are the container's alone), so
-they are a table per file, keyed by (filesystem, inode number) so that two
-dentries of one file share it.  Owners, as Linux has them:
+they are a table per file, kept by the kernel (`FileLocks`, `Kernel.file_locks`) and keyed by
+(filesystem, inode number) so that two dentries of one file share it.  A table with no lock and
+no waiter is dropped.  Owners, as Linux has them:
 
 * POSIX record locks (F_SETLK/F_SETLKW/F_GETLK): the process (ThreadGroup);
   released when the process closes any descriptor of the file, or exits.
@@ -50,10 +51,15 @@ def _alive(owner) -> bool:
 class LockTable:
     """The locks of one file, one list per kind (POSIX/OFD share one: they conflict; flock is apart)."""
 
-    def __init__(self) -> None:
+    def __init__(self, drop=None) -> None:
         self.records: list[Lock] = []
         self.flocks: list[Lock] = []
         self.waiters = WaitQueue()
+        self._drop = drop                 # forgets this table in its FileLocks once it is empty
+
+    def _drop_if_empty(self) -> None:
+        if not self.records and not self.flocks and not len(self.waiters) and self._drop is not None:
+            self._drop()
 
     def _purge(self) -> None:
         self.records = [lk for lk in self.records if _alive(lk.owner)]
@@ -83,6 +89,8 @@ class LockTable:
         kept.sort(key=lambda lk: lk.start)
         self.records = kept
         self.waiters.wake_all()
+        if type_ == F_UNLCK:
+            self._drop_if_empty()
 
     def release_owner(self, owner) -> None:
         before = len(self.records) + len(self.flocks)
@@ -90,6 +98,7 @@ class LockTable:
         self.flocks = [lk for lk in self.flocks if lk.owner is not owner]
         if len(self.records) + len(self.flocks) != before:
             self.waiters.wake_all()
+        self._drop_if_empty()
 
     def flock(self, t, owner, exclusive: bool, nonblock: bool) -> None:
         self._purge()
@@ -110,21 +119,25 @@ class LockTable:
         self.flocks = [lk for lk in self.flocks if lk.owner is not owner]
         if len(self.flocks) != n:
             self.waiters.wake_all()
+        self._drop_if_empty()
 
     def block(self, t) -> None:
         t.block([self.waiters], deadline=time.monotonic() + RECHECK_SECONDS)
 
 
-_TABLES: dict[tuple[int, int], LockTable] = {}
+class FileLocks:
+    """One kernel's lock tables, by file.  The key holds the filesystem object itself, not its
+    id(): an id reused by a later filesystem can never find an old table."""
 
+    def __init__(self) -> None:
+        self.tables: dict[tuple[object, int], LockTable] = {}
 
-def table_for(inode) -> LockTable:
-    key = (id(inode.fs), inode.ino)
-    tab = _TABLES.get(key)
-    if tab is None:
-        tab = _TABLES[key] = LockTable()
-    return tab
+    def table_for(self, inode) -> LockTable:
+        key = (inode.fs, inode.ino)
+        tab = self.tables.get(key)
+        if tab is None:
+            tab = self.tables[key] = LockTable(lambda: self.tables.pop(key, None))
+        return tab
 
-
-def existing_table(inode) -> LockTable | None:
-    return _TABLES.get((id(inode.fs), inode.ino))
+    def existing(self, inode) -> LockTable | None:
+        return self.tables.get((inode.fs, inode.ino)) if self.tables else None

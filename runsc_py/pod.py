@@ -1,0 +1,200 @@
+"""`create` of a pod's application container: join the pod's Sentry instead of starting one.
+
+containerd-shim-runc-v2 passes Kubernetes' CRI annotations in config.json:
+`io.kubernetes.cri.container-type` (sandbox | container) and
+`io.kubernetes.cri.sandbox-id`.  The sandbox (pause) container is created as
+any other and its Sentry is the pod's.  An application container whose
+sandbox runs under the same --root is added to that Sentry
+(sentry/pod.py): this module spawns a Gofer for its rootfs and forks the
+container's **proxy**, the host process the engine sees as the container:
+
+* the proxy sends "container_add" (with the Gofer's socket) and keeps that
+  connection: its end is the container's end in the Sentry;
+* it parks at the start gate (the same fifo `runsc-py start` writes);
+* then it asks the Sentry to run the container's process in that root (an
+  "exec" with "container": ID), relays the signals it gets (`runsc-py kill`
+  signals it, as it signals a Sentry), and exits with the process's status
+  -- which is what the shim reaps as the container's exit.
+
+`state`, `kill`, `delete`, `exec`, `ps`, `events` then work per container
+(its control.sock is a link to the pod's: `exec` and `ps` reach the pod's
+Sentry, exec runs in the container's root).  Without the annotations, or
+when the named sandbox is not a running container of this --root, nothing
+changes: the container gets its own Sentry.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from runsc_py import procfs
+from runsc_py.errors import UserError
+from runsc_py.state import CREATED, CREATING, GATE_FIFO, RUNNING, StateStore
+
+CONTAINER_TYPE = "io.kubernetes.cri.container-type"
+SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
+CONTROL_SOCKET = "control.sock"
+READY_TIMEOUT = 60.0
+
+
+def sandbox_of(store: StateStore, annotations: dict[str, str]) -> str | None:
+    """The id of the running pod sandbox this container joins, or None (it gets its own Sentry)."""
+    if annotations.get(CONTAINER_TYPE) != "container":
+        return None
+    sid = annotations.get(SANDBOX_ID, "")
+    if not sid or sid not in store.ids():
+        return None
+    try:
+        with store.locked(sid, exclusive=False) as st:
+            if st.live_status() not in (RUNNING, CREATED) or st.config.get("pod"):
+                return None
+    except UserError:
+        return None
+    if not os.path.exists(store.path(sid, CONTROL_SOCKET)):
+        return None
+    return sid
+
+
+def _mounts(bundle) -> list[dict]:
+    """The container's mounts the pod's Sentry can serve (no host bind mounts: it is confined)."""
+    out = []
+    for m in bundle.config.mounts:
+        if m.type == "bind" or {"bind", "rbind"} & set(m.options):
+            continue
+        out.append({"destination": m.destination, "type": m.type, "source": m.source, "options": list(m.options)})
+    return out
+
+
+def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str, pid_file: str | None) -> int:
+    """Create `container_id` inside the pod `sandbox_id`'s Sentry; return the proxy's pid."""
+    from gofer.client import spawn_gofer
+    from runsc_py.launch import _new_state, write_pid_file
+    cfg = bundle.config
+    control = store.path(sandbox_id, CONTROL_SOCKET)
+    with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
+        if not os.path.isdir(cfg.rootfs):
+            raise UserError(f"rootfs {cfg.rootfs!r} is not a directory")
+        try:
+            gofer_pid, client = spawn_gofer(cfg.rootfs, readonly=cfg.root_readonly)
+        except OSError as e:
+            raise UserError(f"cannot start the container's Gofer: {e.strerror or e}") from None
+        fifo = store.path(container_id, GATE_FIFO)
+        os.mkfifo(fifo, 0o600)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(lock_fd)
+                os.close(ready_r)
+                status = _proxy(control, container_id, bundle, _mounts(bundle), client.sock.fileno(), fifo, ready_w)
+            except BaseException as e:      # noqa: BLE001 -- the proxy always reaches _exit
+                try:
+                    os.write(ready_w, b"E" + str(e).encode()[:2000])
+                except OSError:
+                    pass
+            finally:
+                os._exit(status)
+        os.close(ready_w)
+        client.sock.close()                 # the proxy holds it until the Sentry has it
+        try:
+            reply = _read_all(ready_r)
+        finally:
+            os.close(ready_r)
+        if reply != b"R":
+            _reap(pid)
+            _reap(gofer_pid)
+            raise UserError(f"container failed to join pod {sandbox_id}: "
+                            f"{reply[1:].decode(errors='replace') or 'its proxy exited'}")
+        state = store.load(container_id)
+        state.pid, state.pid_start = pid, procfs.start_time(pid)
+        state.config["pod"] = sandbox_id
+        os.symlink(control, store.path(container_id, CONTROL_SOCKET))
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        state.status = CREATED
+        store.save(state)
+    return pid
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return out
+        out += chunk
+        if out == b"R":
+            return out
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _proxy(control: str, container_id: str, bundle, mounts: list[dict], gofer_fd: int, fifo: str,
+           ready_w: int) -> int:
+    """The container's host process: member connection, start gate, the init's life and status."""
+    import array
+    import socket
+
+    import msgpack
+    from sentry.control import ControlError, _connect, _recv, exec_start, exec_wait
+    os.setsid()
+    cfg = bundle.config
+    member = _connect(control)
+    member.sendmsg([msgpack.packb({"op": "container_add", "id": container_id, "readonly": cfg.root_readonly,
+                                   "mounts": mounts})],
+                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [gofer_fd]))])
+    os.close(gofer_fd)
+    reply, _ = _recv(member, 0)
+    if not reply or not reply.get("ok"):
+        raise ControlError(str((reply or {}).get("error", "the sandbox closed the connection")))
+    gate = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+    os.write(ready_w, b"R")
+    os.close(ready_w)
+    # Until start, a signal ends the container as it would end a parked Sentry.
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+    while os.read(gate, 1) != b"S":
+        pass
+    os.close(gate)
+    spec = {"args": cfg.args, "env": cfg.env, "cwd": cfg.cwd, "uid": cfg.uid, "gid": cfg.gid,
+            "additional_gids": list(cfg.additional_gids), "rlimits": {k: list(v) for k, v in cfg.rlimits.items()},
+            "container": container_id}
+    try:
+        conn, tgid = exec_start(control, spec, [0, 1, 2])
+    except ControlError as e:
+        os.write(2, f"runsc-py: {e}\n".encode())
+        return e.code
+    relay = {"tgid": tgid}
+
+    def forward(signum: int, _frame) -> None:
+        try:
+            s = _connect(control)
+            s.sendmsg([msgpack.packb({"op": "kill", "pid": relay["tgid"], "sig": signum})])
+            _recv(s, 0)
+            s.close()
+        except (OSError, ControlError):
+            pass
+    for s in range(1, signal.NSIG):
+        if s in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
+            continue
+        try:
+            signal.signal(s, forward)
+        except (OSError, ValueError):
+            pass
+    try:
+        status = exec_wait(conn)
+    except ControlError:
+        status = 128 + signal.SIGKILL        # the pod's Sentry went away: so did the container
+    member.close()
+    return status
+
