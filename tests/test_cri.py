@@ -12,6 +12,7 @@ removing it leaves no process, mount or state behind.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -57,6 +58,31 @@ def _runsc_py(c, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=WAIT)
 
 
+def _comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
+
+
+def _sentries(c) -> list[int]:
+    """Host pids of the Sentries (session leaders named runsc-sandbox) started under this runsc-py root."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == pid and _comm(pid) == "runsc-sandbox" \
+                and str(c.runsc_root).encode() in cmdline:
+            out.append(pid)
+    return out
+
+
 def _sandbox_config(c, tmp_path: Path, name: str):
     pb = c.pb
     logs = tmp_path / "logs"
@@ -98,20 +124,22 @@ def test_pod_lifecycle_as_kubelet_drives_it(cri, tmp_path: Path) -> None:
     st = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=WAIT).status
     assert st.state == pb.CONTAINER_RUNNING and st.started_at > 0
 
-    # runsc-py ran both the pod's sandbox (pause) container and the app container, each under its Sentry.
+    # runsc-py ran the pod's sandbox (pause) container, whose Sentry is the pod's, and the app container
+    # in it (sentry/pod.py): the app's host process is its proxy, not a second Sentry.
     listed = json.loads(_runsc_py(c, "list", "--format", "json").stdout or "null") or []
     states = {d["id"]: d for d in listed}
     assert pod in states and cid in states, sorted(states)
     assert states[cid]["status"] == "running"
-    with open(f"/proc/{states[cid]['pid']}/comm") as f:
-        assert f.read().strip() == "runsc-sandbox"
+    assert _comm(states[pod]["pid"]) == "runsc-sandbox" and _comm(states[cid]["pid"]) == "runsc-py"
+    assert len(_sentries(c)) == 1, _sentries(c)
 
     # ExecSync: output, a separate stderr and the exit code come back; it ran inside the sandbox.
     r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo out $GREETING; echo err >&2; exit 3"],
                                        timeout=60), timeout=WAIT)
     assert (r.stdout, r.stderr, r.exit_code) == (b"out from-cri\n", b"err\n", 3)
+    # One kernel for the pod: its PID 1 is the pause process.
     r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/proc/1/cmdline"], timeout=60), timeout=WAIT)
-    assert r.exit_code == 0 and r.stdout.split(b"\0")[:2] == [b"sh", b"-c"]
+    assert r.exit_code == 0 and r.stdout == b"/pause\0"
 
     listed = rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=pod)),
                                timeout=WAIT).containers
@@ -121,11 +149,11 @@ def test_pod_lifecycle_as_kubelet_drives_it(cri, tmp_path: Path) -> None:
     log = Path(sandbox_config.log_directory) / "app.log"
     assert " stdout F started from-cri" in log.read_text()
 
-    # StopContainer: sh as PID 1 has no SIGTERM handler, so (as on Linux) it is ignored and the
-    # grace period ends in SIGKILL: 137.
-    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2), timeout=WAIT)
+    # StopContainer: SIGTERM through the container's proxy; sh is not the pod kernel's PID 1 (pause is,
+    # as in a pod sharing its PID namespace), so the default action ends it: 143.
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=30), timeout=WAIT)
     st = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=WAIT).status
-    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 137 and st.finished_at >= st.started_at
+    assert st.state == pb.CONTAINER_EXITED and st.exit_code == 143 and st.finished_at >= st.started_at
 
     rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=WAIT)
     assert rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=pod)),
@@ -165,3 +193,57 @@ def test_container_that_exits_reports_its_code(cri, tmp_path: Path) -> None:
     finally:
         rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
         rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+
+
+def test_two_container_pod_is_one_sandbox(cri, tmp_path: Path) -> None:
+    """Container A serves on 127.0.0.1, container B reaches it: one Sentry, one loopback for the pod."""
+    from tests.cri.harness import HANDLER
+    c, pb, rt = cri, cri.pb, cri.runtime
+    sandbox_config = _sandbox_config(c, tmp_path, "twins")
+    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config, runtime_handler=HANDLER),
+                           timeout=WAIT).pod_sandbox_id
+    ids = []
+    for name, command in (("server", ["sh", "-c", "mkdir -p /srv/www; echo served-by-a > /srv/www/index.html; "
+                                      "exec httpd -f -p 127.0.0.1:8080 -h /srv/www"]),
+                          ("client", ["sh", "-c", "while true; do sleep 1; done"])):
+        cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=_container_config(c, name, command),
+                                                           sandbox_config=sandbox_config), timeout=WAIT).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=WAIT)
+        ids.append(cid)
+    server, client = ids
+    try:
+        # B reaches A over the pod's loopback (A may still be starting: ask until it answers).
+        deadline = time.monotonic() + WAIT
+        while True:
+            r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["wget", "-qO-", "http://127.0.0.1:8080/"],
+                                               timeout=60), timeout=WAIT)
+            if r.exit_code == 0:
+                break
+            assert time.monotonic() < deadline, r
+            time.sleep(0.2)
+        assert r.stdout == b"served-by-a\n"
+        # Each container has its own root: A's files are not B's.
+        r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["ls", "/srv/www"], timeout=60), timeout=WAIT)
+        assert r.exit_code != 0 and r.stdout == b""
+        r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["sh", "-c", "exit 5"], timeout=60), timeout=WAIT)
+        assert r.exit_code == 5
+        # One Sentry process for the whole pod, seen from the host; both containers are its processes.
+        assert len(_sentries(c)) == 1, _sentries(c)
+        ps = _runsc_py(c, "ps", server)
+        assert "httpd -f -p 127.0.0.1:8080" in ps.stdout and "/pause" in ps.stdout, ps.stdout + ps.stderr
+        # Per-container state and kill.
+        states = {d["id"]: d["status"] for d in json.loads(_runsc_py(c, "list", "--format", "json").stdout)}
+        assert states[server] == states[client] == states[pod] == "running"
+    finally:
+        for cid in ids:
+            rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=WAIT)
+            rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=WAIT)
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+    # Removing the pod leaves no process, mount or state behind.
+    deadline = time.monotonic() + WAIT
+    while _runsc_py(c, "list", "-q").stdout.strip() or _sentries(c) \
+            or any(processes_mentioning(x) for x in [pod, *ids]):
+        assert time.monotonic() < deadline, (_runsc_py(c, "list").stdout, _sentries(c))
+        time.sleep(0.2)
+    assert [m for m in mounts_under(c.dir) if pod in m or any(x in m for x in ids)] == []
