@@ -20,7 +20,13 @@ container's **proxy**, the host process the engine sees as the container:
 (its control.sock is a link to the pod's: `exec` and `ps` reach the pod's
 Sentry, exec runs in the container's root).  Without the annotations, or
 when the named sandbox is not a running container of this --root, nothing
-changes: the container gets its own Sentry.
+changes: the container gets its own Sentry (and so it does when the command
+runs in a warm factory, whose `create` hand-off expects a Sentry).
+
+Not yet: a PID namespace per container (the pod's processes share one, as
+with shareProcessNamespace), the container's host bind mounts (/etc/hosts,
+resolv.conf, termination-log: the confined Sentry cannot start their Gofers;
+skipped), cgroups per container (they share the pod Sentry's).
 """
 from __future__ import annotations
 
@@ -42,6 +48,9 @@ def sandbox_of(store: StateStore, annotations: dict[str, str]) -> str | None:
     """The id of the running pod sandbox this container joins, or None (it gets its own Sentry)."""
     if annotations.get(CONTAINER_TYPE) != "container":
         return None
+    from runsc_py import launch
+    if launch.FACTORY_HANDOFF is not None:
+        return None             # inside a warm factory (runsc_py/factory.py): its own Sentry, as before
     sid = annotations.get(SANDBOX_ID, "")
     if not sid or sid not in store.ids():
         return None
