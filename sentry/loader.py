@@ -164,6 +164,12 @@ def build_stack(t, mm, argv: list[bytes], envp: list[bytes], execfn: bytes, auxv
     return sp
 
 
+def min_sigstksz() -> int:
+    """AT_MINSIGSTKSZ: the largest signal frame, as the host's kernel computes it (sentry/fpframe.py)."""
+    from sentry.fpframe import min_sigstksz as size
+    return size()
+
+
 def load(t, mm, file, interp_file_opener, argv: list[bytes], envp: list[bytes], execfn: bytes,
          hwcap: int, hwcap2: int) -> tuple[int, int]:
     """Load `file` (and its interpreter) into `mm`; return (entry rip, initial rsp)."""
@@ -180,7 +186,7 @@ def load(t, mm, file, interp_file_opener, argv: list[bytes], envp: list[bytes], 
     auxv = [(AT_PHDR, img.phdr_addr), (AT_PHENT, PHDR.size), (AT_PHNUM, img.phnum), (AT_PAGESZ, PAGE),
             (AT_BASE, base), (AT_FLAGS, 0), (AT_ENTRY, img.entry), (AT_UID, creds.ruid), (AT_EUID, creds.euid),
             (AT_GID, creds.rgid), (AT_EGID, creds.egid), (AT_SECURE, 0), (AT_HWCAP, hwcap),
-            (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, 2048)]
+            (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, min_sigstksz())]
     vdso = getattr(t.kernel, "vdso", None)
     ehdr = vdso.map_into(mm) if vdso is not None else 0
     if ehdr:

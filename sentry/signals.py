@@ -11,20 +11,19 @@ unblocked signal is taken; its disposition decides: ignore, a default
 action (terminate, core, stop, continue), or a handler, for which an
 `rt_sigframe` is built on the application stack exactly as
 arch/x86/kernel/signal.c lays it out (pretcode, ucontext with the
-sigcontext and the old mask, siginfo, and the FXSAVE area), so glibc's
+sigcontext and the old mask, siginfo, and the full XSAVE area with its
+magic words: sentry/fpframe.py), aligned as Linux aligns it, so glibc's
 and musl's `sa_restorer` (`rt_sigreturn`) and anything reading the
-ucontext work unchanged.
-
-FPU state: saved and restored in the legacy 512-byte FXSAVE format
-(PTRACE_GETFPREGS); `uc_flags` does not claim UC_FP_XSTATE, so readers
-do not expect an XSAVE area.  AVX upper halves are therefore not
-preserved across a handler -- a documented gap.
+ucontext work unchanged, and AVX/AVX-512 state survives a handler.
 """
 from __future__ import annotations
 
 import errno
 import signal as _sig
 import struct
+
+from platforms import PlatformError
+from sentry import fpframe
 
 from sentry.errors import SyscallError
 
@@ -114,33 +113,45 @@ def is_ignored(tg, sig: int) -> bool:
     return act.handler == SIG_DFL and default_action(sig) == "ignore"
 
 
-def setup_frame(t, sig: int, info: bytes, act) -> None:
-    """Build an rt_sigframe on the stack and point the registers at the handler."""
-    regs = t.ctx.regs
-    mm = t.mm
-    sp = regs.rsp
+def _on_sig_stack(t, sp: int) -> bool:
+    """__on_sig_stack: `sp` is inside the alternate stack (which grows down from its top)."""
     ss_sp, ss_flags, ss_size = t.altstack
-    on_alt = ss_size and ss_sp <= sp < ss_sp + ss_size
-    if act.flags & SA_ONSTACK and not ss_flags & SS_DISABLE and not on_alt:
+    return bool(ss_size) and not ss_flags & SS_DISABLE and ss_sp < sp and sp - ss_sp <= ss_size
+
+
+def setup_frame(t, sig: int, info: bytes, act) -> None:
+    """Build an rt_sigframe on the stack (get_sigframe, __setup_rt_frame) and point the
+    registers at the handler, which starts with the initial FPU state."""
+    ctx = t.ctx
+    regs = ctx.regs
+    mm = t.mm
+    ss_sp, ss_flags, ss_size = t.altstack
+    on_alt = _on_sig_stack(t, regs.rsp)             # a nested signal on the alternate stack
+    sp = regs.rsp - 128                             # the x86-64 red zone
+    entering = False
+    if act.flags & SA_ONSTACK and ss_size and not ss_flags & SS_DISABLE and not _on_sig_stack(t, sp):
         sp = ss_sp + ss_size
-    else:
-        sp -= 128                                   # the x86-64 red zone
+        entering = True
     # Unsigned 64-bit arithmetic, as the kernel's: a stack pointer near 0 wraps to an address
     # no mapping holds, so the write below fails (EFAULT) and the caller forces SIGSEGV.
-    sp = (sp - FXSAVE_SIZE) & ~63 & _U64
+    sp = (sp - fpframe.FRAME_FP_SIZE) & ~63 & _U64  # the XSAVE area, 64-byte aligned
     fp_addr = sp
-    sp = (((sp - FRAME_SIZE + 8) & ~15) - 8) & _U64  # (rsp + 8) % 16 == 0, as after a call
+    sp = (((sp - FRAME_SIZE) & ~15) - 8) & _U64     # (rsp + 8) % 16 == 0, as after a call
     frame = sp
+    if (on_alt or entering) and not _on_sig_stack(t, sp):
+        raise SyscallError(errno.EFAULT)            # the frame overflows the alternate stack
     old_mask = t.saved_sigmask if t.saved_sigmask is not None else t.sigmask
     t.saved_sigmask = None
     gprs = [getattr(regs, n) for n in _GPR_ORDER]
     sc = SIGCONTEXT.pack(*gprs, regs.eflags, regs.cs & 0xFFFF, 0, 0, regs.ss & 0xFFFF, 0, 0, old_mask & 0xFFFFFFFFFFFFFFFF,
                          0, fp_addr)
     alt_flags = SS_DISABLE if ss_flags & SS_DISABLE else (SS_ONSTACK if on_alt else 0)
-    uc = UC_HEAD.pack(0, 0, ss_sp, alt_flags, ss_size) + sc + struct.pack("<Q", old_mask)
+    uc = UC_HEAD.pack(fpframe.UC_FLAGS, 0, ss_sp, alt_flags, ss_size) + sc + struct.pack("<Q", old_mask)
     data = struct.pack("<Q", act.restorer) + uc + info
+    fpstate = ctx.get_fpstate()
     mm.write(frame, data)                           # EFAULT -> SIGSEGV, handled by the caller
-    mm.write(fp_addr, t.ctx.get_fpregs())
+    mm.write(fp_addr, fpframe.frame_image(fpstate))
+    ctx.set_fpstate(fpframe.handler_state())        # fpu__clear_user_states
     regs.rdi = sig
     regs.rsi = frame + 8 + len(uc)
     regs.rdx = frame + 8
@@ -161,8 +172,10 @@ def setup_frame(t, sig: int, info: bytes, act) -> None:
 def sigreturn(t) -> int:
     """rt_sigreturn(2): restore what setup_frame saved; returns the restored rax.
 
-    A frame that cannot be read (or an FPU image the CPU would refuse: reserved MXCSR bits)
-    is Linux's `badframe`: nothing is restored and the thread gets a forced SIGSEGV."""
+    A frame that cannot be read (or an FPU image the CPU would refuse: reserved MXCSR bits, an
+    XSAVE header XRSTOR faults on) is Linux's `badframe`: nothing is restored and the thread
+    gets a forced SIGSEGV.  The FPU state: sentry/fpframe.py (a legacy-only frame restores the
+    FXSAVE part, the rest initial; no fpstate at all resets it)."""
     regs = t.ctx.regs
     mm = t.mm
     uc = regs.rsp
@@ -171,18 +184,20 @@ def sigreturn(t) -> int:
         vals = mm.read_struct(uc + UC_HEAD.size, SIGCONTEXT)
         mask = mm.read_u64(uc + UC_HEAD.size + SIGCONTEXT.size)
         fp = vals[26]
-        fpregs = mm.read(fp, FXSAVE_SIZE) if fp else None
-    except SyscallError:
-        fpregs = b""
-    if fpregs is not None and (len(fpregs) != FXSAVE_SIZE or _MXCSR.unpack_from(fpregs, 24)[0] & ~0xFFFF):
+        fpbuf = fpframe.restore_buffer(mm.read, fp) if fp else fpframe.handler_state()
+    except (SyscallError, fpframe.BadFrame):
+        fpbuf = None
+    if fpbuf is None:
         t.kernel.force_signal(t, SIGSEGV, SI_KERNEL)
         return regs.rax
     for name, v in zip(_GPR_ORDER, vals[:17]):
         setattr(regs, name, v)
     regs.eflags = (regs.eflags & ~FIX_EFLAGS) | (vals[17] & FIX_EFLAGS)
     regs.orig_rax = 0xFFFFFFFFFFFFFFFF
-    if fpregs is not None:
-        t.ctx.set_fpregs(fpregs)
+    try:
+        t.ctx.set_fpstate(fpbuf)
+    except PlatformError:                           # refused by the host's own checks: bad frame
+        t.kernel.force_signal(t, SIGSEGV, SI_KERNEL)
     t.sigmask = mask & ~UNBLOCKABLE
     if not ss_flags & SS_ONSTACK:
         t.altstack = (ss_sp, ss_flags & SS_DISABLE, ss_size) if ss_size or ss_flags & SS_DISABLE else t.altstack
