@@ -23,10 +23,11 @@ when the named sandbox is not a running container of this --root, nothing
 changes: the container gets its own Sentry (and so it does when the command
 runs in a warm factory, whose `create` hand-off expects a Sentry).
 
-Not yet: a PID namespace per container (the pod's processes share one, as
-with shareProcessNamespace), the container's host bind mounts (/etc/hosts,
-resolv.conf, termination-log: the confined Sentry cannot start their Gofers;
-skipped), cgroups per container (they share the pod Sentry's).
+The container's bind mounts (CRI's /etc/hosts, resolv.conf, hostname,
+termination-log) get Gofers started here, one per host directory, sent with
+the request.  Not yet: a PID namespace per container (the pod's processes
+share one, as with shareProcessNamespace), cgroups per container (they share
+the pod Sentry's).
 """
 from __future__ import annotations
 
@@ -65,14 +66,40 @@ def sandbox_of(store: StateStore, annotations: dict[str, str]) -> str | None:
     return sid
 
 
+MAX_BIND_TREES = 12            # host directories served for one container's bind mounts
+
+
+def _is_bind(m) -> bool:
+    return m.type == "bind" or bool({"bind", "rbind"} & set(m.options))
+
+
 def _mounts(bundle) -> list[dict]:
-    """The container's mounts the pod's Sentry can serve (no host bind mounts: it is confined)."""
-    out = []
+    """The container's mounts the pod's Sentry makes itself (proc, tmpfs, dev...: not binds)."""
+    return [{"destination": m.destination, "type": m.type, "source": m.source, "options": list(m.options)}
+            for m in bundle.config.mounts if not _is_bind(m)]
+
+
+def _binds(bundle) -> tuple[list[dict], list[tuple[str, bool]]]:
+    """The bind mounts, with their resolved sources, and the host directories whose Gofers serve them
+    (a file's directory for a file bind, as sentry/vfs/mounts.py's mount_bind_file expects)."""
+    binds, trees = [], []
     for m in bundle.config.mounts:
-        if m.type == "bind" or {"bind", "rbind"} & set(m.options):
+        if not _is_bind(m):
             continue
-        out.append({"destination": m.destination, "type": m.type, "source": m.source, "options": list(m.options)})
-    return out
+        real = os.path.realpath(m.source)
+        if os.path.isdir(real):
+            tree, is_file = real, False
+        elif os.path.isfile(real):
+            tree, is_file = os.path.dirname(real), True
+        else:
+            continue                    # the Sentry would skip it too (a missing source)
+        ro = "ro" in m.options
+        if (tree, ro) not in trees:
+            if len(trees) == MAX_BIND_TREES:
+                raise UserError(f"more than {MAX_BIND_TREES} bind-mounted directories in one pod container")
+            trees.append((tree, ro))
+        binds.append({"destination": m.destination, "source": real, "options": list(m.options), "file": is_file})
+    return binds, trees
 
 
 def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str, pid_file: str | None) -> int:
@@ -84,9 +111,15 @@ def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str,
     with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
         if not os.path.isdir(cfg.rootfs):
             raise UserError(f"rootfs {cfg.rootfs!r} is not a directory")
+        binds, trees = _binds(bundle)
+        gofers = []
         try:
-            gofer_pid, client = spawn_gofer(cfg.rootfs, readonly=cfg.root_readonly)
+            for tree, ro in [(cfg.rootfs, cfg.root_readonly)] + trees:
+                gofers.append(spawn_gofer(tree, readonly=ro))
         except OSError as e:
+            for gpid, client in gofers:
+                client.sock.close()
+                _reap(gpid)
             raise UserError(f"cannot start the container's Gofer: {e.strerror or e}") from None
         fifo = store.path(container_id, GATE_FIFO)
         os.mkfifo(fifo, 0o600)
@@ -99,7 +132,9 @@ def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str,
             try:
                 os.close(lock_fd)
                 os.close(ready_r)
-                status = _proxy(control, container_id, bundle, _mounts(bundle), client.sock.fileno(), fifo, ready_w)
+                request = {"op": "container_add", "id": container_id, "readonly": cfg.root_readonly,
+                           "mounts": _mounts(bundle), "binds": binds, "trees": [list(t) for t in trees]}
+                status = _proxy(control, bundle, request, [c.sock.fileno() for _, c in gofers], fifo, ready_w)
             except BaseException as e:      # noqa: BLE001 -- the proxy always reaches _exit
                 try:
                     os.write(ready_w, b"E" + str(e).encode()[:2000])
@@ -108,14 +143,16 @@ def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str,
             finally:
                 os._exit(status)
         os.close(ready_w)
-        client.sock.close()                 # the proxy holds it until the Sentry has it
+        for _, client in gofers:
+            client.sock.close()             # the proxy holds them until the Sentry has them
         try:
             reply = _read_all(ready_r)
         finally:
             os.close(ready_r)
         if reply != b"R":
             _reap(pid)
-            _reap(gofer_pid)
+            for gpid, _ in gofers:
+                _reap(gpid)
             raise UserError(f"container failed to join pod {sandbox_id}: "
                             f"{reply[1:].decode(errors='replace') or 'its proxy exited'}")
         state = store.load(container_id)
@@ -148,8 +185,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _proxy(control: str, container_id: str, bundle, mounts: list[dict], gofer_fd: int, fifo: str,
-           ready_w: int) -> int:
+def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str, ready_w: int) -> int:
     """The container's host process: member connection, start gate, the init's life and status."""
     import array
     import socket
@@ -158,11 +194,11 @@ def _proxy(control: str, container_id: str, bundle, mounts: list[dict], gofer_fd
     from sentry.control import ControlError, _connect, _recv, exec_start, exec_wait
     os.setsid()
     cfg = bundle.config
+    container_id = request["id"]
     member = _connect(control)
-    member.sendmsg([msgpack.packb({"op": "container_add", "id": container_id, "readonly": cfg.root_readonly,
-                                   "mounts": mounts})],
-                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [gofer_fd]))])
-    os.close(gofer_fd)
+    member.sendmsg([msgpack.packb(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", gofer_fds))])
+    for fd in gofer_fds:
+        os.close(fd)
     reply, _ = _recv(member, 0)
     if not reply or not reply.get("ok"):
         raise ControlError(str((reply or {}).get("error", "the sandbox closed the connection")))

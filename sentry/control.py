@@ -127,7 +127,7 @@ class ControlServer:
 
     def on_conn(self, conn: socket.socket) -> None:
         try:
-            msg, fds = _recv(conn)
+            msg, fds = _recv(conn, 16)     # exec: 3 stdio fds; container_add: its Gofers (runsc_py/pod.py)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

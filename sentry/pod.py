@@ -16,8 +16,10 @@ whose root is that tree ("exec" requests carrying "container": ID).
 The "container_add" connection is the member's life: when it closes (the
 container's proxy ended: its init exited, or `kill`/`delete` killed it), the
 container's remaining processes are killed and its mounts and Gofer dropped.
-Bind mounts of a member container are not served (a confined Sentry cannot
-start a Gofer for them); they are skipped with a warning in the Sentry log.
+Bind mounts of a member (CRI's /etc/hosts, /etc/resolv.conf, /etc/hostname,
+/dev/termination-log) are served by Gofers the front starts -- a confined
+Sentry cannot -- and sends with the request ("binds": each its destination,
+resolved source, options, whether it is a file, and which fd serves it).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from types import SimpleNamespace
 class Member:
     __slots__ = ("id", "root", "mounts", "client")
 
-    def __init__(self, cid: str, root, mounts: list, client) -> None:
+    def __init__(self, cid: str, root, mounts: list, client: list) -> None:
         self.id = cid
         self.root = root
         self.mounts = mounts
@@ -57,16 +59,18 @@ def add(k, msg: dict, fds: list[int]) -> Member:
     from sentry.config import Mount as MountSpec
     from sentry.vfs.goferfs import GoferFS
     from sentry.vfs.inode import Dentry, Mount
-    from sentry.vfs.mounts import MountBuilder
     from sentry.vfs.walk import invalidate_paths
     cid = str(msg["id"])
     if cid in members(k):
         raise ValueError(f"container {cid} is already in this sandbox")
-    if len(fds) != 1:
-        raise ValueError("container_add needs the Gofer's socket")
+    binds = list(msg.get("binds", []))
+    trees = list(msg.get("trees", []))          # [[host dir, ro]] served by fds[1:], in order
+    if len(fds) != 1 + len(trees):
+        raise ValueError("container_add needs the Gofer sockets it names")
     readonly = bool(msg.get("readonly", False))
-    fd = fcntl.fcntl(fds[0], fcntl.F_DUPFD_CLOEXEC, 10)
-    client = GoferClient(socket.socket(fileno=fd))
+    clients = [GoferClient(socket.socket(fileno=fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10))) for fd in fds]
+    client = clients[0]
+    by_tree = {(str(t), bool(ro)): c for (t, ro), c in zip(trees, clients[1:])}
     vfs = k.vfs
     before = len(vfs.mounts)
     try:
@@ -84,20 +88,67 @@ def add(k, msg: dict, fds: list[int]) -> Member:
         saved = vfs.root
         vfs.root = m.root                   # the builder makes mount points under "the" root
         try:
-            b = MountBuilder(sandbox, vfs)
+            b = _MemberMounts(sandbox, vfs, by_tree)
             b.procfs, b.proc_root = vfs.procfs, _proc_root(vfs)      # the pod's procfs, mounted again
             if b.proc_root is None:
                 b.procfs = None
             b.mount_all()
+            for spec in binds:
+                b.bind(spec)
         finally:
             vfs.root = saved
             invalidate_paths()
     except BaseException:
         del vfs.mounts[before:]
-        client.sock.close()
+        for c in clients:
+            c.sock.close()
         raise
-    member = members(k)[cid] = Member(cid, m.root, vfs.mounts[before:], client)
+    member = members(k)[cid] = Member(cid, m.root, vfs.mounts[before:], clients)
     return member
+
+
+def _member_mounts_class():
+    from sentry.vfs.goferfs import GoferFS
+    from sentry.vfs.mounts import MountBuilder, split_options
+
+    class MemberMounts(MountBuilder):
+        """The pod's MountBuilder with the Gofers of bind mounts given, not started (we are confined)."""
+
+        def __init__(self, sandbox, vfs, by_tree: dict) -> None:
+            super().__init__(sandbox, vfs)
+            self.by_tree = by_tree
+
+        def _gofer(self, tree: str, ro: bool):
+            client = self.by_tree.get((tree, bool(ro)))
+            if client is None:
+                self.log.warning(f"bind mount of {tree!r}: no Gofer was sent for it (skipped)")
+                return None
+            fs = GoferFS(client, dev=self.dev(), readonly=ro)
+            fs.kernel = self.kernel
+            return fs
+
+        def bind(self, spec: dict) -> None:
+            dest = "/" + str(spec["destination"]).lstrip("/")
+            source = str(spec["source"])
+            flags, _data, _shown = split_options([str(o) for o in spec.get("options", [])])
+            if spec.get("file"):
+                done = self.mount_bind_file(dest, source, flags)
+            else:
+                at = self.mountpoint(dest)
+                done = self.mount_bind(at, source, flags) if at is not None else None
+            if done is None:
+                self.log.warning(f"bind mount at {dest}: skipped")
+    return MemberMounts
+
+
+def _MemberMounts(sandbox, vfs, by_tree):        # noqa: N802 -- a class made on first use
+    global _member_mounts
+    if _member_mounts is None:
+        _member_mounts = _member_mounts_class()
+    return _member_mounts(sandbox, vfs, by_tree)
+
+
+_member_mounts = None
 
 
 def processes(k, member: Member) -> list:
@@ -119,10 +170,11 @@ def remove(k, cid: str) -> None:
     gone = {id(m) for m in member.mounts}
     k.vfs.mounts[:] = [m for m in k.vfs.mounts if id(m) not in gone]
     invalidate_paths()
-    try:
-        member.client.sock.close()          # the Gofer exits when its socket closes
-    except OSError:
-        pass
+    for c in member.client:
+        try:
+            c.sock.close()                  # a Gofer exits when its socket closes
+        except OSError:
+            pass
 
 
 def root_of(k, cid: str):

@@ -227,6 +227,12 @@ def test_two_container_pod_is_one_sandbox(cri, tmp_path: Path) -> None:
         assert r.exit_code != 0 and r.stdout == b""
         r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["sh", "-c", "exit 5"], timeout=60), timeout=WAIT)
         assert r.exit_code == 5
+        # The bind mounts containerd gives every container (the busybox image has no /etc/hosts of its
+        # own): served by Gofers the front started for them.
+        r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["sh", "-c", "test -f /etc/hosts && "
+                                           "test -f /etc/resolv.conf && grep -c . /etc/hostname"], timeout=60),
+                        timeout=WAIT)
+        assert r.exit_code == 0 and r.stdout == b"1\n", r
         # One Sentry process for the whole pod, seen from the host; both containers are its processes.
         assert len(_sentries(c)) == 1, _sentries(c)
         ps = _runsc_py(c, "ps", server)
