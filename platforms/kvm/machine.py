@@ -40,6 +40,7 @@ import os
 import signal
 import struct
 import time
+import weakref
 
 from platforms import contract, hostarch
 from platforms.events import INTERRUPT_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
@@ -112,6 +113,14 @@ def open_kvm() -> int:
     return fd
 
 
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _segment(type_: int, dpl: int, long_: int, db: int) -> int:
     return (0xFFFF | type_ << 40 | 1 << 44 | dpl << 45 | 1 << 47 | 0xF << 48 |
             long_ << 53 | db << 54 | 1 << 55)
@@ -129,6 +138,8 @@ class Machine:
             raise contract.PlatformUnavailable(f"/dev/kvm cannot create a VM: {os.strerror(-vm)}; "
                                                "use --platform=ptrace")
         self.vm = vm
+        self.fds = [vm, self.kvm]                 # closed when the Machine is collected
+        weakref.finalize(self, _close_all, self.fds)
         self.mmap_size = _check(lib.rk_ioctl_int(self.kvm, KVM_GET_VCPU_MMAP_SIZE, 0), "mmap size")
         phys_bits = lib.rk_cpuid_phys_bits(self.kvm)
         self.plat_gpa = 1 << 44 if phys_bits > 45 else 1 << (phys_bits - 1)
@@ -234,6 +245,7 @@ class Machine:
         if fd < 0:
             raise contract.PlatformError(f"kvm: KVM_CREATE_VCPU: {os.strerror(-fd)}")
         self.n_vcpus += 1
+        self.fds.insert(0, fd)
         # (KVM makes vCPU fds close-on-exec itself; FIOCLEX is not in the Sentry's allowlist.)
         self.setup.cr3 = cr3
         _check(lib.rk_vcpu_setup(self.kvm, fd, self.setup), "vCPU set-up")
