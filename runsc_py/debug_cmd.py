@@ -103,7 +103,7 @@ def sandbox_report(store, container_id: str, wanted: list[str]) -> dict:
     out: dict = {}
     try:
         if "ps" in wanted:
-            out["ps"] = ps(path)
+            out["ps"] = ps(path, container_id)
         if "stacks" in wanted:
             out["stacks"] = request(path, "debug_stacks")
             out["stacks"].pop("op", None)

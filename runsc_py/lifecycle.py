@@ -232,7 +232,7 @@ def sandbox_ps_table(store: StateStore, container_id: str) -> str | None:
     except Exception:      # an older or broken Sentry: the host view still works
         return None
     try:
-        procs = ps(path)
+        procs = ps(path, container_id)     # in a pod's Sentry: this container's processes only
     except (ControlError, OSError):
         return None
     rows = [["UID", "PID", "PPID", "CMD"]]

@@ -15,7 +15,7 @@ Protocol (msgpack maps, one per message; fds by SCM_RIGHTS):
                                (status as runsc-py exits: code or 128+sig)
   -> {"op": "update", "memory_limit": N, "pids_limit": N}   (-1/0: no limit)
   <- {"ok": true}
-  -> {"op": "ps"}
+  -> {"op": "ps", "container": ID (optional: one pod member's, sentry/pod.py)}
   <- {"processes": [{"pid", "ppid", "uid", "comm", "args"}...]}
   -> {"op": "stats"}
   <- {"stats": {...}}          sentry/metrics.py's snapshot (syscalls, memory by kind, Gofer requests...)
@@ -147,7 +147,7 @@ class ControlServer:
                 _send(conn, {"ok": True})
                 self._drop(conn)
             elif op == "ps":
-                _send(conn, {"processes": self._ps()})
+                _send(conn, {"processes": self._ps(msg.get("container"))})
                 self._drop(conn)
             elif op in LIBRARY_OPS:
                 from sentry.libops import serve
@@ -248,10 +248,21 @@ class ControlServer:
         return {"memory_usage": k.memfile.used(), "pids": len(k.tasks),
                 "memory_limit": k.memory_limit or 0, "pids_limit": k.pids_limit or 0}
 
-    def _ps(self) -> list[dict]:
+    def _ps(self, container: str | None = None) -> list[dict]:
+        """Every process; with `container` in a pod (sentry/pod.py), that member's, or for any other
+        id (the pod's own sandbox container) those of no member."""
+        from sentry import pod
+        members = pod.members(self.kernel)
+        only = None
+        if container and members:
+            if container in members:
+                only = {id(tg) for tg in pod.processes(self.kernel, members[container])}
+            else:
+                only = {id(tg) for tg in self.kernel.thread_groups.values()} - \
+                    {id(tg) for m in members.values() for tg in pod.processes(self.kernel, m)}
         out = []
         for tg in sorted(self.kernel.thread_groups.values(), key=lambda g: g.tgid):
-            if tg.zombie:
+            if tg.zombie or (only is not None and id(tg) not in only):
                 continue
             out.append({"pid": tg.tgid, "ppid": tg.parent.tgid if tg.parent else 0, "uid": tg.creds.ruid,
                         "comm": tg.comm.decode("utf-8", "replace"),
@@ -328,10 +339,11 @@ def update(path: str, memory_limit: int | None, pids_limit: int | None) -> None:
         raise ControlError(str((reply or {}).get("error", "the sandbox did not accept the update")))
 
 
-def ps(path: str) -> list[dict]:
+def ps(path: str, container: str | None = None) -> list[dict]:
+    """The sandbox's processes; `container`: only that container's, in a pod (see ControlServer._ps)."""
     s = _connect(path)
     try:
-        s.sendmsg([msgpack.packb({"op": "ps"})])
+        s.sendmsg([msgpack.packb({"op": "ps", "container": container} if container else {"op": "ps"})])
         reply, _ = _recv(s, 0)
     finally:
         s.close()

@@ -235,8 +235,11 @@ def test_two_container_pod_is_one_sandbox(cri, tmp_path: Path) -> None:
         assert r.exit_code == 0 and r.stdout == b"1\n", r
         # One Sentry process for the whole pod, seen from the host; both containers are its processes.
         assert len(_sentries(c)) == 1, _sentries(c)
+        # `ps` per container: each sees its own processes of the shared kernel.
         ps = _runsc_py(c, "ps", server)
-        assert "httpd -f -p 127.0.0.1:8080" in ps.stdout and "/pause" in ps.stdout, ps.stdout + ps.stderr
+        assert "httpd -f -p 127.0.0.1:8080" in ps.stdout and "/pause" not in ps.stdout, ps.stdout + ps.stderr
+        ps = _runsc_py(c, "ps", pod)
+        assert "/pause" in ps.stdout and "httpd" not in ps.stdout, ps.stdout + ps.stderr
         # Per-container state and kill.
         states = {d["id"]: d["status"] for d in json.loads(_runsc_py(c, "list", "--format", "json").stdout)}
         assert states[server] == states[client] == states[pod] == "running"
