@@ -581,8 +581,9 @@ class Kernel:
     def fault(self, t: Task, ev: FaultEvent) -> None:
         from sentry import process
         from sentry import signals as sg
-        if ev.code <= 0 or ev.signo == signal.SIGURG:
-            # Sent by the host (our own kick, or someone else's kill): never the application's.
+        if ev.code <= 0:
+            # Not from the CPU (platforms report kicks and host signals as INTERRUPT_EVENT; this
+            # is the guard should one slip through): never the application's.
             self.enqueue(t)
             return
         self.fault_count += 1
