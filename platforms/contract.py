@@ -105,7 +105,8 @@ class Context(Protocol):
 
     def clear_regs(self, rip: int, rsp: int) -> None:
         """The register state of a fresh execve: all zero but rip, rsp, eflags (IF), the user
-        segments, orig_rax = NO_SYSCALL; the FPU state is reset to its initial values."""
+        segments, orig_rax = NO_SYSCALL.  General registers only: a context from new_context()
+        already has the initial FPU state."""
 
     def set_regs(self, src: Regs) -> None:
         """Copy every general register from `src` (another context's, or a saved RegisterFile)."""
