@@ -40,12 +40,12 @@ def _import_pyfuse3():
     return pyfuse3, trio
 
 
-def make_operations(pyfuse3, control: str, rw: bool):
+def make_operations(pyfuse3, control: str, rw: bool, container: str | None = None):
     from sentry.control import ControlError, request
 
     def call(op: str, **kw) -> dict:
         try:
-            return request(control, op, **kw)
+            return request(control, op, container=container, **kw)
         except ControlError as e:
             raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
 
@@ -202,7 +202,7 @@ def mount(store: StateStore, container_id: str, mountpoint: str, rw: bool) -> in
     control = store.path(container_id, CONTROL_SOCKET)
     if not os.path.isdir(mountpoint):
         raise UserError(f"mount point {mountpoint}: not a directory")
-    ops = make_operations(pyfuse3, control, rw)
+    ops = make_operations(pyfuse3, control, rw, container_id)     # a pod member: its own root
     try:
         ops._stat(b"/")                 # the sandbox answers before anything is mounted
     except pyfuse3.FUSEError as e:

@@ -59,7 +59,7 @@ def sandbox_stats(store: StateStore, container_id: str) -> tuple[str, int, dict 
     path = store.path(container_id, CONTROL_SOCKET)
     try:
         from sentry.control import ControlError, stats
-        return status, pid, stats(path)
+        return status, pid, stats(path, container_id)      # a pod member: its own processes
     except (ControlError, OSError, KeyError, TypeError, ValueError):
         return status, pid, None
 

@@ -155,7 +155,7 @@ class ControlServer:
                 self._drop(conn)
             elif op == "stats":
                 from sentry.metrics import snapshot
-                _send(conn, {"stats": snapshot(self.kernel)})
+                _send(conn, {"stats": snapshot(self.kernel, msg.get("container"))})
                 self._drop(conn)
             elif op == "container_add":       # a pod's next container (sentry/pod.py)
                 self._container_add(conn, msg, fds)
@@ -370,5 +370,5 @@ def request(socket_path: str, op: str, **fields) -> dict:
     return reply
 
 
-def stats(path: str) -> dict:
-    return dict(request(path, "stats")["stats"])
+def stats(path: str, container: str | None = None) -> dict:
+    return dict(request(path, "stats", container=container)["stats"])

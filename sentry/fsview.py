@@ -9,7 +9,8 @@ sandbox's root (sentry/libops.py's kernel-side caller) -- so the FUSE
 process never holds a host path or descriptor of the rootfs, and a
 read-only view is read-only because the FUSE side never asks to write.
 
-Requests (one reply map each; failures are {"error", "errno"}):
+Requests (one reply map each; failures are {"error", "errno"}); an fs_* request may
+name a pod member ("container": ID) to see that container's root instead:
   fs_lstat {path}                         -> {"stat": [13 ints, gofer.protocol.Stat order]}
   fs_readdir {path}                       -> {"entries": [[name, stat]...]}  (lstat of each, no . ..)
   fs_readlink {path}                      -> {"target": bytes}
@@ -33,9 +34,15 @@ O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY = 0, 1, 0o100, 0o20
 CHUNK = 512 * 1024            # the largest read reply (control messages are at most 1 MiB)
 
 
-def _task(k):
+def _task(k, container: str | None = None):
+    """The kernel-side caller, at the sandbox's root -- or at a pod member's (sentry/pod.py)."""
+    from sentry import pod
     from sentry.libops import _kernel_task
-    return _kernel_task(k)
+    t = _kernel_task(k)
+    member = pod.members(k).get(container) if container else None
+    if member is not None:
+        t.tg.fs.root = t.tg.fs.cwd = member.root
+    return t
 
 
 def _stat_list(inode) -> list[int]:
@@ -140,7 +147,7 @@ def serve(k, op: str, msg: dict) -> dict:
         path = os.fsencode(raw) if isinstance(raw, str) else bytes(raw)
         if not path.startswith(b"/"):
             raise SyscallError(errno.EINVAL)
-        t = _task(k)
+        t = _task(k, msg.get("container"))
         if op == "fs_lstat":
             return {"stat": _lstat(k, t, path)}
         if op == "fs_readdir":

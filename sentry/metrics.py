@@ -99,11 +99,15 @@ def gofer_requests(kernel) -> dict[str, int]:
     return out
 
 
-def processes(kernel) -> list[dict]:
-    """One entry per live thread group: pid, comm, threads, fds, CPU (ns), resident bytes."""
+def processes(kernel, container: str | None = None) -> list[dict]:
+    """One entry per live thread group: pid, comm, threads, fds, CPU (ns), resident bytes.
+    `container`: only that pod member's processes (sentry/pod.py), when it is one."""
+    from sentry import pod
+    member = pod.members(kernel).get(container) if container else None
+    only = {id(tg) for tg in pod.processes(kernel, member)} if member is not None else None
     out = []
     for tg in sorted(kernel.thread_groups.values(), key=lambda g: g.tgid):
-        if tg.zombie:
+        if tg.zombie or (only is not None and id(tg) not in only):
             continue
         mm = tg.mm
         host = mm is not None and getattr(mm, "space", None) is not None
@@ -118,9 +122,10 @@ def processes(kernel) -> list[dict]:
     return out
 
 
-def snapshot(kernel) -> dict:
-    """Everything above in one map (msgpack-able), with the Sentry's own CPU time."""
-    procs = processes(kernel)
+def snapshot(kernel, container: str | None = None) -> dict:
+    """Everything above in one map (msgpack-able), with the Sentry's own CPU time.  For a pod member
+    (`container`), its processes, fds and their CPU; memory, syscalls and Gofer requests stay the pod's."""
+    procs = processes(kernel, container)
     return {
         "time": time.time(),
         "start_time": kernel.start_time,
@@ -133,6 +138,6 @@ def snapshot(kernel) -> dict:
         "gofer_requests": gofer_requests(kernel),
         "faults": kernel.fault_count,
         "processes": procs,
-        "threads": len(kernel.tasks),
+        "threads": sum(p["threads"] for p in procs),
         "fds": sum(p["fds"] for p in procs),
     }
