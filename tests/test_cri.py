@@ -141,6 +141,13 @@ def test_pod_lifecycle_as_kubelet_drives_it(cri, tmp_path: Path) -> None:
     r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/proc/1/cmdline"], timeout=60), timeout=WAIT)
     assert r.exit_code == 0 and r.stdout == b"/pause\0"
 
+    # Exec with streaming, as `kubectl exec` reaches it: the URL of containerd's streaming server,
+    # spoken to over WebSocket (tests/cri/stream.py).
+    from tests.cri.stream import exec_stream
+    url = rt.Exec(pb.ExecRequest(container_id=cid, cmd=["sh", "-c", "echo streamed $GREETING; echo e >&2; exit 4"],
+                                 stdout=True, stderr=True), timeout=WAIT).url
+    assert exec_stream(url, timeout=WAIT) == (b"streamed from-cri\n", b"e\n", 4)
+
     listed = rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=pod)),
                                timeout=WAIT).containers
     assert [(x.id, x.state, x.metadata.name) for x in listed] == [(cid, pb.CONTAINER_RUNNING, "app")]
