@@ -36,10 +36,11 @@ def _have_fuse() -> bool:
 needs_fuse = pytest.mark.skipif(not _have_fuse(), reason="pyfuse3 or /dev/fuse missing (install.sh installs them)")
 
 
-def _start(tmp_path: Path, rootfs: Path, root: Path, cid: str) -> None:  # noqa: F811
-    bundle = bundle_with(tmp_path, rootfs, ["sh", "-c", WORKLOAD], mounts=MOUNTS)
+def _start(tmp_path: Path, rootfs: Path, root: Path, cid: str, *flags: str,  # noqa: F811
+           workload: str = WORKLOAD) -> None:
+    bundle = bundle_with(tmp_path, rootfs, ["sh", "-c", workload], mounts=MOUNTS)
     with open(tmp_path / "out", "w") as out:
-        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "run", "--detach",
+        p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), *flags, "run", "--detach",
                             "--bundle", str(bundle), cid], stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                            env=repo_env(), timeout=WAIT)
     assert p.returncode == 0, (tmp_path / "out").read_text()
@@ -107,6 +108,28 @@ def test_fs_view_rw_writes_into_the_sandbox(tmp_path: Path, rootfs: Path, root: 
         assert cli("exec", "writable", "test", "-e", "/tmp/from-host", root=root).returncode == 1
     finally:
         cli("kill", "writable", "KILL", root=root)
+        _stop(fs, where)
+
+
+@needs_fuse
+def test_fs_view_shows_the_overlay_upper_layer(tmp_path: Path, rootfs: Path, root: Path) -> None:  # noqa: F811
+    """With --overlay=memory a file the workload writes into its rootfs lives only in the Sentry's upper
+    layer (the bundle is untouched); the view shows it, as the sandbox's processes see it."""
+    _start(tmp_path, rootfs, root, "layered", "--overlay", "memory",
+           workload="echo upper > /etc/only-in-upper; while true; do sleep 0.2; done")
+    where = tmp_path / "view"
+    fs = _mount(root, "layered", where)
+    try:
+        target = where / "etc" / "only-in-upper"
+        deadline = time.monotonic() + WAIT
+        while not target.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert target.read_text() == "upper\n"
+        assert not (rootfs / "etc" / "only-in-upper").exists()
+        assert (where / "etc" / "passwd").read_text() == (rootfs / "etc" / "passwd").read_text()
+    finally:
+        cli("kill", "layered", "KILL", root=root)
         _stop(fs, where)
 
 
