@@ -194,6 +194,9 @@ def run(bundle: str, pid_file: str | None, console_socket: str | None, detach: b
     from runsc_py import launch
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "run")
+    if g.metrics_server:                # runsc's --metric-server: started on demand for this --root
+        from runsc_py.metrics import ensure_server
+        ensure_server(g.root, g.metrics_server)
     opts = launch.LaunchOptions(pid_file=pid_file, debug_fd=b.config.log_fd,
                                 console_socket=console_socket if detach else None)
     if detach:
@@ -313,6 +316,9 @@ def create(bundle: str, pid_file: str | None, console_socket: str | None, no_piv
     from runsc_py import launch
     g = _globals()
     b = _bundle_for(g, container_id, bundle, "create")
+    if g.metrics_server:                # runsc's --metric-server: started on demand for this --root
+        from runsc_py.metrics import ensure_server
+        ensure_server(g.root, g.metrics_server)
     from runsc_py import pod
     sandbox_id = pod.sandbox_of(g.store, b.annotations)     # a CRI pod's app container: join its Sentry
     if sandbox_id is not None:

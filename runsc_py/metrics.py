@@ -147,6 +147,11 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+ROOT_PATH = "/runsc-py-root"       # answers the --root served (ensure_server checks it)
+PID_FILE = ".metrics-server.pid"   # under --root: the server started on demand (not a container: dot)
+START_WAIT = 20.0                  # seconds an on-demand server may take to answer
+
+
 def serve(root: str, address: str, ready=None) -> None:
     """Serve `render` over HTTP until interrupted."""
     store = StateStore(root)
@@ -154,8 +159,11 @@ def serve(root: str, address: str, ready=None) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:      # noqa: N802 -- http.server's name
             try:
-                body = render(store).encode()
-                code = 200
+                if self.path == ROOT_PATH:
+                    body, code = (os.path.abspath(root) + "\n").encode(), 200
+                else:
+                    body = render(store).encode()
+                    code = 200
             except Exception as e:     # noqa: BLE001 -- a scrape fails, the server lives on
                 body, code = f"runsc-py metrics: {type(e).__name__}: {e}\n".encode(), 500
             self.send_response(code)
@@ -180,3 +188,45 @@ def serve(root: str, address: str, ready=None) -> None:
     finally:
         server.server_close()
 
+
+def _served_root(host: str, port: int) -> str | None:
+    """The --root of the metrics server at host:port; None if nothing listens there."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{ROOT_PATH}", timeout=5) as r:
+            return r.read().decode().strip()
+    except OSError:
+        return None
+
+
+def ensure_server(root: str, address: str) -> None:
+    """`--metrics-server ADDR` given to `create`/`run`: make sure a metrics server for this --root
+    listens at ADDR, starting one in the background if nothing does (as runsc starts its metric
+    server on demand).  Another root's server at ADDR is left alone, with a warning."""
+    import subprocess
+    import sys
+    from runsc_py import errors
+    host, port = parse_address(address)
+    served = _served_root(host, port)
+    if served is not None:
+        if served != os.path.abspath(root):
+            errors.log().warning(f"--metrics-server {address} serves --root {served}, not {root}: not started")
+        return
+    os.makedirs(root, exist_ok=True)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "runsc_py.cli", "--root", root, "metrics-server",
+                              "--address", address], stdin=devnull, stdout=devnull, stderr=devnull,
+                             start_new_session=True, close_fds=True)
+    finally:
+        os.close(devnull)
+    # Wait until it answers (so the next create sees it, not a second start), for a while at most.
+    import time
+    deadline = time.monotonic() + START_WAIT
+    while _served_root(host, port) is None:
+        if p.poll() is not None or time.monotonic() > deadline:
+            errors.log().warning(f"--metrics-server {address}: the server did not start (status {p.poll()})")
+            return
+        time.sleep(0.05)
+    with open(os.path.join(root, PID_FILE), "w") as f:
+        f.write(f"{p.pid}\n")

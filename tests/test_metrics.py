@@ -9,7 +9,9 @@ waits for its syscall counts to rise; the events test reads the JSON stream
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -138,3 +140,40 @@ def test_events_stats_once_and_unknown_container(tmp_path: Path, rootfs: Path, r
     assert len(lines) == 1 and json.loads(lines[0])["id"] == "once"
     p = cli("events", "--stats", "nosuch", root=root)
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
+
+
+def test_metrics_server_started_on_demand(tmp_path: Path, rootfs: Path, root: Path) -> None:  # noqa: F811
+    """`--metrics-server ADDR` given to `run`: a server for this --root starts if none listens there
+    (runsc's --metric-server), and serves the sandbox; a second run reuses it."""
+    import socket
+    with socket.socket() as s:              # a free port on 127.0.0.1
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    bundle = bundle_with(tmp_path, rootfs, ["sh", "-c", LOOP])
+    for cid in ("auto1", "auto2"):
+        with open(tmp_path / "out", "w") as out:
+            p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "--metrics-server", address,
+                                "run", "--detach", "--bundle", str(bundle), cid], stdout=out, stderr=out,
+                               stdin=subprocess.DEVNULL, env=repo_env(), timeout=WAIT)
+        assert p.returncode == 0, (tmp_path / "out").read_text()
+    pid = int((root / ".metrics-server.pid").read_text())
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                got = _scrape(f"http://{address}/metrics")
+                if ("runsc_py_sandbox_up", 'sandbox="auto2"') in got:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert got[("runsc_py_sandbox_up", 'sandbox="auto1"')] == 1
+        with urllib.request.urlopen(f"http://{address}/runsc-py-root", timeout=WAIT) as r:
+            assert r.read().decode().strip() == str(root)
+        assert (root / ".metrics-server.pid").read_text().strip() == str(pid)     # the second run reused it
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        for cid in ("auto1", "auto2"):
+            cli("kill", cid, "KILL", root=root)
