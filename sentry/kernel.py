@@ -509,11 +509,7 @@ class Kernel:
                     t.sigmask = t.saved_sigmask
                     t.saved_sigmask = None
                 return True
-            pend = t.pending if sig in t.pending else t.tg.shared_pending
-            infos = pend[sig]
-            info = infos.pop(0)
-            if not infos:
-                del pend[sig]
+            info = sg.take(t.pending if sig in t.pending else t.tg.shared_pending, sig)
             act = t.tg.sigactions[sig]
             if act.handler == sg.SIG_IGN:
                 continue

@@ -113,6 +113,33 @@ def is_ignored(tg, sig: int) -> bool:
     return act.handler == SIG_DFL and default_action(sig) == "ignore"
 
 
+def disposition_changed(tg, sig: int) -> None:
+    """rt_sigaction changed `sig`'s action.  Now ignored: its pending instances are discarded in
+    every thread, blocked or not (Linux's flush_sigqueue_mask in do_sigaction); a timer's signal
+    discarded so parks its timer.  No longer ignored: POSIX timers parked on it queue their signal
+    again (posixtimer_sig_unignore)."""
+    from sentry.syscalls.timers import signal_unignored
+    if not is_ignored(tg, sig):
+        signal_unignored(tg, sig)
+        return
+    for pend in [tg.shared_pending] + [t.pending for t in tg.tasks]:
+        for info in pend.pop(sig, ()):
+            if type(info) is not bytes:
+                info.timer.discarded(info)
+
+
+def take(pend: dict, sig: int) -> bytes:
+    """Dequeue the first siginfo of `sig` from a pending set (dequeue_signal): a timer's re-arms
+    its timer and carries the overrun."""
+    infos = pend[sig]
+    info = infos.pop(0)
+    if not infos:
+        del pend[sig]
+    if type(info) is not bytes:
+        info = info.dequeued()
+    return info
+
+
 def _on_sig_stack(t, sp: int) -> bool:
     """__on_sig_stack: `sp` is inside the alternate stack (which grows down from its top)."""
     ss_sp, ss_flags, ss_size = t.altstack

@@ -85,6 +85,15 @@ def read_timeval(t, addr: int) -> int:
     return tv_ns(*t.mm.read_struct(addr, TIMEVAL))
 
 
+def read_select_timeval(t, addr: int) -> int:
+    """select(2)'s struct timeval -> ns.  Linux normalises it first (tv_usec may exceed a second:
+    tv_sec + tv_usec / 1e6 with C's truncating division, the 64-bit sum wrapping), then checks the
+    result as a timespec: {-2, 2000000} is a zero timeout, a negative remainder EINVAL."""
+    sec, usec = t.mm.read_struct(addr, TIMEVAL)
+    q = abs(usec) // USEC_PER_SEC * (1 if usec >= 0 else -1)
+    return ts_ns(s64(sec + q), (usec - q * USEC_PER_SEC) * 1000)
+
+
 def read_itimerspec(t, addr: int) -> tuple[int, int]:
     """struct itimerspec -> (interval ns, value ns), each checked as a timespec."""
     isec, insec, vsec, vnsec = t.mm.read_struct(addr, TIMESPEC_PAIR)

@@ -266,9 +266,11 @@ def close(t, fd):
 
 # -- read / write -----------------------------------------------------------
 
-def _clamp(count: int) -> int:
-    if count > 0x7FFFFFFFFFFFFFFF:
-        raise SyscallError(errno.EINVAL)
+def _clamp(count: int, buf: int) -> int:
+    """access_ok(buf, count) on the caller's count (EFAULT past the user address space: so a
+    count of 2^63 or more is EFAULT, never rw_verify_area's EINVAL), then at most MAX_RW."""
+    if buf + count > TASK_SIZE:
+        raise SyscallError(errno.EFAULT)
     return min(count, MAX_RW)
 
 
@@ -277,14 +279,12 @@ def _transfer(t, fd: int, buf: int, count: int, to_app: bool) -> int:
     f = t.fds.get_io(s32(fd))
     if not (f.readable if to_app else f.writable):
         raise SyscallError(errno.EBADF)
-    count = _clamp(count)
+    count = _clamp(count, buf)
     if count == 0:
         return 0
     try:
         views = t.mm.iovecs(buf, count, to_app)
     except SyscallError:
-        if buf + count > TASK_SIZE:       # access_ok() fails before anything else
-            raise
         # Linux faults only if bytes would move (EOF, /dev/null): the file decides.
         return f.transfer_without_buffer(t, not to_app, count)
     return f.read(t, views) if to_app else f.write(t, views)
@@ -348,7 +348,7 @@ def pread64(t, fd, buf, count, offset):
     offset = s64(offset)
     if offset < 0:
         raise SyscallError(errno.EINVAL)
-    count = _clamp(count)
+    count = _clamp(count, buf)
     if f.dentry is not None and f.dentry.inode.is_dir:
         raise SyscallError(errno.EISDIR)
     if count == 0:
@@ -365,7 +365,7 @@ def pwrite64(t, fd, buf, count, offset):
     offset = s64(offset)
     if offset < 0:
         raise SyscallError(errno.EINVAL)
-    count = _clamp(count)
+    count = _clamp(count, buf)
     if count == 0:
         return f.pwrite(t, [], offset)
     return f.pwrite(t, t.mm.iovecs(buf, count, False), offset)

@@ -15,6 +15,7 @@ from sentry.pipe import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI, P
                          EventFile, host_readiness, make_pipe)
 from sentry.syscalls.args import s32, s64, u32
 from sentry.syscalls.registry import syscall
+from sentry.syscalls.args import read_select_timeval
 from sentry.syscalls.time import read_timespec
 from sentry.task import Deadline
 from sentry.vfs.file import O_CLOEXEC, O_DIRECT, O_NONBLOCK, HostFDFile
@@ -205,10 +206,7 @@ def select_(t, nfds, rp, wp, ep, tvp):
     """select(2): the timeout is updated with the time left, as Linux does."""
     ns = None
     if tvp:
-        sec, usec = t.mm.read_struct(tvp, struct.Struct("<qq"))
-        if sec < 0 or not 0 <= usec < 1_000_000:
-            raise SyscallError(errno.EINVAL)
-        ns = sec * 1_000_000_000 + usec * 1000
+        ns = read_select_timeval(t, tvp)
     r = do_select(t, s32(nfds), rp, wp, ep, ns)
     st = t.resume(Deadline)
     if tvp and st is not None and st.deadline is not None:

@@ -8,12 +8,10 @@ import struct
 import time as _time
 
 from sentry.errors import SyscallError
-from sentry.syscalls.args import s32, u32
+from sentry.syscalls.args import (TIMESPEC, TIMEVAL, deadline_after, deadline_s, left_ns, read_timespec,  # noqa: F401
+                                  s32, u32, write_timespec)
 from sentry.syscalls.registry import syscall
 from sentry.task import Sleep
-
-TIMESPEC = struct.Struct("<qq")
-TIMEVAL = struct.Struct("<qq")
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 0, 1, 2, 3
 CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE, CLOCK_BOOTTIME = 4, 5, 6, 7
 CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI = 8, 9, 11
@@ -38,18 +36,6 @@ def process_cpu_ns(t) -> int:
     """CPU ns of t's process: its address space's clock plus what ended before (an exec'd-away
     address space, tg.utime)."""
     return t.tg.utime + t.tg.mm.space.cpu_time_ns()
-
-
-def read_timespec(t, addr: int) -> int:
-    """A struct timespec from application memory as ns; EINVAL if malformed, as Linux's timespec64_valid."""
-    sec, nsec = t.mm.read_struct(addr, TIMESPEC)
-    if sec < 0 or not 0 <= nsec < 1_000_000_000:
-        raise SyscallError(errno.EINVAL)
-    return sec * 1_000_000_000 + nsec
-
-
-def write_timespec(t, addr: int, ns: int) -> None:
-    t.mm.write_struct(addr, TIMESPEC, ns // 1_000_000_000, ns % 1_000_000_000)
 
 
 def _vdso_due(t) -> None:
@@ -102,18 +88,17 @@ def time_(t, tloc):
 
 def _sleep_until(t, deadline_ns_mono: int) -> int:
     """Park until CLOCK_MONOTONIC reaches the deadline (kept across the block/restart)."""
-    now = _time.monotonic_ns()
-    if now >= deadline_ns_mono:
+    if _time.monotonic_ns() >= deadline_ns_mono:
         return 0
-    t.block(deadline=deadline_ns_mono / 1e9)
+    t.block(deadline=deadline_s(deadline_ns_mono))
 
 
 @syscall("nanosleep")
 def nanosleep(t, req, rem):
-    """nanosleep(2)."""
+    """nanosleep(2): an invalid timespec is EINVAL; a huge one is clamped to KTIME_MAX and sleeps."""
     c = t.resume(Sleep)             # EINTR writes `rem`; a restart after a stop sleeps what is left
     if c is None:
-        c = t.begin(Sleep(_time.monotonic_ns() + read_timespec(t, req), rem))
+        c = t.begin(Sleep(deadline_after(read_timespec(t, req)), rem))
     return _sleep_until(t, c.deadline_ns)
 
 
@@ -127,12 +112,10 @@ def clock_nanosleep(t, clock, flags, req, rem):
             raise SyscallError(errno.EOPNOTSUPP)
         if clock not in (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI, CLOCK_PROCESS_CPUTIME_ID,
                          CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM):
-            raise SyscallError(errno.EINVAL if clock >= 0 else errno.EINVAL)
+            raise SyscallError(errno.EINVAL)
         ns = read_timespec(t, req)
         if flags & TIMER_ABSTIME:
-            delta = ns - clock_ns(t, clock)
-        else:
-            delta = ns
+            ns -= clock_ns(t, clock)
         # TIMER_ABSTIME leaves `rem` alone on EINTR.
-        c = t.begin(Sleep(_time.monotonic_ns() + max(delta, 0), 0 if flags & TIMER_ABSTIME else rem))
+        c = t.begin(Sleep(deadline_after(max(ns, 0)), 0 if flags & TIMER_ABSTIME else rem))
     return _sleep_until(t, c.deadline_ns)
