@@ -173,6 +173,7 @@ class Kernel:
         syscall = self.syscall
         popleft = runq.popleft
         serve = self._serve
+        backlog = getattr(plat, "backlog", ())   # stops taken from the host, not yet handled
         while self.exit_code is None:
             cur = None             # the task whose event is being handled (containment)
             try:
@@ -199,7 +200,7 @@ class Kernel:
                         continue
                     if (t.pending or tg.shared_pending) and not self.deliver_signals(t):
                         continue
-                    if runq or next_deadline is not None or self.host_waits:
+                    if runq or next_deadline is not None or self.host_waits or backlog:
                         t.running = True
                         plat.resume(t.ctx)
                         if runq:
@@ -258,6 +259,7 @@ class Kernel:
         plat = self.platform
         plat_run = plat.run
         forwarded_bits = plat.forwarded_bits
+        backlog = getattr(plat, "backlog", ())
         dispatch = self.dispatch
         counts = self.syscall_counts
         while True:
@@ -293,7 +295,7 @@ class Kernel:
             # `syscall` would queue `t` first here, and the loop take it straight back unless
             # something else needs it: look for that something, as the loop would.
             tg = t.tg
-            if runq or self.timers or self.host_waits or self.exit_code is not None or t.exited \
+            if runq or self.timers or self.host_waits or backlog or self.exit_code is not None or t.exited \
                     or t.ctx is not ctx or tg.group_stopped or t.pending or tg.shared_pending:
                 self.enqueue(t, first=True)
                 return None, None

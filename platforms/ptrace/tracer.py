@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import deque
 
 import time
 
@@ -309,6 +310,9 @@ class PtracePlatform:
         self._other = ffi.new("struct user_regs_struct *")
         self._regsize = ffi.sizeof("struct user_regs_struct")
         self.run = self._make_run()
+        # Stops already taken from the host and not yet handed to the Sentry (`wait`): one round.
+        self.backlog: deque = deque()
+        self._none = (ffi.new("int[1]"), ffi.new("short[1]"), ffi.new("short[1]"))
 
     def syscall_filters(self) -> contract.Filters:
         from platforms.ptrace.filters import syscall_filters
@@ -364,7 +368,17 @@ class PtracePlatform:
     def wait(self, timeout_ns: int, fds: list[tuple[int, int]]):
         """Block until a context stops, a host fd is ready, or the timeout passes.
 
-        Returns (context, event) for a stop, or (None, [revents per fd])."""
+        Returns (context, event) for a stop, or (None, [revents per fd]).
+
+        Stops are handed out in rounds: waitpid(-1) reports the most recently attached tracee
+        first, so taking one stop per call would serve the newest thread again and again while
+        the older ones sit stopped (40 threads of one Python program: the newest made millions
+        of syscalls, the oldest a few hundred, and the main thread never got the GIL back).  So
+        when one stop arrives, every other stop already pending is taken too, and the round is
+        served oldest first before the host is asked again."""
+        backlog = self.backlog
+        if backlog:
+            return backlog.popleft()
         n = len(fds)
         cfds = ffi.new("int[]", [fd for fd, _ in fds] or [0])
         cev = ffi.new("short[]", [ev for _, ev in fds] or [0])
@@ -374,7 +388,17 @@ class PtracePlatform:
             raise PlatformError(f"wait: {os.strerror(-pid)}")
         if pid == 0:
             return None, [crev[i] for i in range(n)]
-        return self._event_for(pid)
+        first = self._event_for(pid)
+        nfd, nev, nrev = self._none
+        while True:
+            pid = lib.rp_wait_event(0, nfd, nev, nrev, 0, self._status, self._other)
+            if pid <= 0:
+                break
+            backlog.appendleft(self._event_for(pid))     # newest first in, so oldest first out
+        if not backlog:
+            return first
+        backlog.append(first)
+        return backlog.popleft()
 
     def leaked(self, tid: int) -> None:
         """A host thread we could not collect (it stays a zombie until the Sentry exits)."""
