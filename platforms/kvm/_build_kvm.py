@@ -149,8 +149,10 @@ unsigned long rk_supported_xcr0(int kvm_fd) {
    syscall MSRs (STAR: kernel CS 0x10, user CS 0x33 / SS 0x2b as Linux; LSTAR: the entry
    page; SFMASK: TF DF IF IOPL AC NT as Linux), XCR0. */
 int rk_vcpu_setup(int kvm_fd, int vcpu_fd, const struct rk_setup *s) {
-    struct kvm_cpuid2 *c = supported_cpuid(kvm_fd);
-    if (!c || ioctl(vcpu_fd, KVM_SET_CPUID2, c) != 0)
+    struct kvm_cpuid2 *sup = supported_cpuid(kvm_fd);
+    if (!sup)
+        return -errno;
+    if (ioctl(vcpu_fd, KVM_SET_CPUID2, sup) != 0)
         return -errno;
     struct kvm_sregs sr;
     if (ioctl(vcpu_fd, KVM_GET_SREGS, &sr) != 0)

@@ -58,9 +58,9 @@ class KvmContext:
             contract.copy_regs(self.regs, src)
 
     def get_fpstate(self) -> bytes:
-        """KVM_GET_XSAVE2: the standard XSAVE format, as long as the guest's XCR0 needs (no AMX
-        tiles in the guest), padded with zeros to the host's size (those components' XSTATE_BV
-        bits are clear, so they read as initial)."""
+        """KVM_GET_XSAVE2: the standard XSAVE format, as long as the guest's XCR0 needs (the
+        host's but AMX), zero-padded to the host's size (the AMX components' XSTATE_BV bits
+        are clear: initial)."""
         mc._check(lib.rk_xsave(self.vcpu.fd, self._xbuf, 0), "KVM_GET_XSAVE2")
         data = bytes(ffi.buffer(self._xbuf, self._xsize))
         return data[:FPSTATE_SIZE].ljust(FPSTATE_SIZE, b"\0")
@@ -170,8 +170,9 @@ class KvmPlatform:
         self.memfile = memfile
         self._spare: list = []                 # vCPUs of ended threads, for reuse
         self.runnable: deque[KvmContext] = deque()
-        self.xsave_size = max(4096, lib.rk_ioctl_int(self.machine.kvm, mc.KVM_CHECK_EXTENSION,
-                                                     mc.KVM_CAP_XSAVE2))
+        # KVM_GET_XSAVE2 writes the guest FPU's whole user size; never less than the host's.
+        self.xsave_size = max(4096, FPSTATE_SIZE, lib.rk_ioctl_int(self.machine.vm, mc.KVM_CHECK_EXTENSION,
+                                                                   mc.KVM_CAP_XSAVE2))
         self._timer = lib.rk_timer_init(mc.TICK_SIGNAL) == 0
         v = self.machine.new_vcpu(self.machine.gpa(mc.PG_PDPT))
         buf = ffi.new("char[]", self.xsave_size)
