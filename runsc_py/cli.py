@@ -126,7 +126,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "ter
 @click.option("--rootless", default=None, hidden=True, help="Accepted for runc compatibility; ignored.")
 @click.option("--criu", default=None, hidden=True, help="Accepted for runc compatibility; ignored.")
 @click.option("--platform", type=click.Choice(["ptrace", "kvm"]), default="ptrace", show_default=True,
-              help="How application code runs: ptrace stubs, or a KVM guest.")
+              envvar="RUNSC_PY_PLATFORM",
+              help="How application code runs: ptrace stubs, or a KVM guest (default from "
+                   "$RUNSC_PY_PLATFORM, so a whole test run can choose).")
 @click.option("--network", type=click.Choice(["none", "host"]), default="none", show_default=True,
               help="Sandbox network: loopback only, or the host's network namespace.")
 @click.option("--overlay", type=click.Choice(["none", "memory"]), default="none", show_default=True,
