@@ -8,6 +8,7 @@ intact, as Linux guarantees up to the point of no return.
 from __future__ import annotations
 
 import errno
+import signal
 
 from sentry.errors import SyscallError
 from sentry.vfs.file import O_RDONLY
@@ -105,6 +106,13 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
         entry, sp = loader.load(t, mm, f, open_interp, argv, envp, execfn,
                                 getauxval(AT_HWCAP), getauxval(AT_HWCAP2))
         ctx = mm.space.new_context()
+    except loader.ExecFault as e:
+        # Past Linux's point of no return: the process dies with SIGSEGV, it sees no errno.
+        mm.release()
+        k.debug(f"task {t.tid}: execve of {path!r} failed after the point of no return ({e}): SIGSEGV")
+        from sentry.kernel import TaskExited
+        k.exit_thread_group(t.tg, signal.SIGSEGV)
+        raise TaskExited() from None
     except BaseException:
         mm.release()
         raise

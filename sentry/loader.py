@@ -1,6 +1,8 @@
 """The Sentry's ELF loader (execve's binfmt_elf, in the Sentry).
 
-Reads the executable through the VFS (so through the Gofer), maps each
+Reads the executable through the VFS (so through the Gofer), checks its
+headers as binfmt_elf does (errnos before the point of no return, SIGSEGV
+after it: see `load`), maps each
 PT_LOAD segment as private anonymous memory filled with the file's bytes
 (the bss zeroed), loads the PT_INTERP interpreter at its own base when
 there is one, and builds the initial stack exactly as Linux lays it out:
@@ -34,6 +36,19 @@ AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_SYSINFO_EHDR, AT_MINSIGSTKSZ = 23
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 PHDR = struct.Struct("<IIQQQQQQ")
 MAX_ARG_STRLEN = 32 * PAGE
+PATH_MAX = 4096
+MAX_OFFSET = (1 << 63) - 1              # the largest file position (loff_t)
+MASK64 = (1 << 64) - 1
+
+
+class ExecFault(Exception):
+    """A failure after execve's point of no return (on Linux the old image is already gone): the
+    process dies with SIGSEGV (bprm_execve's force_fatal_sig) instead of seeing an errno."""
+
+
+class ElfFile:
+    """An executable's headers, read and checked: what binfmt_elf does before begin_new_exec."""
+    __slots__ = ("file", "etype", "entry", "phoff", "phnum", "phdrs", "interp")
 
 
 class ElfImage:
@@ -45,93 +60,131 @@ class ElfImage:
 
 
 def _pread(t, file, n: int, off: int) -> bytes:
+    if off + n > MAX_OFFSET:              # rw_verify_area: a position past loff_t
+        raise SyscallError(errno.EINVAL)
     buf = bytearray(n)
     got = file.pread(t, [memoryview(buf)], off)
     return bytes(buf[:got])
 
 
-def map_elf(t, mm, file, is_interp: bool = False) -> ElfImage:
+def read_elf(t, file, is_interp: bool = False) -> ElfFile:
+    """Read and check the ELF header, the program headers and (for a program) PT_INTERP, with
+    binfmt_elf's errnos: ENOEXEC for a malformed header or unreadable program headers, EINVAL
+    or EIO for an interpreter path that cannot be read, ENOEXEC if it is not NUL-terminated.
+    For the interpreter: EIO if its header cannot be read whole, ELIBBAD if it is not an x86-64
+    ELF file or its program headers are bad (its type is checked when it is mapped)."""
+    bad = errno.ELIBBAD if is_interp else errno.ENOEXEC
     hdr = _pread(t, file, EHDR.size, 0)
-    if len(hdr) < EHDR.size or hdr[:4] != ELF_MAGIC:
-        raise SyscallError(errno.ENOEXEC)
+    if len(hdr) < EHDR.size:
+        raise SyscallError(errno.EIO if is_interp else errno.ENOEXEC)
     (ident, etype, machine, _ver, entry, phoff, _shoff, _flags, _ehsize, phentsize, phnum,
      _shentsize, _shnum, _shstrndx) = EHDR.unpack(hdr)
-    if ident[4] != 2 or ident[5] != 1 or machine != EM_X86_64 or etype not in (ET_EXEC, ET_DYN):
+    if hdr[:4] != ELF_MAGIC or ident[4] != 2 or ident[5] != 1 or machine != EM_X86_64:
+        raise SyscallError(bad)
+    if not is_interp and etype not in (ET_EXEC, ET_DYN):
         raise SyscallError(errno.ENOEXEC)
-    if phentsize != PHDR.size or not 0 < phnum <= 65536 // PHDR.size:
-        raise SyscallError(errno.ENOEXEC)
-    raw = _pread(t, file, phnum * PHDR.size, phoff)
+    if phentsize != PHDR.size or not 0 < phnum * PHDR.size <= 65536:
+        raise SyscallError(bad)
+    try:                                  # load_elf_phdrs: any failure to read them is "bad"
+        raw = _pread(t, file, phnum * PHDR.size, phoff)
+    except SyscallError:
+        raw = b""
     if len(raw) < phnum * PHDR.size:
-        raise SyscallError(errno.ENOEXEC)
-    phdrs = [PHDR.unpack_from(raw, i * PHDR.size) for i in range(phnum)]
-    img = ElfImage()
-    loads = [p for p in phdrs if p[0] == PT_LOAD]
-    if not loads:
-        raise SyscallError(errno.ENOEXEC)
-    for p in phdrs:
-        if p[0] == PT_INTERP and not is_interp:
-            if p[5] > 4096 or p[5] < 2:
+        raise SyscallError(bad)
+    elf = ElfFile()
+    elf.file, elf.etype, elf.entry, elf.phoff, elf.phnum, elf.interp = file, etype, entry, phoff, phnum, None
+    elf.phdrs = [PHDR.unpack_from(raw, i * PHDR.size) for i in range(phnum)]
+    for p in elf.phdrs:
+        if p[0] == PT_INTERP and not is_interp:          # the first one only, as Linux
+            if p[5] > PATH_MAX or p[5] < 2:
                 raise SyscallError(errno.ENOEXEC)
-            img.interp = _pread(t, file, p[5], p[2]).rstrip(b"\0")
-    lo = page_down(min(p[3] for p in loads))
-    hi = page_up(max(p[3] + p[6] for p in loads))
-    if etype == ET_DYN:
-        if is_interp:
-            bias = INTERP_BASE - lo
-        elif img.interp is not None:
-            bias = PIE_BASE - lo
-        else:
-            bias = PIE_BASE - lo          # static-pie
-        # Reserve the whole span at once so segments land at fixed offsets from each other.
-        bias = mm.mmap_anon(bias + lo, hi - lo, 0, 0x22) - lo
-    else:
-        bias = 0
-    img.base = bias + lo if etype == ET_DYN else 0
-    view = mm.memfile.view
-    for ptype, pflags, off, vaddr, _paddr, filesz, memsz, _align in loads:
-        if filesz > memsz or (off % PAGE) != (vaddr % PAGE):
-            raise SyscallError(errno.ENOEXEC)
-        start = page_down(vaddr + bias)
-        end = page_up(vaddr + bias + memsz)
-        if end <= start:
-            continue
-        prot = (PROT_READ if pflags & 4 else 0) | (PROT_WRITE if pflags & 2 else 0) | (PROT_EXEC if pflags & 1 else 0)
-        mm.mmap_anon(start, end - start, prot, 0x32, name=file.dentry.path().decode("utf-8", "replace") if file.dentry else "")
-        if file.dentry is not None:
-            st = file.dentry.inode.stat()
-            mm.find(start).source = (file, page_down(off), st.dev, st.ino)
-            file.refs += 1                    # held by the mapping (released with the address space)
-            mm.file_refs.append(file)
-        if filesz:
-            # Fill from the file straight into the MemoryFile (zero-copy for host-fd files).
-            dst = vaddr + bias
-            v = mm.find(dst)
-            moff = v.offset + (dst - v.start)
-            got = file.pread(t, [view[moff:moff + filesz]], off)
-            if got < filesz:
+            path = _pread(t, file, p[5], p[2])
+            if len(path) < p[5]:
                 raise SyscallError(errno.EIO)
-        img.end = max(img.end, vaddr + bias + memsz)
-    img.entry = entry + bias
-    for p in phdrs:
+            if path[-1] != 0:
+                raise SyscallError(errno.ENOEXEC)
+            elf.interp = path.split(b"\0", 1)[0]
+            break
+    return elf
+
+
+def _segments(mm, elf: ElfFile) -> tuple[list, int, int]:
+    """The PT_LOAD headers, checked as elf_load/elf_map check them (each failure is past the
+    point of no return), and the page span [lo, hi) they cover before relocation."""
+    loads = [p for p in elf.phdrs if p[0] == PT_LOAD]
+    if elf.etype not in (ET_EXEC, ET_DYN):  # an interpreter's type (load_elf_interp)
+        raise ExecFault(errno.EINVAL)
+    if not loads:                         # nothing to run (ET_DYN: total_mapping_size is 0)
+        raise ExecFault(errno.EINVAL)
+    for _t, _f, off, vaddr, _pa, filesz, memsz, _al in loads:
+        if filesz > memsz or memsz > mm.top or vaddr + memsz > mm.top or off + filesz > MAX_OFFSET \
+                or off % PAGE != vaddr % PAGE:
+            raise ExecFault(errno.EINVAL)
+    return loads, page_down(min(p[3] for p in loads)), page_up(max(p[3] + p[6] for p in loads))
+
+
+def map_elf(t, mm, elf: ElfFile, is_interp: bool = False) -> ElfImage:
+    """Map the PT_LOAD segments of a checked ELF file into `mm` (past the point of no return:
+    every failure is an ExecFault).  Every page lands inside the platform's user address space
+    [mm.bottom, mm.top): never over the stub's pages, never at a non-canonical address."""
+    file = elf.file
+    img = ElfImage()
+    img.interp = elf.interp
+    loads, lo, hi = _segments(mm, elf)
+    try:
+        if elf.etype == ET_DYN:
+            bias = (INTERP_BASE if is_interp else PIE_BASE) - lo
+            if hi - lo > mm.top - mm.bottom:
+                raise ExecFault(errno.ENOMEM)
+            # Reserve the whole span at once so segments land at fixed offsets from each other.
+            bias = mm.mmap_anon(bias + lo, hi - lo, 0, 0x22) - lo
+        else:
+            bias = 0
+        if lo + bias < mm.bottom or hi + bias > mm.top:
+            raise ExecFault(errno.ENOMEM)
+        img.base = bias + lo if elf.etype == ET_DYN else 0
+        view = mm.memfile.view
+        name = file.dentry.path().decode("utf-8", "replace") if file.dentry else ""
+        for _ptype, pflags, off, vaddr, _paddr, filesz, memsz, _align in loads:
+            start = page_down(vaddr + bias)
+            end = page_up(vaddr + bias + memsz)
+            if end <= start:
+                continue
+            prot = (PROT_READ if pflags & 4 else 0) | (PROT_WRITE if pflags & 2 else 0) | (PROT_EXEC if pflags & 1 else 0)
+            mm.mmap_anon(start, end - start, prot, 0x32, name=name)
+            if file.dentry is not None:
+                st = file.dentry.inode.stat()
+                mm.find(start).source = (file, page_down(off), st.dev, st.ino)
+                file.refs += 1                    # held by the mapping (released with the address space)
+                mm.file_refs.append(file)
+            if filesz:
+                # Fill from the file straight into the MemoryFile (zero-copy for host-fd files).  A
+                # file shorter than p_filesz leaves the rest zero (Linux maps those pages and
+                # faults only if they are touched).
+                dst = vaddr + bias
+                v = mm.find(dst)
+                moff = v.offset + (dst - v.start)
+                file.pread(t, [view[moff:moff + filesz]], off)
+            img.end = max(img.end, vaddr + bias + memsz)
+    except SyscallError as e:
+        raise ExecFault(e.errno) from e
+    except MemoryError as e:
+        raise ExecFault(errno.ENOMEM) from e
+    img.entry = (elf.entry + bias) & MASK64           # unsigned long arithmetic: a bad entry faults
+    for p in elf.phdrs:
         if p[0] == PT_PHDR:
-            img.phdr_addr = p[3] + bias
+            img.phdr_addr = (p[3] + bias) & MASK64
     if not img.phdr_addr:
         for p in loads:
-            if p[2] <= phoff < p[2] + p[5]:
-                img.phdr_addr = p[3] + bias + (phoff - p[2])
-    img.phnum = phnum
+            if p[2] <= elf.phoff < p[2] + p[5]:
+                img.phdr_addr = (p[3] + bias + (elf.phoff - p[2])) & MASK64
+    img.phnum = elf.phnum
     return img
 
 
 def build_stack(t, mm, argv: list[bytes], envp: list[bytes], execfn: bytes, auxv: list[tuple[int, int]]) -> int:
     """Map the stack and lay out argc/argv/envp/auxv; return the initial rsp."""
-    for s in argv + envp:
-        if len(s) + 1 > MAX_ARG_STRLEN:
-            raise SyscallError(errno.E2BIG)
-    total = sum(len(s) + 1 for s in argv + envp) + len(execfn) + 1
-    stack_limit = t.tg.rlimits[3][0]
-    if total + 8 * (len(argv) + len(envp) + 2) > min(stack_limit // 4, 0x7FFFFFFF):
-        raise SyscallError(errno.E2BIG)
+    total = check_args(t, argv, envp, execfn)
     top = mm.stack_top
     size = max(8 << 20, page_up(total + 64 * 1024))
     mm.mmap_anon(top - size, size, PROT_READ | PROT_WRITE, 0x132, name="[stack]")
@@ -164,6 +217,19 @@ def build_stack(t, mm, argv: list[bytes], envp: list[bytes], execfn: bytes, auxv
     return sp
 
 
+def check_args(t, argv: list[bytes], envp: list[bytes], execfn: bytes) -> int:
+    """E2BIG as copy_strings checks it (before the point of no return); returns the bytes the
+    strings take on the stack."""
+    for s in argv + envp:
+        if len(s) + 1 > MAX_ARG_STRLEN:
+            raise SyscallError(errno.E2BIG)
+    total = sum(len(s) + 1 for s in argv + envp) + len(execfn) + 1
+    stack_limit = t.tg.rlimits[3][0]
+    if total + 8 * (len(argv) + len(envp) + 2) > min(stack_limit // 4, 0x7FFFFFFF):
+        raise SyscallError(errno.E2BIG)
+    return total
+
+
 def min_sigstksz() -> int:
     """AT_MINSIGSTKSZ: the largest signal frame, as the host's kernel computes it (sentry/fpframe.py)."""
     from sentry.fpframe import min_sigstksz as size
@@ -172,24 +238,38 @@ def min_sigstksz() -> int:
 
 def load(t, mm, file, interp_file_opener, argv: list[bytes], envp: list[bytes], execfn: bytes,
          hwcap: int, hwcap2: int) -> tuple[int, int]:
-    """Load `file` (and its interpreter) into `mm`; return (entry rip, initial rsp)."""
-    img = map_elf(t, mm, file)
+    """Load `file` (and its interpreter) into `mm`; return (entry rip, initial rsp).
+
+    Errors found while reading and checking the headers (of the program and its interpreter)
+    and the arguments are errnos (SyscallError); anything failing after that, while mapping,
+    is an ExecFault: the caller kills the process with SIGSEGV, as Linux does past
+    begin_new_exec."""
+    check_args(t, argv, envp, execfn)
+    elf = read_elf(t, file)
+    ielf = None
+    if elf.interp is not None:
+        ielf = read_elf(t, interp_file_opener(elf.interp), is_interp=True)
+    img = map_elf(t, mm, elf)
     entry = img.entry
     base = 0
-    if img.interp is not None:
-        ifile = interp_file_opener(img.interp)
-        interp = map_elf(t, mm, ifile, is_interp=True)
+    if ielf is not None:
+        interp = map_elf(t, mm, ielf, is_interp=True)
         base = interp.base
         entry = interp.entry
-    mm.set_brk_start(img.end)
-    creds = t.tg.creds
-    auxv = [(AT_PHDR, img.phdr_addr), (AT_PHENT, PHDR.size), (AT_PHNUM, img.phnum), (AT_PAGESZ, PAGE),
-            (AT_BASE, base), (AT_FLAGS, 0), (AT_ENTRY, img.entry), (AT_UID, creds.ruid), (AT_EUID, creds.euid),
-            (AT_GID, creds.rgid), (AT_EGID, creds.egid), (AT_SECURE, 0), (AT_HWCAP, hwcap),
-            (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, min_sigstksz())]
-    vdso = getattr(t.kernel, "vdso", None)
-    ehdr = vdso.map_into(mm) if vdso is not None else 0
-    if ehdr:
-        auxv.append((AT_SYSINFO_EHDR, ehdr))      # our vDSO (sentry/vdso), never the host's
-    sp = build_stack(t, mm, argv, envp, execfn, auxv)
+    try:
+        mm.set_brk_start(img.end)
+        creds = t.tg.creds
+        auxv = [(AT_PHDR, img.phdr_addr), (AT_PHENT, PHDR.size), (AT_PHNUM, img.phnum), (AT_PAGESZ, PAGE),
+                (AT_BASE, base), (AT_FLAGS, 0), (AT_ENTRY, img.entry), (AT_UID, creds.ruid), (AT_EUID, creds.euid),
+                (AT_GID, creds.rgid), (AT_EGID, creds.egid), (AT_SECURE, 0), (AT_HWCAP, hwcap),
+                (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, min_sigstksz())]
+        vdso = t.kernel.vdso
+        ehdr = vdso.map_into(mm) if vdso is not None else 0
+        if ehdr:
+            auxv.append((AT_SYSINFO_EHDR, ehdr))      # our vDSO (sentry/vdso), never the host's
+        sp = build_stack(t, mm, argv, envp, execfn, auxv)
+    except SyscallError as e:
+        raise ExecFault(e.errno) from e
+    except MemoryError as e:
+        raise ExecFault(errno.ENOMEM) from e
     return entry, sp
