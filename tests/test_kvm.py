@@ -149,6 +149,16 @@ def test_exceptions_become_linux_signals(kvm, code, signo):
     assert isinstance(ev, contract.FaultEvent) and ev.signo == signo
 
 
+def test_int80_is_the_i386_syscall(kvm):
+    mf, p, space = kvm
+    _load(mf, space, bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80]))     # mov $20,%eax; int $0x80
+    ctx = space.new_context()
+    ctx.clear_regs(CODE, DATA + PAGE)
+    _, ev = p.run(ctx)
+    assert ev is contract.SYSCALL32_EVENT
+    assert (ctx.regs.orig_rax, ctx.regs.rip) == (20, CODE + 7)
+
+
 def test_tls_base_reaches_the_guest(kvm):
     mf, p, space = kvm
     # mov %fs:0,%rbx; mov $39,%eax; syscall

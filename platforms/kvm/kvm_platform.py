@@ -15,7 +15,7 @@ import time
 from collections import deque
 
 from platforms import contract, hostarch
-from platforms.events import INTERRUPT_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
+from platforms.events import INTERRUPT_EVENT, SYSCALL32_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
 from platforms.kvm import machine as mc
 from platforms.kvm._kvm_ext import ffi, lib
 
@@ -219,7 +219,16 @@ class KvmPlatform:
     def _event(self, ctx: KvmContext, rc: int):
         """The event of an exit other than a syscall."""
         if rc == mc.RK_FAULT:
-            ev = self.machine.fault_event(ctx.vcpu)
+            v = ctx.vcpu
+            if (v.vector == 13 and v.errcode == mc.INT80_GP_ERRCODE) or \
+                    (v.vector == 6 and self.machine.read(ctx.address_space.pml4, ctx.regs.rip, 2) == b"\xcd\x80"):
+                # `int $0x80`: the IDT has no gate 0x80 (a #GP naming that vector), and kvm_pvm
+                # makes it a #UD.  Report the i386 syscall as ptrace does (the Sentry answers
+                # ENOSYS and never runs it as the 64-bit call).
+                ctx.regs.rip += 2
+                ctx.regs.orig_rax = ctx.regs.rax
+                return SYSCALL32_EVENT
+            ev = self.machine.fault_event(v)
             if ev.addr == -1:
                 ev.addr = ctx.regs.rip
             return ev

@@ -71,6 +71,7 @@ PTE_P, PTE_W, PTE_U, PTE_NX = 1, 2, 4, 1 << 63
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
 RK_SYSCALL, RK_FAULT, RK_INTR, RK_OTHER = 0, 1, 2, 3
+INT80_GP_ERRCODE = 0x80 << 3 | 2      # #GP error code of `int $0x80` past the IDT's limit
 
 # Exception vector -> (signal, si_code, si_addr is the instruction pointer), as Linux's traps.c.
 SI_KERNEL = 0x80
@@ -255,6 +256,20 @@ class Machine:
         v = ffi.new("struct rk_vcpu *")
         _check(lib.rk_vcpu_init(v, fd, self.mmap_size), "vCPU kvm_run")
         return v
+
+    def read(self, pml4: int, va: int, n: int) -> bytes:
+        """Up to `n` bytes of application memory at `va` (within one page) through the page
+        tables; b"" where nothing is mapped."""
+        if not 0 <= va < PLAT_VA:
+            return b""
+        pte = lib.rk_pt_lookup(self.pool, pml4, va)
+        if not pte & PTE_P:
+            return b""
+        gpa = (pte & 0x000FFFFFFFFFF000) + (va & 0xFFF)
+        n = min(n, PAGE - (va & 0xFFF))
+        if gpa + n > self.plat_gpa:
+            return b""
+        return bytes(self.memfile.map[gpa:gpa + n])
 
     def fault_event(self, v) -> FaultEvent:
         vec = v.vector
