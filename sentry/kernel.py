@@ -358,6 +358,9 @@ class Kernel:
     def syscall(self, t: Task) -> None:
         regs = t.ctx.regs
         nr = regs.orig_rax
+        if nr >= MAX_NR and nr & 0xFFFFFFFF < MAX_NR:
+            # Linux takes the number from eax alone (do_syscall_64's `int nr`): 2^32 + 39 is getpid.
+            nr = regs.orig_rax = nr & 0xFFFFFFFF
         if nr < MAX_NR:
             handler, n = self.dispatch[nr]
             self.syscall_counts[nr] += 1
@@ -368,10 +371,12 @@ class Kernel:
         try:
             if handler is None:
                 entry = TABLE[nr] if nr < MAX_NR else None
-                if nr not in self._enosys_logged:
-                    self._enosys_logged.add(nr)
+                key = nr if nr < MAX_NR else MAX_NR   # numbers past the table: one line for all
+                if key not in self._enosys_logged:
+                    self._enosys_logged.add(key)
                     name = entry.name if entry is not None else f"syscall_{nr}"
-                    self.warn(f"unimplemented syscall {name} ({nr}): returning ENOSYS")
+                    self.warn(f"unimplemented syscall {name} ({nr}): returning ENOSYS"
+                              + ("" if nr < MAX_NR else " (not logged again for numbers past the table)"))
                 raise SyscallError(errno.ENOSYS)
             if n == 0:
                 r = handler(t)
