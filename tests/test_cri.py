@@ -247,9 +247,12 @@ def test_two_container_pod_is_one_sandbox(cri, tmp_path: Path) -> None:
         assert "httpd -f -p 127.0.0.1:8080" in ps.stdout and "/pause" not in ps.stdout, ps.stdout + ps.stderr
         ps = _runsc_py(c, "ps", pod)
         assert "/pause" in ps.stdout and "httpd" not in ps.stdout, ps.stdout + ps.stderr
-        # Per-container state and kill.
+        # Per-container state and events: the member's own processes (httpd alone in the server).
         states = {d["id"]: d["status"] for d in json.loads(_runsc_py(c, "list", "--format", "json").stdout)}
         assert states[server] == states[client] == states[pod] == "running"
+        assert json.loads(_runsc_py(c, "state", server).stdout)["status"] == "running"
+        ev = json.loads(_runsc_py(c, "events", "--stats", server).stdout)
+        assert ev["id"] == server and ev["data"]["pids"]["current"] == 1, ev
     finally:
         for cid in ids:
             rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=WAIT)
