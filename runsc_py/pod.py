@@ -240,6 +240,8 @@ def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str,
         status = exec_wait(conn)
     except ControlError:
         status = 128 + signal.SIGKILL        # the pod's Sentry went away: so did the container
+    from runsc_py.launch import _record_exit_status
+    _record_exit_status(os.path.dirname(fifo), status)      # for `runsc-py wait`, as a Sentry leaves it
     member.close()
     return status
 
