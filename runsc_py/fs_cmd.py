@@ -27,7 +27,7 @@ from runsc_py.state import StateStore
 
 CONTROL_SOCKET = "control.sock"
 POLL = 0.5                  # seconds between checks that the sandbox still runs
-CHUNK = 512 * 1024
+CHUNK = 128 * 1024          # what one fs_read returns at most (sentry/fsview.py)
 
 
 def _import_pyfuse3():
@@ -108,7 +108,11 @@ def make_operations(pyfuse3, control: str, rw: bool, container: str | None = Non
 
         async def opendir(self, inode, ctx):
             path = self._path(inode)
-            entries = call("fs_readdir", path=path)["entries"]
+            entries, start, more = [], 0, True
+            while more:                     # the Sentry answers in pages (sentry/fsview.py)
+                page = call("fs_readdir", path=path, start=start)
+                entries += page["entries"]
+                start, more = int(page.get("next", 0)), bool(page.get("more"))
             fh = self.next_fh
             self.next_fh += 1
             self.dirs[fh] = [(bytes(name), self._join(path, bytes(name)), s) for name, s in entries]

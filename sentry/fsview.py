@@ -12,7 +12,7 @@ read-only view is read-only because the FUSE side never asks to write.
 Requests (one reply map each; failures are {"error", "errno"}); an fs_* request may
 name a pod member ("container": ID) to see that container's root instead:
   fs_lstat {path}                         -> {"stat": [13 ints, gofer.protocol.Stat order]}
-  fs_readdir {path}                       -> {"entries": [[name, stat]...]}  (lstat of each, no . ..)
+  fs_readdir {path, start}                -> {"entries": [[name, stat]...], "next", "more"}  (a page; no . ..)
   fs_readlink {path}                      -> {"target": bytes}
   fs_read {path, offset, length}          -> {"data": bytes}
   fs_write {path, offset, data}           -> {"written": n}
@@ -31,7 +31,10 @@ from sentry.errors import SyscallError
 
 AT_FDCWD = -100
 O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY = 0, 1, 0o100, 0o200, 0o400000, 0o200000
-CHUNK = 512 * 1024            # the largest read reply (control messages are at most 1 MiB)
+# Replies are single SOCK_SEQPACKET messages, bounded by the socket's send buffer (~208 KiB by
+# default): reads come in 128 KiB pieces (FUSE asks for at most that) and listings in pages.
+CHUNK = 128 * 1024
+PAGE_ENTRIES = 256
 
 
 def _task(k, container: str | None = None):
@@ -59,18 +62,18 @@ def _open(t, path: bytes, flags: int, mode: int = 0):
     return t.fds.get(fd)
 
 
-def _readdir(k, t, path: bytes) -> list:
+def _readdir(k, t, path: bytes, start: int) -> dict:
+    """Entries [start, start + PAGE_ENTRIES) of the listing, each with its lstat; "more" if others follow."""
     f = _open(t, path, O_RDONLY | O_DIRECTORY)
+    names = [name for name, _ino, _type in f.getdents() if name not in (b".", b"..")]
     out = []
     base = path.rstrip(b"/") + b"/"
-    for name, _ino, _type in f.getdents():
-        if name in (b".", b".."):
-            continue
+    for name in names[start:start + PAGE_ENTRIES]:
         try:
             out.append([name, _lstat(k, t, base + name)])
         except SyscallError:
             continue                # gone between the listing and the stat (a /proc task)
-    return out
+    return {"entries": out, "next": start + PAGE_ENTRIES, "more": start + PAGE_ENTRIES < len(names)}
 
 
 def _read(t, path: bytes, offset: int, length: int) -> bytes:
@@ -151,7 +154,7 @@ def serve(k, op: str, msg: dict) -> dict:
         if op == "fs_lstat":
             return {"stat": _lstat(k, t, path)}
         if op == "fs_readdir":
-            return {"entries": _readdir(k, t, path)}
+            return _readdir(k, t, path, max(0, int(msg.get("start", 0))))
         if op == "fs_readlink":
             d = k.vfs.resolve(t, AT_FDCWD, path, follow=False)
             if not d.inode.is_symlink:

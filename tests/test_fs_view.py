@@ -22,7 +22,9 @@ from tests.test_cli import bundle_with, cli, repo_env, root, rootfs  # noqa: F40
 WAIT = 60
 MOUNTS = [{"destination": "/proc", "type": "proc", "source": "proc"},
           {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}]
-WORKLOAD = "echo written-by-$$ > /tmp/note; while true; do sleep 0.2; done"
+LONG = "x" * 120           # 1500 entries of long names: a listing well past one control message (~208 KiB)
+WORKLOAD = (f"mkdir /tmp/many; i=0; while [ $i -lt 1500 ]; do : > /tmp/many/file-$i-{LONG}; i=$((i+1)); done; "
+            "echo written-by-$$ > /tmp/note; while true; do sleep 0.2; done")
 
 
 def _have_fuse() -> bool:
@@ -81,6 +83,8 @@ def test_fs_view_shows_tmpfs_file_and_proc(tmp_path: Path, rootfs: Path, root: P
         assert (where / "bin" / "busybox").stat().st_size > 100_000
         assert os.readlink(where / "bin" / "sh") == "/bin/busybox"
         assert "note" in os.listdir(where / "tmp")
+        # A directory larger than one control message: listed in pages, every entry there.
+        assert sorted(os.listdir(where / "tmp" / "many")) == sorted(f"file-{i}-{LONG}" for i in range(1500))
         # Read-only by default: the write is refused on the host, the sandbox's file unchanged.
         with pytest.raises(OSError) as e:
             (where / "tmp" / "new").write_text("x")
