@@ -29,6 +29,7 @@ connection after the pid; the Sentry then drops the exit report.
 from __future__ import annotations
 
 import array
+import errno
 import fcntl
 import os
 import socket
@@ -75,8 +76,10 @@ def _recv(sock: socket.socket, maxfds: int = 3) -> tuple[dict | None, list[int]]
 def _send(sock: socket.socket, msg: dict) -> None:
     try:
         sock.sendmsg([msgpack.packb(msg)], [], socket.MSG_NOSIGNAL)
-    except OSError:
-        pass
+    except OSError as e:
+        if e.errno == errno.EMSGSIZE:       # past the socket's send buffer: say so, not a silent close
+            _send(sock, {"error": "the reply is larger than one control message", "code": 1,
+                         "errno": errno.EMSGSIZE})
 
 
 class ControlServer:
