@@ -19,6 +19,10 @@ long rp_ptrace(long request, int pid, unsigned long addr, unsigned long data);
 int rp_resume(int pid, struct user_regs_struct *regs, int request, int sig);
 int rp_run(int pid, struct user_regs_struct *regs, int request, int sig,
            int *status, struct user_regs_struct *other);
+int rp_resume_lean(int pid, struct user_regs_struct *regs, struct user_regs_struct *shadow,
+                   int request, int sig);
+int rp_run_lean(int pid, struct user_regs_struct *regs, struct user_regs_struct *shadow,
+                int request, int sig, int *status, struct user_regs_struct *other);
 int rp_wait_event(long timeout_ns, int *fds, short *events, short *revents, int nfds,
                   int *status, struct user_regs_struct *regs);
 long rp_inject(int pid, struct user_regs_struct *scratch, unsigned long site, long nr,
@@ -38,6 +42,7 @@ SOURCE = r"""
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -133,6 +138,31 @@ int rp_resume(int pid, struct user_regs_struct *regs, int request, int sig) {
     return 0;
 }
 
+/* The lean trap: `shadow` is what the tracee's registers are (as last fetched or set).  Write
+   back only what the Sentry changed: nothing, rax alone with one POKEUSER (a syscall's result,
+   the common case), or the whole set with SETREGS. */
+static int set_lean(int pid, struct user_regs_struct *regs, struct user_regs_struct *shadow) {
+    const size_t rax = offsetof(struct user_regs_struct, rax), after = rax + sizeof(regs->rax);
+    if (memcmp(regs, shadow, rax) == 0 &&
+        memcmp((char *)regs + after, (char *)shadow + after, sizeof *regs - after) == 0) {
+        if (regs->rax == shadow->rax) return 0;
+        if (ptrace(PTRACE_POKEUSER, pid, (void *)rax, (void *)regs->rax) != 0) return -errno;
+        shadow->rax = regs->rax;
+        return 0;
+    }
+    if (ptrace(PTRACE_SETREGS, pid, 0, regs) != 0) return -errno;
+    *shadow = *regs;
+    return 0;
+}
+
+int rp_resume_lean(int pid, struct user_regs_struct *regs, struct user_regs_struct *shadow,
+                   int request, int sig) {
+    int r = set_lean(pid, regs, shadow);
+    if (r < 0) return r;
+    if (ptrace(request, pid, 0, (void *)(long)sig) != 0) return -errno;
+    return 0;
+}
+
 static int fetch(int pid, int status, struct user_regs_struct *regs) {
     if (WIFSTOPPED(status) && regs) {
         if (ptrace(PTRACE_GETREGS, pid, 0, regs) != 0) return -errno;
@@ -161,6 +191,30 @@ int rp_run(int pid, struct user_regs_struct *regs, int request, int sig,
     int rr = fetch(got, *status, got_regs);
     if (rr < 0) return rr;
     /* `syscall` leaves rcx == rip at the stop; if not, it may be `int $0x80`: flag it. */
+    if (*status == ((((SIGTRAP | 0x80) << 8)) | 0x7f) && got_regs->rcx != got_regs->rip)
+        *status |= 1 << 30;
+    return got;
+}
+
+/* rp_run with the lean write-back; the stopped tracee's registers are fetched whole (GETREGS:
+   one call, and every handler may read any of them) and, for `pid`, become its shadow too. */
+int rp_run_lean(int pid, struct user_regs_struct *regs, struct user_regs_struct *shadow,
+                int request, int sig, int *status, struct user_regs_struct *other) {
+    int r = rp_resume_lean(pid, regs, shadow, request, sig);
+    if (r < 0) return r;
+    int got;
+    running_tid = pid;
+    if (forwarded) { running_tid = 0; return -EINTR; }
+    do {
+        got = waitpid(-1, status, __WALL);
+        if (got < 0 && errno == EINTR && forwarded) { running_tid = 0; return -EINTR; }
+    } while (got < 0 && errno == EINTR);
+    running_tid = 0;
+    if (got < 0) return -errno;
+    struct user_regs_struct *got_regs = got == pid ? regs : other;
+    int rr = fetch(got, *status, got_regs);
+    if (rr < 0) return rr;
+    if (got == pid && WIFSTOPPED(*status)) *shadow = *regs;
     if (*status == ((((SIGTRAP | 0x80) << 8)) | 0x7f) && got_regs->rcx != got_regs->rip)
         *status |= 1 << 30;
     return got;

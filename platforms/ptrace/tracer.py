@@ -79,13 +79,17 @@ def _cpu_clock_ns(pid: int) -> int:
 class PtraceContext:
     """One application thread: a host thread of a stub, run under PTRACE_SYSEMU."""
 
-    __slots__ = ("tid", "regs", "address_space", "task", "_iov", "_xbuf")
+    __slots__ = ("tid", "regs", "shadow", "address_space", "task", "_iov", "_xbuf")
 
     def __init__(self, tid: int, address_space: "PtraceAddressSpace", template) -> None:
         self.tid = tid
         self.address_space = address_space
         self.regs = ffi.new("struct user_regs_struct *")
         ffi.memmove(self.regs, template, _REGS_SIZE)
+        # What the host thread's registers are, as last fetched or set: resuming writes back only
+        # what differs (rp_run_lean).  Unknown yet: a rip no user code has forces a full SETREGS.
+        self.shadow = ffi.new("struct user_regs_struct *")
+        self.shadow.rip = 0xFFFFFFFFFFFFFFFF
         self.task = None            # the Sentry's Task, set by the kernel
         self._iov = None            # the XSAVE buffer and its iovec, made on first use
         self._xbuf = None
@@ -340,17 +344,17 @@ class PtracePlatform:
     # -- running -----------------------------------------------------------
 
     def resume(self, ctx: PtraceContext) -> None:
-        _check(lib.rp_resume(ctx.tid, ctx.regs, PTRACE_SYSEMU, 0), "resume")
+        _check(lib.rp_resume_lean(ctx.tid, ctx.regs, ctx.shadow, PTRACE_SYSEMU, 0), "resume")
 
     def _make_run(self):
         """`run`: resume `ctx`, wait for the next event of any context: (context, event).
 
         A closure over its constants: this is the per-syscall path."""
-        rp_run, status_p, other = lib.rp_run, self._status, self._other
+        rp_run, status_p, other = lib.rp_run_lean, self._status, self._other
         sysemu, syscall_status, event = PTRACE_SYSEMU, _SYSCALL_STATUS, SYSCALL_EVENT
 
         def run(ctx: PtraceContext):
-            pid = rp_run(ctx.tid, ctx.regs, sysemu, 0, status_p, other)
+            pid = rp_run(ctx.tid, ctx.regs, ctx.shadow, sysemu, 0, status_p, other)
             if pid == ctx.tid:
                 status = status_p[0]
                 if status == syscall_status:
@@ -429,6 +433,7 @@ class PtracePlatform:
             return None, None        # a stub main thread or an already-released thread
         if os.WIFSTOPPED(self._status[0]):
             ffi.memmove(ctx.regs, self._other, self._regsize)
+            ffi.memmove(ctx.shadow, self._other, self._regsize)
         return ctx, self._decode(ctx, self._status[0])
 
     @staticmethod
