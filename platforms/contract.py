@@ -158,6 +158,10 @@ class Platform(Protocol):
     max_user_address: int            # one past the highest (TASK_SIZE, or lower)
     reserved: tuple[tuple[int, int], ...]   # [start, end) ranges the platform keeps for itself
     fpstate_size: int                # bytes of Context.get_fpstate() (the user XSAVE max size)
+    # Optional (not checked as a member): `xstate`, a hostarch.XstateLayout -- the XSAVE layout
+    # application code sees (its CPUID leaf 0xD and XCR0) when it differs from the host's
+    # (hostarch.XSTATE), e.g. a KVM guest offered fewer features.  Signal frames and
+    # AT_MINSIGSTKSZ follow it (sentry/fpframe.py); get_fpstate() is in that layout.
     # The task loop polls this on every iteration: a bitmask of forwarded host signals since
     # the last call (bit N: signal N), cleared by the call.  Cheap: a C function, ideally.
     forwarded_bits: Callable[[], int]

@@ -230,10 +230,11 @@ def check_args(t, argv: list[bytes], envp: list[bytes], execfn: bytes) -> int:
     return total
 
 
-def min_sigstksz() -> int:
-    """AT_MINSIGSTKSZ: the largest signal frame, as the host's kernel computes it (sentry/fpframe.py)."""
-    from sentry.fpframe import min_sigstksz as size
-    return size()
+def min_sigstksz(t) -> int:
+    """AT_MINSIGSTKSZ: the largest signal frame, as Linux computes it for the XSAVE layout the
+    application sees (sentry/fpframe.py)."""
+    from sentry.fpframe import for_platform
+    return for_platform(t.kernel.platform).min_sigstksz()
 
 
 def load(t, mm, file, interp_file_opener, argv: list[bytes], envp: list[bytes], execfn: bytes,
@@ -262,7 +263,7 @@ def load(t, mm, file, interp_file_opener, argv: list[bytes], envp: list[bytes], 
         auxv = [(AT_PHDR, img.phdr_addr), (AT_PHENT, PHDR.size), (AT_PHNUM, img.phnum), (AT_PAGESZ, PAGE),
                 (AT_BASE, base), (AT_FLAGS, 0), (AT_ENTRY, img.entry), (AT_UID, creds.ruid), (AT_EUID, creds.euid),
                 (AT_GID, creds.rgid), (AT_EGID, creds.egid), (AT_SECURE, 0), (AT_HWCAP, hwcap),
-                (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, min_sigstksz())]
+                (AT_HWCAP2, hwcap2), (AT_CLKTCK, 100), (AT_MINSIGSTKSZ, min_sigstksz(t))]
         vdso = t.kernel.vdso
         ehdr = vdso.map_into(mm) if vdso is not None else 0
         if ehdr:

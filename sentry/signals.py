@@ -152,6 +152,7 @@ def setup_frame(t, sig: int, info: bytes, act) -> None:
     ctx = t.ctx
     regs = ctx.regs
     mm = t.mm
+    layout = fpframe.for_platform(t.kernel.platform)
     ss_sp, ss_flags, ss_size = t.altstack
     on_alt = _on_sig_stack(t, regs.rsp)             # a nested signal on the alternate stack
     sp = regs.rsp - 128                             # the x86-64 red zone
@@ -161,7 +162,7 @@ def setup_frame(t, sig: int, info: bytes, act) -> None:
         entering = True
     # Unsigned 64-bit arithmetic, as the kernel's: a stack pointer near 0 wraps to an address
     # no mapping holds, so the write below fails (EFAULT) and the caller forces SIGSEGV.
-    sp = (sp - fpframe.FRAME_FP_SIZE) & ~63 & _U64  # the XSAVE area, 64-byte aligned
+    sp = (sp - layout.frame_fp_size) & ~63 & _U64   # the XSAVE area, 64-byte aligned
     fp_addr = sp
     sp = (((sp - FRAME_SIZE) & ~15) - 8) & _U64     # (rsp + 8) % 16 == 0, as after a call
     frame = sp
@@ -173,12 +174,12 @@ def setup_frame(t, sig: int, info: bytes, act) -> None:
     sc = SIGCONTEXT.pack(*gprs, regs.eflags, regs.cs & 0xFFFF, 0, 0, regs.ss & 0xFFFF, 0, 0, old_mask & 0xFFFFFFFFFFFFFFFF,
                          0, fp_addr)
     alt_flags = SS_DISABLE if ss_flags & SS_DISABLE else (SS_ONSTACK if on_alt else 0)
-    uc = UC_HEAD.pack(fpframe.UC_FLAGS, 0, ss_sp, alt_flags, ss_size) + sc + struct.pack("<Q", old_mask)
+    uc = UC_HEAD.pack(layout.uc_flags, 0, ss_sp, alt_flags, ss_size) + sc + struct.pack("<Q", old_mask)
     data = struct.pack("<Q", act.restorer) + uc + info
     fpstate = ctx.get_fpstate()
     mm.write(frame, data)                           # EFAULT -> SIGSEGV, handled by the caller
-    mm.write(fp_addr, fpframe.frame_image(fpstate))
-    ctx.set_fpstate(fpframe.handler_state())        # fpu__clear_user_states
+    mm.write(fp_addr, layout.frame_image(fpstate))
+    ctx.set_fpstate(layout.handler_state())         # fpu__clear_user_states
     regs.rdi = sig
     regs.rsi = frame + 8 + len(uc)
     regs.rdx = frame + 8
@@ -211,7 +212,8 @@ def sigreturn(t) -> int:
         vals = mm.read_struct(uc + UC_HEAD.size, SIGCONTEXT)
         mask = mm.read_u64(uc + UC_HEAD.size + SIGCONTEXT.size)
         fp = vals[26]
-        fpbuf = fpframe.restore_buffer(mm.read, fp) if fp else fpframe.handler_state()
+        layout = fpframe.for_platform(t.kernel.platform)
+        fpbuf = layout.restore_buffer(mm.read, fp) if fp else layout.handler_state()
     except (SyscallError, fpframe.BadFrame):
         fpbuf = None
     if fpbuf is None:
