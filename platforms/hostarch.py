@@ -61,18 +61,27 @@ def _size_of(features: int, offsets: dict[int, tuple[int, int]]) -> int:
     return end
 
 
+def layout_for(xcr0: int, leaf_0xd=None) -> XstateLayout:
+    """The standard-format layout of the features in `xcr0`, their offsets and sizes from
+    `leaf_0xd(subleaf) -> (eax, ebx, ecx, edx)` (default: this CPU's CPUID leaf 0xD).  A platform
+    that offers application code a different CPUID or XCR0 (Platform.xstate) builds its own."""
+    if leaf_0xd is None:
+        def leaf_0xd(sub: int):
+            return cpuid(0xD, sub)
+    offsets = {}
+    for bit in range(2, 64):
+        if xcr0 >> bit & 1:
+            size, off, _, _ = leaf_0xd(bit)
+            offsets[bit] = (off, size)
+    return XstateLayout(xcr0, offsets, _size_of(xcr0, offsets),
+                        _size_of(xcr0 & ~XFEATURE_MASK_USER_DYNAMIC, offsets))
+
+
 def _read_xstate() -> XstateLayout | None:
     _, _, ecx1, _ = cpuid(1)
     if not ecx1 & (1 << 27):                 # OSXSAVE: the kernel enabled XSAVE (else xgetbv #UD)
         return None
-    xcr0 = _lib.ha_xgetbv(0)
-    offsets = {}
-    for bit in range(2, 64):
-        if xcr0 >> bit & 1:
-            size, off, _, _ = cpuid(0xD, bit)
-            offsets[bit] = (off, size)
-    return XstateLayout(xcr0, offsets, _size_of(xcr0, offsets),
-                        _size_of(xcr0 & ~XFEATURE_MASK_USER_DYNAMIC, offsets))
+    return layout_for(_lib.ha_xgetbv(0))
 
 
 XSTATE: XstateLayout | None = _read_xstate()     # None: no XSAVE (FXSAVE only)
