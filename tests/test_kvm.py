@@ -134,6 +134,24 @@ def test_unmapped_page_is_gone(kvm):
     assert isinstance(ev, contract.FaultEvent) and (ev.signo, ev.code, ev.addr) == (signal.SIGSEGV, 1, DATA)
 
 
+def test_prot_none_and_back_at_memfile_offset_zero(kvm):
+    """mprotect(PROT_NONE) then back: the page (even MemoryFile offset 0) is there again."""
+    mf, p, space = kvm
+    code = bytes([0x48, 0x8B, 0x1C, 0x25]) + DATA.to_bytes(4, "little") + bytes([0xB8, 39, 0, 0, 0, 0x0F, 0x05])
+    assert mf.allocate(PAGE) == 0
+    mf.map[0] = 0x42
+    _load(mf, space, code)
+    space.map(DATA, PAGE, 0, 0)                  # offset 0, PROT_NONE
+    ctx = space.new_context()
+    ctx.clear_regs(CODE, DATA + PAGE)
+    _, ev = p.run(ctx)
+    assert isinstance(ev, contract.FaultEvent) and (ev.signo, ev.addr) == (signal.SIGSEGV, DATA)
+    space.protect(DATA, PAGE, 1)
+    ctx.clear_regs(CODE, DATA + PAGE)
+    _, ev = p.run(ctx)
+    assert ev is contract.SYSCALL_EVENT and ctx.regs.rbx & 0xFF == 0x42
+
+
 @pytest.mark.parametrize("code,signo", [
     (bytes([0xCC]), signal.SIGTRAP),
     (bytes([0x31, 0xC9, 0xF7, 0xF1]), signal.SIGFPE),          # xor %ecx,%ecx; div %ecx

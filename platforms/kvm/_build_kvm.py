@@ -361,6 +361,7 @@ int rk_run(struct rk_vcpu *v, struct user_regs_struct *u, const struct rk_layout
 #define PTE_W 2UL
 #define PTE_U 4UL
 #define PTE_NX (1UL << 63)
+#define PTE_NONE 0x800UL      /* ignored by the MMU: mapped PROT_NONE (the address is kept) */
 #define PTE_ADDR 0x000FFFFFFFFFF000UL
 
 static uint64_t *tbl(struct rk_pool *p, unsigned long gpa) {
@@ -438,9 +439,9 @@ int rk_pt_protect(struct rk_pool *p, unsigned long pml4, unsigned long va, unsig
             continue;
         }
         uint64_t old = *e;
-        if ((old & PTE_ADDR) == 0)
+        if (old == 0)
             continue;                                 /* nothing mapped here */
-        uint64_t nw = (old & PTE_ADDR) | flags;
+        uint64_t nw = (old & PTE_ADDR) | (flags ? flags : PTE_NONE);
         if ((old & PTE_P) && (!(nw & PTE_P) || ((old & PTE_W) && !(nw & PTE_W)) ||
                               (!(old & PTE_NX) && (nw & PTE_NX))))
             flush = 1;

@@ -117,7 +117,7 @@ class KvmAddressSpace:
         m.ensure_slots(memfile_offset, length)
         flags = self._flags(prot)
         # PROT_NONE keeps the address in a non-present entry (protect can bring it back).
-        r = lib.rk_pt_map(m.pool, self.pml4, addr, length, memfile_offset, flags or 0x800)
+        r = lib.rk_pt_map(m.pool, self.pml4, addr, length, memfile_offset, flags or mc.PTE_NONE)
         if r < 0:
             raise contract.PlatformError("kvm: page tables exhausted")
         if r:

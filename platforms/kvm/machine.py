@@ -68,6 +68,7 @@ TIMESLICE_NS = 5_000_000
 TICK_SIGNAL = signal.SIGVTALRM
 
 PTE_P, PTE_W, PTE_U, PTE_NX = 1, 2, 4, 1 << 63
+PTE_NONE = 0x800                   # ignored by the MMU: a PROT_NONE mapping keeps its address
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
 RK_SYSCALL, RK_FAULT, RK_INTR, RK_OTHER = 0, 1, 2, 3
