@@ -234,6 +234,13 @@ class MemoryManager(CopyOnWrite):
         return start
 
     def _place(self, addr: int, length: int, flags: int) -> int:
+        """Where a new mapping goes; a fixed one must lie within [bottom, top): above `top` are the
+        platform's own pages (the ptrace stub), which nothing of the application may replace."""
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+            if addr + length > self.top or addr + length < addr:
+                raise SyscallError(errno.ENOMEM)
+            if addr < self.bottom:
+                raise SyscallError(errno.EPERM)
         if flags & MAP_FIXED_NOREPLACE:
             if self._overlapping(addr, addr + length):
                 raise SyscallError(errno.EEXIST)
@@ -248,17 +255,17 @@ class MemoryManager(CopyOnWrite):
         """Anonymous mmap (private or shared); MAP_FIXED replaces what was there."""
         length = page_up(length)
         shared = (flags & 0x3) in (MAP_SHARED, MAP_SHARED_VALIDATE)
-        if flags & MAP_FIXED_NOREPLACE:
-            if self._overlapping(addr, addr + length):
-                raise SyscallError(errno.EEXIST)
-            start = addr
-        elif flags & MAP_FIXED:
-            start = addr
-            if self._overlapping(start, start + length):
-                self._remove_range(start, start + length, unmap_host=False)
-        else:
-            start = self._free_gap(length, addr)
-        self._map_new(start, length, prot, shared, name, growsdown=bool(flags & MAP_GROWSDOWN))
+        if length > self.top:
+            raise SyscallError(errno.ENOMEM)
+        # Memory first: ENOMEM must leave a MAP_FIXED target as it was.
+        backing = Backing(self.memfile.allocate(length), length)
+        try:
+            start = self._place(addr, length, flags)
+        except SyscallError:
+            self.memfile.free(backing.offset, length)
+            raise
+        self._map_new(start, length, prot, shared, name, backing=backing, offset=backing.offset,
+                      growsdown=bool(flags & MAP_GROWSDOWN))
         return start
 
     def munmap(self, addr: int, length: int) -> None:
@@ -596,16 +603,24 @@ class MemoryManager(CopyOnWrite):
         if not maymove:
             raise SyscallError(errno.ENOMEM)
         keep = min(old, new)
-        if fixed_addr is not None:
-            dst = fixed_addr
-            if dst < self.bottom or dst + new > self.top or dst + new < dst:
-                raise SyscallError(errno.EINVAL)        # never onto the stub or past user space
-            if dst < addr + old and addr < dst + new:
-                raise SyscallError(errno.EINVAL)
-            if self._overlapping(dst, dst + new):
-                self._remove_range(dst, dst + new)
-        else:
-            dst = self._free_gap(new)
+        grown = None
+        if new > keep:          # memory for the added part first: ENOMEM must change nothing
+            grown = Backing(self.memfile.allocate(new - keep), new - keep)
+        try:
+            if fixed_addr is not None:
+                dst = fixed_addr
+                if dst < self.bottom or dst + new > self.top or dst + new < dst:
+                    raise SyscallError(errno.EINVAL)        # never onto the stub or past user space
+                if dst < addr + old and addr < dst + new:
+                    raise SyscallError(errno.EINVAL)
+            else:
+                dst = self._free_gap(new)
+        except SyscallError:
+            if grown is not None:
+                self.memfile.free(grown.offset, grown.length)
+            raise
+        if fixed_addr is not None and self._overlapping(dst, dst + new):
+            self._remove_range(dst, dst + new)
         if old > new:
             self.munmap(addr + new, old - new)
         moved = self._detach(addr, addr + keep)
@@ -618,5 +633,5 @@ class MemoryManager(CopyOnWrite):
             self.space.map(nv.start, nv.end - nv.start, self.host_prot(nv), nv.offset)
             self._hide_past_eof(nv)
         if new > keep:
-            self._map_new(dst + keep, new - keep, v.prot, v.shared, v.name)
+            self._map_new(dst + keep, new - keep, v.prot, v.shared, v.name, backing=grown, offset=grown.offset)
         return dst

@@ -13,8 +13,11 @@ Page-granular and single-threaded, like the rest of the Sentry.
 from __future__ import annotations
 
 import bisect
+import errno
 import mmap
 import os
+
+from sentry.errors import SyscallError
 
 PAGE = 4096
 DEFAULT_SIZE = 1 << 44          # 16 TiB of offsets; sparse, so only touched pages use memory
@@ -33,8 +36,12 @@ class MemoryFile:
         self.allocated = 0
 
     def allocate(self, length: int) -> int:
-        """Reserve `length` bytes (page multiple) of zeroed memory; return the offset."""
+        """Reserve `length` bytes (page multiple) of zeroed memory; return the offset.  ENOMEM when
+        the file has no such range left (a 2^46-byte MAP_NORESERVE, say): an application's
+        request the sandbox cannot hold, never the Sentry's failure."""
         assert length > 0 and length % PAGE == 0
+        if length > self.size - self.allocated:
+            raise SyscallError(errno.ENOMEM)
         for i, start in enumerate(self._free_starts):
             flen = self._free_len[start]
             if flen >= length:
@@ -47,7 +54,7 @@ class MemoryFile:
                 self.allocated += length
                 return start
         if self._bump + length > self.size:
-            raise MemoryError("MemoryFile exhausted")
+            raise SyscallError(errno.ENOMEM)
         start = self._bump
         self._bump += length
         self.allocated += length

@@ -30,7 +30,7 @@ from sentry.mm.cow import CowRange
 
 PAGE = 4096
 CACHE_BYTES = 256 << 20         # loaded bytes kept for files no mapping may need again
-MAX_FILE = 1 << 36              # larger files are not cached (offsets are reserved for the whole file)
+MAX_FILE = 1 << 32              # larger files are not cached (offsets are reserved for the whole file)
 
 
 def _page_up(x: int) -> int:

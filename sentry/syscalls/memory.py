@@ -80,6 +80,8 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
     mm = t.mm
     if isinstance(f, MemDeviceFile) and f.kind == b"zero":
         return mm.mmap_anon(addr, plen, prot, flags)
+    if offset >> 12 > ((1 << 63) - 1 - plen) >> 12:
+        raise SyscallError(errno.EOVERFLOW)       # past the largest file offset (file_mmap_ok)
     if not f.readable:
         raise SyscallError(errno.EACCES)
     d = f.dentry
