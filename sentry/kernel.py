@@ -664,6 +664,9 @@ class Kernel:
             self._log_internal(f"killing process {tg.tgid}", e2, "dropping its tasks")
             for task in list(tg.tasks):
                 self.task_gone(task)
+            tg.exiting = True
+            if tg is self.init and self.exit_code is None:
+                self.exit_code = 128 + signo      # no PID 1 left: the sandbox ends, as it would
 
     def host_thread_died(self, t: Task, status: int) -> None:
         self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")

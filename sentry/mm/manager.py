@@ -178,6 +178,11 @@ class MemoryManager(CopyOnWrite):
             return
         b = v.backing
         b.live -= v.end - v.start
+        if b is self._heap:
+            # A piece of the brk reserve (munmap of the heap): release() frees the reserve whole,
+            # so the pages are only dropped here (freeing them too was a double free).
+            self.memfile.zero(v.offset, v.end - v.start)
+            return
         if not v.shared:
             # A private range belongs to this VMA alone: give its pages back now.
             self.memfile.free(v.offset, v.end - v.start)

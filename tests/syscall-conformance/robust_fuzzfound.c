@@ -1,0 +1,77 @@
+/*
+ * robust_fuzzfound: what tests/syscall-fuzz found in the Sentry, kept as Linux-behaviour checks.
+ *
+ * 1. munmap of the first page of the brk heap, then exit: the Sentry freed that page twice (at
+ *    the munmap, and with the whole heap reserve at exit), corrupting its MemoryFile free list so
+ *    that later mmaps and forks of any process failed (SIGSYS).  Checked: twenty exec'd children
+ *    do it, then the parent still maps memory and forks.
+ */
+#include "tap.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+/* In a freshly exec'd process: unmap the first page of the [heap] mapping, then exit. */
+static int heap_child(void)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long lo = 0, hi = 0;
+
+	if (sbrk(1 << 20) == (void *)-1)
+		return 2;
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "[heap]") && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+			break;
+	if (!lo)
+		return 3;
+	/* The first heap page holds glibc's thread control block: after the munmap only raw
+	 * syscalls, no TLS (errno) and no return through libc. */
+	__asm__ volatile("syscall" : : "a"(SYS_munmap), "D"(lo), "S"(4096UL) : "rcx", "r11", "memory");
+	__asm__ volatile("syscall" : : "a"(SYS_exit_group), "D"(0) : "rcx", "r11", "memory");
+	return 6;
+}
+
+int main(int argc, char **argv)
+{
+	int bad = 0, st;
+
+	if (argc > 1 && strcmp(argv[1], "heapchild") == 0)
+		return heap_child();
+	tap_plan(3);
+	for (int i = 0; i < 20; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			char *av[] = {argv[0], "heapchild", NULL};
+
+			execv("/proc/self/exe", av);
+			_exit(5);
+		}
+		waitpid(pid, &st, 0);
+		bad += st != 0;
+		{
+			void *m = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			if (m != MAP_FAILED)
+				munmap(m, 1 << 16);
+		}
+	}
+	check_eq(bad, 0, "20 exec'd children unmap the first page of their heap and exit");
+	{
+		char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		check(p != MAP_FAILED && (p[0] = 1), "the parent still maps memory");
+	}
+	{
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(7);
+		waitpid(pid, &st, 0);
+		check_eq(st, 7 << 8, "and forks");
+	}
+	return tap_done();
+}
