@@ -23,6 +23,7 @@ import re
 
 PAGE = 4096
 EAGER_COPY = 64 << 10           # a private mapping with at most this much in memory is copied at fork
+COW_MAX = 1 << 35               # larger mappings (sparse MAP_NORESERVE ones) are copied: 1 count byte a page
 MAX_REFS = 255                  # a count is one byte: a range shared more widely is copied instead
 _INC = bytes(min(x + 1, 255) for x in range(256))
 _DEC = bytes(max(x - 1, 0) for x in range(256))
@@ -93,9 +94,17 @@ class CopyOnWrite:
         in memory, which the child gets a copy of at once: here a write fault (a ptrace stop and
         a remap in the stub) costs several times a page copy, and small mappings (a stack, a
         static program's data) are the ones both sides write right after fork."""
+        child = type(self)(self.platform, self.memfile)
+        try:
+            self._fork_into(child)
+        except BaseException:
+            child.release()                 # ENOMEM half way: the child's pieces go, the parent stays
+            raise
+        return child
+
+    def _fork_into(self, child) -> None:
         from sentry.mm.manager import HEAP_RESERVE, PROT_WRITE, Backing
         memfile = self.memfile
-        child = type(self)(self.platform, memfile)
         child.brk_start, child.brk_cur = self.brk_start, self.brk_cur
         for f in self.file_refs:
             f.refs += 1
@@ -129,7 +138,7 @@ class CopyOnWrite:
             else:
                 extents = None
                 if v.cow is None and v.backing is not old_heap:
-                    extents = self._extents(v.offset, length, EAGER_COPY)
+                    extents = self._extents(v.offset, length, EAGER_COPY if length <= COW_MAX else 1 << 62)
                 if extents is None and v.cow is None:
                     v.cow = heap_cr if v.backing is old_heap else CowRange(memfile, v.offset, length, 0)
                     v.cow.ref(v.offset, length)
@@ -169,7 +178,6 @@ class CopyOnWrite:
             run_lo, run_hi, run_prot = v.start, hi, p
         if run_hi > run_lo:
             self.space.protect(run_lo, run_hi - run_lo, run_prot)
-        return child
 
     def _extents(self, off: int, length: int, limit: int):
         """The data extents [(lo, hi)] of MemoryFile range [off, off+length), or None if they
