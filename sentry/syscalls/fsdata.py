@@ -1,5 +1,5 @@
 """File data and filesystem-wide syscalls: the sync family, statfs/fstatfs,
-sendfile and copy_file_range (a copy through a Sentry buffer), and flock.
+copy_file_range (a copy through a Sentry buffer; sendfile is in splice.py), and flock.
 
 Handlers are thin: a File's own `fsync`/`truncate`/`allocate` does the work
 where it has one, the filesystem's `statfs` reports its numbers, and whole-file
@@ -114,7 +114,7 @@ def fstatfs(t, fd, buf):
     return _write_statfs(t, buf, f.dentry)
 
 
-# -- sendfile / copy_file_range ---------------------------------------------------
+# -- copy_file_range ---------------------------------------------------
 
 COPY_CHUNK = 128 * 1024
 
@@ -159,29 +159,7 @@ def _is_seekable(f) -> bool:
     return d is not None and st.S_ISREG(d.inode.mode)
 
 
-@syscall("sendfile", Support.PARTIAL, "from regular files (a pipe or socket as in_fd is EINVAL); copies through a Sentry buffer")
-def sendfile(t, out_fd, in_fd, offset_ptr, count):
-    """sendfile(2): in_fd must be a seekable file's; out_fd anything writable but O_APPEND."""
-    from sentry.vfs.file import MAX_RW, O_APPEND
-    src = t.fds.get_io(s32(in_fd))
-    dst = t.fds.get_io(s32(out_fd))
-    if not src.readable or not dst.writable:
-        raise SyscallError(errno.EBADF)
-    if dst.flags & O_APPEND:
-        raise SyscallError(errno.EINVAL)
-    if not _is_seekable(src):
-        raise SyscallError(errno.EINVAL)
-    count = min(count, MAX_RW)
-    if offset_ptr:
-        off = s64(t.mm.read_u64(offset_ptr))
-        if off < 0:
-            raise SyscallError(errno.EINVAL)
-        n, _ = _copy(t, src, dst, count, off, None)
-        t.mm.write_u64(offset_ptr, off + n)
-        return n
-    n, _ = _copy(t, src, dst, count, src.offset, None)
-    src.offset += n
-    return n
+# sendfile(2) lives in splice.py: to a pipe it is a splice.
 
 
 @syscall("copy_file_range")
