@@ -132,6 +132,7 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
     if old_mm is not None:
         old_mm.users -= 1
         if old_mm.users == 0:
+            tg.utime += old_mm.space.cpu_time_ns()    # the process's CPU time outlives its old image
             old_mm.release()
     ctx.clear_regs(entry, sp)
     t.fds.close_on_exec()
