@@ -11,7 +11,9 @@
  * - a handler that edits the registers in the frame's XSAVE area sees its edit after
  *   rt_sigreturn; one that clears magic1 gets only the legacy (FXSAVE) part back, the rest
  *   initial; an XSAVE header XRSTOR refuses is a bad frame (SIGSEGV);
- * - AT_MINSIGSTKSZ is Linux's worst-case frame size computed from the same CPUID data.
+ * - AT_MINSIGSTKSZ is Linux's worst-case frame size computed from the same CPUID data, and an
+ *   alternate stack of the old MINSIGSTKSZ (2048) bytes is too small for such a frame: SIGSEGV, as
+ *   Linux's get_sigframe decides, while one of AT_MINSIGSTKSZ bytes is enough.
  *
  * The registers are loaded, the signal raised (raw tgkill) and the registers stored in ONE asm
  * block, so no compiler-generated code touches them between.
@@ -38,6 +40,7 @@
 #endif
 #define XFEATURE_MASK_XTILE_DATA (1ull << 18)
 #define RT_SIGFRAME_SIZE 440        /* pretcode + struct ucontext + siginfo, x86-64 */
+#define LEGACY_MINSIGSTKSZ 2048     /* the constant (glibc's MINSIGSTKSZ is sysconf() under _GNU_SOURCE) */
 
 static void cpuid(unsigned leaf, unsigned sub, unsigned r[4])
 {
@@ -196,6 +199,41 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
 		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 5) * 13 + 1);
 }
 
+static void on_altstack(int sig)
+{
+	(void)sig;
+	handled++;
+}
+
+/* A child delivers SIGUSR1 on an alternate stack of `size` bytes; its wait status. */
+static int altstack_status(size_t size)
+{
+	pid_t child = fork();
+	if (child == 0) {
+		stack_t ss = {.ss_sp = aligned_alloc(64, (size + 63) & ~(size_t)63), .ss_size = size, .ss_flags = 0};
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_altstack;
+		sa.sa_flags = SA_ONSTACK;
+		if (!ss.ss_sp || sigaltstack(&ss, NULL) != 0 || sigaction(SIGUSR1, &sa, NULL) != 0)
+			_exit(3);
+		syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1);
+		_exit(handled == 1 ? 0 : 4);
+	}
+	int status = -1;
+	waitpid(child, &status, 0);
+	return status;
+}
+
+/* get_sigframe on an alternate stack [base, base+size), base 64-aligned: does the frame fit? */
+static int frame_fits(size_t size, unsigned fp_size)
+{
+	uintptr_t base = 1ul << 20, top = base + size;
+	uintptr_t fp = (top - fp_size) & ~(uintptr_t)63;
+	uintptr_t frame = ((fp - RT_SIGFRAME_SIZE) & ~(uintptr_t)15) - 8;
+	return frame > base && frame - base <= size;
+}
+
 static void set_handler(int sig, void *fn, int siginfo)
 {
 	struct sigaction sa;
@@ -230,7 +268,7 @@ int main(void)
 		cpuid(0xD, 7, r);
 		off_hi16_zmm = r[1];
 	}
-	tap_plan(17);
+	tap_plan(19);
 	tap_printf("# xcr0 %#llx avx %d avx512 %d\n", (unsigned long long)xcr0, has_avx, has_avx512);
 
 	/* AT_MINSIGSTKSZ: init_sigframe_size() -- sizeof(struct sigframe_ia32) (736, the largest
@@ -239,6 +277,17 @@ int main(void)
 	unsigned long expect_min = osxsave ? (736 + 15 + xstate_size(xcr0) + 4 + 112 + 63 + 15) & ~15ul
 					   : (736 + 15 + 512 + 112 + 63 + 15) & ~15ul;
 	check_eq((long)getauxval(AT_MINSIGSTKSZ), (long)expect_min, "AT_MINSIGSTKSZ is Linux's max signal frame size");
+
+	/* The frame on an alternate stack: 2048 bytes may be too small for the XSAVE area. */
+	unsigned fp_size = osxsave ? xstate_size(xcr0 & ~XFEATURE_MASK_XTILE_DATA) + 4 : 512;
+	int st = altstack_status(LEGACY_MINSIGSTKSZ);
+	if (frame_fits(LEGACY_MINSIGSTKSZ, fp_size))
+		check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a frame of %u fpstate bytes fits a 2048-byte alternate stack (status %#x)", fp_size, st);
+	else
+		check(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
+		      "a frame of %u fpstate bytes overflows a 2048-byte alternate stack: SIGSEGV (status %#x)", fp_size, st);
+	st = altstack_status(getauxval(AT_MINSIGSTKSZ));
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "an alternate stack of AT_MINSIGSTKSZ bytes holds the frame (status %#x)", st);
 
 	if (!has_avx) {
 		for (int i = 0; i < 16; i++)
