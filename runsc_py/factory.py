@@ -56,6 +56,8 @@ LOG_FILE = "log"
 NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "user", "cgroup")
 CODE_PACKAGES = ("runsc_py", "sentry", "gofer", "platforms")
 READY_TIMEOUT = 30.0
+IDLE_EXIT = 120.0               # an auto-started factory exits after this long without a command
+CHECK_EVERY = 10.0              # and checks this often that its socket is still its own
 
 
 def factory_dir(root: str) -> str:
@@ -152,18 +154,38 @@ class Factory:
 
     # ---------------------------------------------------------- serving
 
-    def serve(self, listener: socket.socket) -> None:
+    def serve(self, listener: socket.socket, idle: float | None = None, path: str | None = None) -> None:
+        """Take commands until stopped; with `idle`, stop after that many seconds without a command
+        or a running child; with `path`, stop when the socket there is no longer ours (its root was
+        removed, or another factory took the name)."""
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        ours = os.stat(path).st_ino if path else None
+        last = time.monotonic()
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.listener, self.wake_r, self.wake_w = listener, wake_r, wake_w
         while not (self.stopping and not self.children):
+            timeout = None if idle is None and path is None else min(CHECK_EVERY, idle or CHECK_EVERY)
             try:
-                ready, _, _ = select.select([wake_r] + ([] if self.stopping else [listener]), [], [])
+                ready, _, _ = select.select([wake_r] + ([] if self.stopping else [listener]), [], [], timeout)
             except InterruptedError:
                 ready = []
+            if self.children or ready:
+                last = time.monotonic()
+            elif not self.stopping:
+                if idle is not None and time.monotonic() - last > idle:
+                    self._log(f"idle for {idle:g}s: stopping")
+                    self.stopping = True
+                if path is not None:
+                    try:
+                        gone = os.stat(path).st_ino != ours
+                    except OSError:
+                        gone = True
+                    if gone:
+                        self._log("the socket is gone or another factory's: stopping")
+                        self.stopping = True
             if wake_r in ready:
                 try:
                     os.read(wake_r, 512)
@@ -359,7 +381,29 @@ def start(root: str) -> int:
     return int(msg[3:])
 
 
-def _become_daemon(root: str, path: str, ready_w: int) -> None:
+def autostart(root: str) -> None:
+    """Become this root's factory, in a process the front end detached for it (never returns).
+
+    The first `run`/`do`/`create`/`exec` under a --root with no factory starts one this way
+    and runs cold itself; the factory exits after IDLE_EXIT seconds without a command.  Two
+    commands racing here both start one: the later bind wins the socket, the other sees it is
+    no longer its own within CHECK_EVERY seconds and exits.  RUNSC_PY_FACTORY_IDLE (seconds)
+    sets the idle time."""
+    try:
+        if running_pid(root) is None:
+            directory = factory_dir(root)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+            try:
+                idle = float(os.environ.get("RUNSC_PY_FACTORY_IDLE", IDLE_EXIT))
+            except ValueError:
+                idle = IDLE_EXIT
+            _become_daemon(root, front.socket_path(root), None, idle=max(idle, 0.1))
+    finally:
+        os._exit(0)
+
+
+def _become_daemon(root: str, path: str, ready_w: int | None, idle: float | None = None) -> None:
     directory = factory_dir(root)
     try:
         null = os.open(os.devnull, os.O_RDWR)
@@ -395,18 +439,27 @@ def _become_daemon(root: str, path: str, ready_w: int) -> None:
         os.rename(os.path.join(directory, PID_FILE) + ".tmp", os.path.join(directory, PID_FILE))
         factory._log(f"serving {path}")
     except BaseException as e:        # noqa: BLE001
-        os.write(ready_w, f"{type(e).__name__}: {e}".encode())
+        if ready_w is not None:
+            os.write(ready_w, f"{type(e).__name__}: {e}".encode())
         raise
-    os.write(ready_w, b"OK %d" % os.getpid())
-    os.close(ready_w)
+    if ready_w is not None:
+        os.write(ready_w, b"OK %d" % os.getpid())
+        os.close(ready_w)
+    ours = os.stat(path).st_ino
     try:
-        factory.serve(listener)
+        factory.serve(listener, idle=idle, path=path)
     finally:
-        for name in (PID_FILE, front.SOCKET_NAME):
-            try:
-                os.unlink(os.path.join(directory, name))
-            except OSError:
-                pass
+        # Only our own files: a factory that took over the name keeps its socket and pid file.
+        try:
+            mine = os.stat(path).st_ino == ours
+        except OSError:
+            mine = False
+        if mine:
+            for name in (PID_FILE, front.SOCKET_NAME):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
         factory._log("stopped")
     os._exit(0)
 

@@ -19,6 +19,11 @@ The factory is only used where the result cannot differ from a cold run:
 * the factory accepts: same uid, same namespaces and root as this process,
   code unchanged since it started; it refuses otherwise, and the command runs
   here.  `RUNSC_PY_FACTORY=0` skips it.
+
+The factory is on by default: the first `run`, `do`, `create` or `exec` under a --root
+that has none starts one in the background (a detached process, `runsc_py.factory.autostart`)
+and runs cold itself; later commands are warm; the factory exits after two idle minutes.
+`RUNSC_PY_FACTORY=0` starts none, `runsc-py factory start` one that stays.
 """
 import os
 import sys
@@ -26,6 +31,8 @@ import sys
 import _signal
 import _socket
 
+# Commands that start a factory for their --root when it has none.
+AUTOSTART_COMMANDS = frozenset({"run", "do", "create", "exec"})
 # Commands a factory may run (see the module docstring).
 FACTORY_COMMANDS = frozenset({"run", "do", "create", "exec", "start", "state", "kill", "delete", "list", "ps", "wait", "events",
                               "pause", "resume", "update"})
@@ -306,6 +313,33 @@ def _leave_waiter(control: int, pid_file: bytes) -> int:
     return 0
 
 
+def _autostart(root: str) -> None:
+    """Start `root`'s factory in a detached grandchild (this command goes on cold, at once)."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return
+    if pid:
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, 1 << 16)    # nothing of the caller's (an engine's pipes) may stay open in it
+        _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+        from runsc_py.factory import autostart
+        autostart(os.path.abspath(root))
+    finally:
+        os._exit(0)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if os.environ.get("RUNSC_PY_FACTORY", "1") != "0":
@@ -314,6 +348,8 @@ def main() -> None:
             code = try_factory(root, argv, command)
             if code is not None:
                 os._exit(code)
+            if command in AUTOSTART_COMMANDS and not os.path.exists(socket_path(root)):
+                _autostart(root)
     from runsc_py.cli import main as cli_main
     cli_main(argv)
 

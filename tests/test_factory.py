@@ -300,3 +300,40 @@ def test_do_through_the_factory_sees_the_callers_environment_and_directory(facto
         outs.append((p.returncode, p.stdout, p.stderr))
     assert outs[0] == outs[1] == (3, f"warm value\n{tmp_path}\n", "")
     assert "served: do " in (root / ".factory" / "log").read_text()
+
+
+def test_the_first_command_starts_a_factory_that_serves_the_next_and_exits_when_idle(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/sh", "-c", "echo hi"], env=["PATH=/bin"])
+    env = dict(repo_env(), RUNSC_PY_FACTORY_IDLE="3")
+    env.pop("RUNSC_PY_FACTORY", None)
+    first = front(root, "run", "-b", bundle, "c1", env=env)
+    assert (first.returncode, first.stdout) == (0, "hi\n"), first.stderr
+    wait_for(lambda: (root / ".factory" / "sock").exists(), what="the factory to start")
+    pid = int((root / ".factory" / "pid").read_text())
+    second = front(root, "run", "-b", bundle, "c2", env=env)
+    assert (second.returncode, second.stdout, second.stderr) == (first.returncode, first.stdout, first.stderr)
+    assert "served: run" in (root / ".factory" / "log").read_text()       # the second one was warm
+    wait_for(lambda: not alive(pid), timeout=30, what="the idle factory to exit")
+    assert not (root / ".factory" / "sock").exists()
+
+
+def test_no_factory_is_started_with_RUNSC_PY_FACTORY_0_or_for_other_commands(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/true"], env=["PATH=/bin"])
+    assert front(root, "run", "-b", bundle, "c1", env=dict(repo_env(), RUNSC_PY_FACTORY="0")).returncode == 0
+    assert front(root, "list", "-q").returncode == 0
+    assert not (root / ".factory" / "sock").exists()
+
+
+def test_a_factory_whose_root_is_removed_exits(tmp_path: Path) -> None:
+    import shutil
+    root = tmp_path / "root"
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/true"], env=["PATH=/bin"])
+    env = dict(repo_env(), RUNSC_PY_FACTORY_IDLE="600")
+    env.pop("RUNSC_PY_FACTORY", None)
+    assert front(root, "run", "-b", bundle, "c1", env=env).returncode == 0
+    wait_for(lambda: (root / ".factory" / "pid").exists(), what="the factory to start")
+    pid = int((root / ".factory" / "pid").read_text())
+    shutil.rmtree(root)
+    wait_for(lambda: not alive(pid), timeout=30, what="the factory of a removed root to exit")
