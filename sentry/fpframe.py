@@ -12,8 +12,9 @@ state (fpu__clear_user_states).
 rt_sigreturn (`restore_buffer`) validates as check_xstate_in_sigframe does: without magic1, a
 sane xstate_size and magic2 the frame is legacy-only (FXRSTOR: x87/SSE from the frame, the
 rest initial); with them, the components of sw.xfeatures & the task's features are restored
-per XSTATE_BV (the others initial), and a header XRSTOR would fault on (XCOMP_BV or reserved
-bytes set, XSTATE_BV outside XCR0) is a bad frame: SIGSEGV.  The state itself moves through
+per XSTATE_BV (the others initial).  What the instruction would fault on is a bad frame,
+SIGSEGV: an XSAVE header with XCOMP_BV or reserved bytes set or XSTATE_BV outside XCR0,
+reserved MXCSR bits, an area not 64-byte (XRSTOR) or 16-byte (FXRSTOR) aligned.  The state itself moves through
 `Context.get_fpstate`/`set_fpstate` (platforms/contract.py), whatever the platform.
 
 AT_MINSIGSTKSZ is Linux's get_sigframe_size(): the worst-case frame, computed from the same
@@ -64,6 +65,12 @@ def _round_up(n: int, a: int) -> int:
 def _check_mxcsr(area) -> None:
     if struct.unpack_from("<I", area, MXCSR_OFFSET)[0] & ~0xFFFF:     # reserved bits: #GP
         raise BadFrame("reserved MXCSR bits")
+
+
+def _check_fx(legacy, fp_addr: int) -> None:
+    if fp_addr & 15:
+        raise BadFrame("FXRSTOR of an area not 16-byte aligned")      # #GP
+    _check_mxcsr(legacy)
 
 
 class FrameLayout:
@@ -122,7 +129,7 @@ class FrameLayout:
         reads application memory, raising on EFAULT).  Raises BadFrame as XRSTOR would fault."""
         legacy = read(fp_addr, FXSAVE_SIZE)
         if not self.xsave:
-            _check_mxcsr(legacy)
+            _check_fx(legacy, fp_addr)
             return legacy
         magic1, extended, xfeatures, xsize = SW_BYTES.unpack_from(legacy, SW_BYTES_OFFSET)
         fx_only = True
@@ -131,10 +138,12 @@ class FrameLayout:
             fx_only = magic2 != FP_XSTATE_MAGIC2
         if fx_only:
             # FXRSTOR of the legacy area; every other component initial.
-            _check_mxcsr(legacy)
+            _check_fx(legacy, fp_addr)
             buf = bytearray(legacy) + bytearray(hostarch.XSAVE_HDR_SIZE)
             struct.pack_into("<Q", buf, XSTATE_BV_OFFSET, XFEATURE_MASK_FPSSE)
             return bytes(buf)
+        if fp_addr & 63:
+            raise BadFrame("XRSTOR of an area not 64-byte aligned")      # #GP
         buf = bytearray(read(fp_addr, xsize))
         bv, xcomp = struct.unpack_from("<QQ", buf, XSTATE_BV_OFFSET)
         if xcomp or any(buf[HDR_RESERVED]) or bv & ~self.xcr0:

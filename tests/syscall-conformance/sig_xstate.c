@@ -10,7 +10,9 @@
  *   leaf 0xD and XCR0 (AMX tile data, permission-gated, left out), FP_XSTATE_MAGIC2 follows;
  * - a handler that edits the registers in the frame's XSAVE area sees its edit after
  *   rt_sigreturn; one that clears magic1 gets only the legacy (FXSAVE) part back, the rest
- *   initial; an XSAVE header XRSTOR refuses is a bad frame (SIGSEGV);
+ *   initial; an XSAVE header XRSTOR refuses is a bad frame (SIGSEGV); the handler may point
+ *   fpregs elsewhere: an XSAVE area there must be 64-byte aligned, a legacy-only one 16-byte
+ *   aligned (XRSTOR/FXRSTOR fault otherwise: SIGSEGV);
  * - AT_MINSIGSTKSZ is Linux's worst-case frame size computed from the same CPUID data, and an
  *   alternate stack of the old MINSIGSTKSZ (2048) bytes is too small for such a frame: SIGSEGV, as
  *   Linux's get_sigframe decides, while one of AT_MINSIGSTKSZ bytes is enough.
@@ -150,8 +152,9 @@ __attribute__((target("avx512f"))) static void clobber_zmm(int sig)
 	handled++;
 }
 
-enum { EDIT, LEGACY, BAD };
-static int mode;
+enum { EDIT, LEGACY, BAD, MOVE, MOVE_LEGACY };
+static int mode, move_by;
+static uint8_t moved[1 << 16] __attribute__((aligned(64)));
 static unsigned long seen_uc_flags;
 static uint8_t *seen_fp;
 static void *seen_uc;
@@ -190,6 +193,13 @@ static void edit_frame(int sig, siginfo_t *si, void *ucv)
 	if (mode == BAD)
 		bv |= 1ull << 63;                       /* not in XCR0: XRSTOR faults */
 	memcpy(fp + 512, &bv, 8);
+	if ((mode == MOVE || mode == MOVE_LEGACY) && seen_xsize + 4 + 64 <= sizeof moved) {
+		/* The frame's state, elsewhere: sigreturn restores from where fpregs points. */
+		memcpy(moved + move_by, fp, seen_xsize + 4);
+		if (mode == MOVE_LEGACY)
+			memset(moved + move_by + 464, 0, 4);
+		uc->uc_mcontext.fpregs = (void *)(moved + move_by);
+	}
 	handled++;
 }
 
@@ -268,7 +278,7 @@ int main(void)
 		cpuid(0xD, 7, r);
 		off_hi16_zmm = r[1];
 	}
-	tap_plan(19);
+	tap_plan(23);
 	tap_printf("# xcr0 %#llx avx %d avx512 %d\n", (unsigned long long)xcr0, has_avx, has_avx512);
 
 	/* AT_MINSIGSTKSZ: init_sigframe_size() -- sizeof(struct sigframe_ia32) (736, the largest
@@ -290,7 +300,7 @@ int main(void)
 	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "an alternate stack of AT_MINSIGSTKSZ bytes holds the frame (status %#x)", st);
 
 	if (!has_avx) {
-		for (int i = 0; i < 16; i++)
+		for (int i = 0; i < 20; i++)
 			tap_printf("ok %d - # SKIP no AVX\n", ++tap_count);
 		return tap_done();
 	}
@@ -350,6 +360,35 @@ int main(void)
 	int status = 0;
 	waitpid(child, &status, 0);
 	check(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "an XSTATE_BV outside XCR0 is a bad frame: SIGSEGV (status %#x)", status);
+
+	/* fpregs pointed at a copy of the area elsewhere: restored from there if aligned as the
+	 * instruction needs (XRSTOR 64, FXRSTOR 16), else SIGSEGV. */
+	static const struct { int mode, by, ok; const char *what; } moves[] = {
+		{MOVE, 64, 1, "an XSAVE area moved to another 64-byte boundary is restored from there"},
+		{MOVE, 16, 0, "an XSAVE area 16 bytes off 64-byte alignment: SIGSEGV"},
+		{MOVE_LEGACY, 16, 1, "a legacy-only area 16-byte aligned is restored from there"},
+		{MOVE_LEGACY, 8, 0, "a legacy-only area 8 bytes off 16-byte alignment: SIGSEGV"},
+	};
+	for (int i = 0; i < 4; i++) {
+		child = fork();
+		if (child == 0) {
+			mode = moves[i].mode;
+			move_by = moves[i].by;
+			ymm_roundtrip(in, out, SIGUSR2, 0x1f80, &mx);
+			if (memcmp(out, new_xmm0, 16) != 0)
+				_exit(1);                       /* xmm0 is the handler's edit: read from the copy */
+			for (int r = 1; r < 16; r++)
+				if (memcmp(out + 32 * r, in + 32 * r, 16) != 0)
+					_exit(2);
+			_exit(0);
+		}
+		status = 0;
+		waitpid(child, &status, 0);
+		if (moves[i].ok)
+			check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s (status %#x)", moves[i].what, status);
+		else
+			check(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV, "%s (status %#x)", moves[i].what, status);
+	}
 
 	if (!has_avx512) {
 		for (int i = 0; i < 4; i++)
