@@ -134,6 +134,29 @@ def test_unmapped_page_is_gone(kvm):
     assert isinstance(ev, contract.FaultEvent) and (ev.signo, ev.code, ev.addr) == (signal.SIGSEGV, 1, DATA)
 
 
+def test_remaps_past_the_table_pool(monkeypatch):
+    """Every remap of a used page copies its table path; when the pool runs out the shadow MMU
+    is flushed and the retired pages reused -- and the guest never sees a stale page."""
+    from platforms.kvm import KvmPlatform, machine
+    monkeypatch.setattr(machine, "PLAT_PAGES", machine.FIXED_PAGES + 24)
+    mf = MemoryFile(1 << 30)
+    p = KvmPlatform(mf)
+    space = p.new_address_space()
+    code = bytes([0x48, 0x8B, 0x1C, 0x25]) + DATA.to_bytes(4, "little") + \
+        bytes([0xB8, 39, 0, 0, 0, 0x0F, 0x05, 0xEB, 0xEF])
+    _load(mf, space, code)
+    ctx = space.new_context()
+    ctx.clear_regs(CODE, DATA + PAGE)
+    for i in range(40):
+        page = mf.allocate(PAGE)
+        mf.map[page] = i
+        space.map(DATA, PAGE, 3, page)
+        _, ev = p.run(ctx)
+        assert ev is contract.SYSCALL_EVENT and ctx.regs.rbx & 0xFF == i
+    assert p.machine.flushes > 0
+    space.release()
+
+
 def test_prot_none_and_back_at_memfile_offset_zero(kvm):
     """mprotect(PROT_NONE) then back: the page (even MemoryFile offset 0) is there again."""
     mf, p, space = kvm

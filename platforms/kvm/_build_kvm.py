@@ -22,6 +22,7 @@ struct rk_layout {
     unsigned long gate_base;         /* the IDT gates: vector v's `out` at gate_base + 4v */
     unsigned long kstack_gva;        /* the ring-0 stack page (guest-virtual) */
     unsigned char *kstack_host;      /* the same page in the Sentry */
+    struct rk_pool *pool;            /* committed (no page fresh) before every run */
 };
 
 struct rk_vcpu {
@@ -32,12 +33,19 @@ struct rk_vcpu {
     unsigned int exit_reason, port;  /* of an RK_OTHER exit */
     unsigned int vector;             /* of an RK_FAULT exit */
     unsigned long errcode, cr2;
+    struct rk_space *space;          /* its address space: CR3 follows space->root */
 };
 
 struct rk_pool {
     unsigned char *base;             /* the platform memory in the Sentry */
     unsigned long gpa;               /* ... and in the guest */
-    unsigned long npages, next, free_head, used;
+    unsigned long npages, next, free_head, used, retired_head, retired;
+    unsigned char *fresh;            /* per page: allocated since the guest last ran */
+    int any_fresh;
+};
+
+struct rk_space {
+    unsigned long root;              /* the PML4: CR3 of the address space's contexts */
 };
 
 struct rk_setup {
@@ -53,17 +61,20 @@ unsigned long rk_supported_xcr0(int kvm_fd);
 int rk_run(struct rk_vcpu *v, struct user_regs_struct *u, const struct rk_layout *l,
            long timeslice_ns);
 int rk_vcpu_init(struct rk_vcpu *v, int vcpu_fd, long mmap_size);
+int rk_vcpu_reseed(struct rk_vcpu *v);
 long rk_ioctl(int fd, unsigned long req, void *arg);
 long rk_ioctl_int(int fd, unsigned long req, unsigned long arg);
 void *rk_ptr(unsigned long addr);
 
 long rk_pt_alloc(struct rk_pool *p);
-int rk_pt_map(struct rk_pool *p, unsigned long pml4, unsigned long va, unsigned long len,
+void rk_pool_recycle(struct rk_pool *p);
+void rk_pool_commit(struct rk_pool *p);
+int rk_pt_map(struct rk_pool *p, struct rk_space *sp, unsigned long va, unsigned long len,
               unsigned long gpa, unsigned long flags);
-int rk_pt_protect(struct rk_pool *p, unsigned long pml4, unsigned long va, unsigned long len,
+int rk_pt_protect(struct rk_pool *p, struct rk_space *sp, unsigned long va, unsigned long len,
                   unsigned long flags);
-void rk_pt_free_tree(struct rk_pool *p, unsigned long pml4, int top_entries);
-unsigned long rk_pt_lookup(struct rk_pool *p, unsigned long pml4, unsigned long va);
+void rk_pt_free_tree(struct rk_pool *p, struct rk_space *sp, int top_entries);
+unsigned long rk_pt_lookup(struct rk_pool *p, struct rk_space *sp, unsigned long va);
 
 int rk_forward_signals(int *sigs, int n);
 unsigned long rk_take_forwarded(void);
@@ -89,18 +100,25 @@ SOURCE = r"""
 #include <time.h>
 #include <unistd.h>
 
+struct rk_pool;
 struct rk_layout {
     unsigned long entry_exit_rip, gate_base, kstack_gva;
     unsigned char *kstack_host;
+    struct rk_pool *pool;
 };
+struct rk_space;
 struct rk_vcpu {
     int fd; void *run; int in_kernel; unsigned long long cpu_ns;
     unsigned int exit_reason, port, vector; unsigned long errcode, cr2;
+    struct rk_space *space;
 };
 struct rk_pool {
     unsigned char *base; unsigned long gpa;
-    unsigned long npages, next, free_head, used;
+    unsigned long npages, next, free_head, used, retired_head, retired;
+    unsigned char *fresh; int any_fresh;
 };
+struct rk_space { unsigned long root; };
+void rk_pool_commit(struct rk_pool *p);
 
 struct rk_setup {
     unsigned long cr3, gdt_base, gdt_limit, idt_base, idt_limit, tss_base, lstar, xcr0;
@@ -256,6 +274,16 @@ int rk_vcpu_init(struct rk_vcpu *v, int vcpu_fd, long mmap_size) {
     return 0;
 }
 
+/* After a reset of the vCPU's state (rk_vcpu_setup): the sync area from the vCPU again. */
+int rk_vcpu_reseed(struct rk_vcpu *v) {
+    struct kvm_run *r = v->run;
+    if (ioctl(v->fd, KVM_GET_REGS, &r->s.regs.regs) || ioctl(v->fd, KVM_GET_SREGS, &r->s.regs.sregs))
+        return -errno;
+    r->kvm_dirty_regs = 0;
+    v->in_kernel = 1;
+    return 0;
+}
+
 static void regs_in(struct kvm_run *r, const struct user_regs_struct *u, struct rk_vcpu *v) {
     struct kvm_regs *R = &r->s.regs.regs;
     struct kvm_sregs *S = &r->s.regs.sregs;
@@ -266,7 +294,10 @@ static void regs_in(struct kvm_run *r, const struct user_regs_struct *u, struct 
     R->rip = u->rip;
     R->rflags = (u->eflags & USER_FLAGS) | 0x202;
     r->kvm_dirty_regs = KVM_SYNC_X86_REGS;
-    if (v->in_kernel || S->fs.base != u->fs_base || S->gs.base != u->gs_base) {
+    if (v->in_kernel || S->fs.base != u->fs_base || S->gs.base != u->gs_base ||
+            (v->space && S->cr3 != v->space->root)) {
+        if (v->space)
+            S->cr3 = v->space->root;
         S->cs = CS3; S->ss = DS3;
         S->fs.base = u->fs_base; S->gs.base = u->gs_base;
         r->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
@@ -294,6 +325,7 @@ static int has_errcode(unsigned v) {
 int rk_run(struct rk_vcpu *v, struct user_regs_struct *u, const struct rk_layout *l, long timeslice_ns) {
     struct kvm_run *r = v->run;
     regs_in(r, u, v);
+    rk_pool_commit(l->pool);
     if (timeslice_ns > 0 && rk_timer_ok) {
         struct itimerspec its = {.it_value = {timeslice_ns / 1000000000L, timeslice_ns % 1000000000L}};
         timer_settime(rk_timer, 0, &its, NULL);
@@ -364,9 +396,27 @@ int rk_run(struct rk_vcpu *v, struct user_regs_struct *u, const struct rk_layout
 #define PTE_NONE 0x800UL      /* ignored by the MMU: mapped PROT_NONE (the address is kept) */
 #define PTE_ADDR 0x000FFFFFFFFFF000UL
 
+/* Why the page tables are copied on write.  The shadow MMU builds its tables from what the
+   guest's tables held when it walked them and notices only the GUEST's writes (it write-protects
+   them in the guest's view); the Sentry writes them from the host.  So:
+   - a new mapping (a non-present entry made present) is written in place: a guest access walks
+     the tables again and finds it;
+   - an entry the MMU never used (accessed bit clear: KVM sets it when it shadows an entry, and
+     never prefetches one without it) is changed in place too;
+   - any other change (unmap, fewer rights, another page) copies the table page and every page
+     above it to fresh pages (new guest-physical addresses, which the MMU has never seen) and
+     gives the address space a new root; the contexts load it as CR3 on their next run.  The
+     replaced pages are retired, not freed: the MMU may still hold shadows keyed by their
+     addresses until the next flush (re-registering the memslot, machine.py), which is needed
+     only when the pool runs out.
+   A page allocated since the guest last ran is "fresh": the MMU cannot know it, so it is
+   written in place. */
+
 static uint64_t *tbl(struct rk_pool *p, unsigned long gpa) {
     return (uint64_t *)(p->base + (gpa - p->gpa));
 }
+
+static unsigned long pgno(struct rk_pool *p, unsigned long gpa) { return (gpa - p->gpa) >> 12; }
 
 long rk_pt_alloc(struct rk_pool *p) {
     unsigned long page;
@@ -380,93 +430,166 @@ long rk_pt_alloc(struct rk_pool *p) {
     }
     memset(tbl(p, page), 0, 4096);
     p->used++;
+    p->fresh[pgno(p, page)] = 1;
+    p->any_fresh = 1;
     return (long)page;
 }
 
-static void pt_release(struct rk_pool *p, unsigned long page) {
-    *tbl(p, page) = p->free_head;
-    p->free_head = page;
+static void pt_retire(struct rk_pool *p, unsigned long page) {
+    if (p->fresh[pgno(p, page)]) {              /* never seen by the MMU: free at once */
+        *tbl(p, page) = p->free_head;
+        p->free_head = page;
+    } else {
+        *tbl(p, page) = p->retired_head;
+        p->retired_head = page;
+        p->retired++;
+    }
     p->used--;
 }
 
-/* The leaf PTE slot for va, creating the tables on the way when `create`. */
-static uint64_t *pte_slot(struct rk_pool *p, unsigned long pml4, unsigned long va, int create) {
-    unsigned long t = pml4;
+/* After a flush: the retired pages are plain free pages again. */
+void rk_pool_recycle(struct rk_pool *p) {
+    while (p->retired_head) {
+        unsigned long page = p->retired_head;
+        p->retired_head = *tbl(p, page);
+        *tbl(p, page) = p->free_head;
+        p->free_head = page;
+    }
+    p->retired = 0;
+}
+
+/* The guest is about to run: every page it can reach may be shadowed from now on. */
+void rk_pool_commit(struct rk_pool *p) {
+    if (p->any_fresh) {
+        memset(p->fresh, 0, p->npages);
+        p->any_fresh = 0;
+    }
+}
+
+/* A fresh copy of table page *ref (updating *ref), unless it is fresh already. */
+static int make_fresh(struct rk_pool *p, uint64_t *ref, unsigned long flags_keep) {
+    unsigned long old = *ref & PTE_ADDR;
+    if (p->fresh[pgno(p, old)])
+        return 0;
+    long n = rk_pt_alloc(p);
+    if (n < 0)
+        return (int)n;
+    memcpy(tbl(p, n), tbl(p, old), 4096);
+    *ref = (unsigned long)n | (*ref & flags_keep);
+    pt_retire(p, old);
+    return 0;
+}
+
+/* The leaf PTE slot for va: creating missing tables when `create`, copying the path to fresh
+   pages when `cow`.  NULL when absent (or out of pages: *err = -ENOMEM). */
+static uint64_t *pte_slot(struct rk_pool *p, struct rk_space *sp, unsigned long va, int create,
+                          int cow, int *err) {
+    *err = 0;
+    if (cow && (*err = make_fresh(p, &sp->root, 0)) < 0)
+        return NULL;
+    unsigned long t = sp->root;
     for (int shift = 39; shift > 12; shift -= 9) {
         uint64_t *e = tbl(p, t) + ((va >> shift) & 511);
         if (!(*e & PTE_P)) {
             if (!create)
                 return NULL;
             long n = rk_pt_alloc(p);
-            if (n < 0)
+            if (n < 0) {
+                *err = (int)n;
                 return NULL;
+            }
             *e = (unsigned long)n | PTE_P | PTE_W | PTE_U;
+        } else if (cow && (*err = make_fresh(p, e, ~PTE_ADDR)) < 0) {
+            return NULL;
         }
         t = *e & PTE_ADDR;
     }
     return tbl(p, t) + ((va >> 12) & 511);
 }
 
-/* Returns 1 when a present entry was replaced or lost rights (a flush is needed), 0, or -ENOMEM. */
-int rk_pt_map(struct rk_pool *p, unsigned long pml4, unsigned long va, unsigned long len,
+#define PTE_A 0x20UL
+
+/* Does replacing `old` by `nw` need the MMU to forget what it shadowed of `old`? */
+static int narrows(uint64_t old, uint64_t nw) {
+    if (!(old & PTE_P) || !(old & PTE_A))
+        return 0;
+    return (old & PTE_ADDR) != (nw & PTE_ADDR) || !(nw & PTE_P) ||
+           ((old & PTE_W) && !(nw & PTE_W)) || (!(old & PTE_NX) && (nw & PTE_NX));
+}
+
+static int set_pte(struct rk_pool *p, struct rk_space *sp, unsigned long va, uint64_t nw,
+                   int create, int keep_addr, unsigned long *skip) {
+    int err;
+    *skip = 0;
+    uint64_t *e = pte_slot(p, sp, va, create, 0, &err);
+    if (e == NULL) {
+        if (err)
+            return err;
+        *skip = 1;
+        return 0;
+    }
+    if (keep_addr) {
+        if (*e == 0)
+            return 0;                          /* nothing mapped here */
+        nw = (*e & PTE_ADDR) | (nw ? nw : PTE_NONE);
+    }
+    if (narrows(*e, nw)) {
+        e = pte_slot(p, sp, va, 0, 1, &err);
+        if (e == NULL)
+            return err ? err : -EINVAL;
+    }
+    *e = nw;
+    return 0;
+}
+
+/* Map [va, va+len) to gpa.. with `flags` (0: unmap).  0 or -ENOMEM (the pool is out of pages:
+   flush, rk_pool_recycle, and call again: the call is idempotent). */
+int rk_pt_map(struct rk_pool *p, struct rk_space *sp, unsigned long va, unsigned long len,
               unsigned long gpa, unsigned long flags) {
-    int flush = 0;
     for (unsigned long off = 0; off < len; off += 4096) {
-        uint64_t *e = pte_slot(p, pml4, va + off, flags != 0);
-        if (e == NULL) {
-            if (flags)
-                return -ENOMEM;
-            off = ((va + off) | 0x1FFFFF) - va;       /* no table: skip to the next 2 MiB */
-            continue;
-        }
-        uint64_t old = *e, nw = flags ? ((gpa + off) | flags) : 0;
-        if ((old & PTE_P) && ((old & PTE_ADDR) != (nw & PTE_ADDR) || !(nw & PTE_P) ||
-                              ((old & PTE_W) && !(nw & PTE_W)) || (!(old & PTE_NX) && (nw & PTE_NX))))
-            flush = 1;
-        *e = nw;
+        unsigned long skip;
+        int r = set_pte(p, sp, va + off, flags ? ((gpa + off) | flags) : 0, flags != 0, 0, &skip);
+        if (r < 0)
+            return r;
+        if (skip)
+            off = ((va + off) | 0x1FFFFF) - va;   /* no table: on to the next 2 MiB */
     }
-    return flush;
+    return 0;
 }
 
-/* New rights for present or protected (non-present, address kept) entries. */
-int rk_pt_protect(struct rk_pool *p, unsigned long pml4, unsigned long va, unsigned long len,
+/* New rights for the mapped entries of [va, va+len) (flags 0: PROT_NONE, the address kept). */
+int rk_pt_protect(struct rk_pool *p, struct rk_space *sp, unsigned long va, unsigned long len,
                   unsigned long flags) {
-    int flush = 0;
     for (unsigned long off = 0; off < len; off += 4096) {
-        uint64_t *e = pte_slot(p, pml4, va + off, 0);
-        if (e == NULL) {
+        unsigned long skip;
+        int r = set_pte(p, sp, va + off, flags, 0, 1, &skip);
+        if (r < 0)
+            return r;
+        if (skip)
             off = ((va + off) | 0x1FFFFF) - va;
-            continue;
-        }
-        uint64_t old = *e;
-        if (old == 0)
-            continue;                                 /* nothing mapped here */
-        uint64_t nw = (old & PTE_ADDR) | (flags ? flags : PTE_NONE);
-        if ((old & PTE_P) && (!(nw & PTE_P) || ((old & PTE_W) && !(nw & PTE_W)) ||
-                              (!(old & PTE_NX) && (nw & PTE_NX))))
-            flush = 1;
-        *e = nw;
     }
-    return flush;
+    return 0;
 }
 
-unsigned long rk_pt_lookup(struct rk_pool *p, unsigned long pml4, unsigned long va) {
-    uint64_t *e = pte_slot(p, pml4, va, 0);
+unsigned long rk_pt_lookup(struct rk_pool *p, struct rk_space *sp, unsigned long va) {
+    int err;
+    uint64_t *e = pte_slot(p, sp, va, 0, 0, &err);
     return e ? *e : 0;
 }
 
-static void free_level(struct rk_pool *p, unsigned long t, int level, int entries) {
+static void retire_level(struct rk_pool *p, unsigned long t, int level, int entries) {
     uint64_t *e = tbl(p, t);
     if (level > 1)
         for (int i = 0; i < entries; i++)
             if (e[i] & PTE_P)
-                free_level(p, e[i] & PTE_ADDR, level - 1, 512);
-    pt_release(p, t);
+                retire_level(p, e[i] & PTE_ADDR, level - 1, 512);
+    pt_retire(p, t);
 }
 
-/* Free a whole address space's tables: the first `top_entries` PML4 slots are its own. */
-void rk_pt_free_tree(struct rk_pool *p, unsigned long pml4, int top_entries) {
-    free_level(p, pml4, 4, top_entries);
+/* Retire a whole address space's tables: the first `top_entries` PML4 slots are its own. */
+void rk_pt_free_tree(struct rk_pool *p, struct rk_space *sp, int top_entries) {
+    retire_level(p, sp->root, 4, top_entries);
+    sp->root = 0;
 }
 
 /* -- host signals -------------------------------------------------------------------- */

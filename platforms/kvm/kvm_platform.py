@@ -91,7 +91,7 @@ class KvmAddressSpace:
     def __init__(self, platform: "KvmPlatform") -> None:
         self.platform = platform
         self.machine = platform.machine
-        self.pml4 = self.machine.new_pml4()
+        self.space = self.machine.new_space()
         self.threads: list[KvmContext] = []
         self.released = False
         self._cpu_ns_gone = 0
@@ -117,24 +117,18 @@ class KvmAddressSpace:
         m.ensure_slots(memfile_offset, length)
         flags = self._flags(prot)
         # PROT_NONE keeps the address in a non-present entry (protect can bring it back).
-        r = lib.rk_pt_map(m.pool, self.pml4, addr, length, memfile_offset, flags or mc.PTE_NONE)
-        if r < 0:
-            raise contract.PlatformError("kvm: page tables exhausted")
-        if r:
-            m.need_flush = True
+        m.edit(lib.rk_pt_map, self.space, addr, length, memfile_offset, flags or mc.PTE_NONE)
 
     def unmap(self, addr: int, length: int) -> None:
         self._range(addr, length)
-        if lib.rk_pt_map(self.machine.pool, self.pml4, addr, length, 0, 0):
-            self.machine.need_flush = True
+        self.machine.edit(lib.rk_pt_map, self.space, addr, length, 0, 0)
 
     def protect(self, addr: int, length: int, prot: int) -> None:
         self._range(addr, length)
-        if lib.rk_pt_protect(self.machine.pool, self.pml4, addr, length, self._flags(prot)):
-            self.machine.need_flush = True
+        self.machine.edit(lib.rk_pt_protect, self.space, addr, length, self._flags(prot))
 
     def new_context(self) -> KvmContext:
-        v = self.platform._take_vcpu(self.pml4)
+        v = self.platform._take_vcpu(self.space)
         ctx = KvmContext(self, v)
         self.threads.append(ctx)
         return ctx
@@ -154,8 +148,7 @@ class KvmAddressSpace:
         self.released = True
         for ctx in list(self.threads):
             self.release_context(ctx)
-        lib.rk_pt_free_tree(self.machine.pool, self.pml4, 255)
-        self.machine.need_flush = True      # the freed tables' pages will be reused
+        lib.rk_pt_free_tree(self.machine.pool, self.space, 255)    # retired until the next flush
 
 
 class KvmPlatform:
@@ -185,20 +178,20 @@ class KvmPlatform:
         from platforms.kvm.filters import syscall_filters
         return syscall_filters()
 
-    def _take_vcpu(self, pml4: int):
-        if self._spare:
-            v = self._spare.pop()
-            mc._check(lib.rk_set_cr3(v, pml4), "KVM_SET_SREGS")
-            v.cpu_ns = 0
-            v.in_kernel = 1
-            return v
-        return self.machine.new_vcpu(pml4)
+    def _take_vcpu(self, space):
+        """A vCPU for a new context of `space` (its CR3 follows space.root from its next run)."""
+        v = self._spare.pop() if self._spare else self.machine.new_vcpu(space.root)
+        v.space = space
+        v.cpu_ns = 0
+        v.in_kernel = 1
+        return v
 
     def _drop(self, ctx: KvmContext) -> None:
         try:
             self.runnable.remove(ctx)
         except ValueError:
             pass
+        ctx.vcpu.space = ffi.NULL
         self._spare.append(ctx.vcpu)
 
     def new_address_space(self) -> KvmAddressSpace:
@@ -221,7 +214,7 @@ class KvmPlatform:
         if rc == mc.RK_FAULT:
             v = ctx.vcpu
             if (v.vector == 13 and v.errcode == mc.INT80_GP_ERRCODE) or \
-                    (v.vector == 6 and self.machine.read(ctx.address_space.pml4, ctx.regs.rip, 2) == b"\xcd\x80"):
+                    (v.vector == 6 and self.machine.read(ctx.address_space.space, ctx.regs.rip, 2) == b"\xcd\x80"):
                 # `int $0x80`: the IDT has no gate 0x80 (a #GP naming that vector), and kvm_pvm
                 # makes it a #UD.  Report the i386 syscall as ptrace does (the Sentry answers
                 # ENOSYS and never runs it as the 64-bit call).
@@ -240,21 +233,21 @@ class KvmPlatform:
         reason = v.exit_reason
         # A triple fault or an exit the platform does not expect: the thread cannot go on in
         # this vCPU state.  Reset the vCPU and report a SIGSEGV to the application.
-        self.machine.setup.cr3 = ctx.address_space.pml4
+        self.machine.setup.cr3 = ctx.address_space.space.root
         lib.rk_vcpu_setup(self.machine.kvm, v.fd, self.machine.setup)
-        lib.rk_vcpu_init(v, v.fd, self.machine.mmap_size)
+        cpu_ns = v.cpu_ns
+        lib.rk_vcpu_reseed(v)
+        v.space, v.cpu_ns = ctx.address_space.space, cpu_ns
         return FaultEvent(11, mc.SI_KERNEL, 0) if reason != 8 else ExitEvent(0x8B)   # 0x8b: SIGSEGV
 
     def _make_run(self):
-        rk_run, layout, machine, runnable = lib.rk_run, self.machine.layout, self.machine, self.runnable
+        rk_run, layout, runnable = lib.rk_run, self.machine.layout, self.runnable
         syscall_rc, event = mc.RK_SYSCALL, SYSCALL_EVENT
 
         def run(ctx: KvmContext):
             if runnable and (len(runnable) > 1 or runnable[0] is not ctx):
                 self.resume(ctx)
                 return self.wait(-1, [])
-            if machine.need_flush:
-                machine.flush()
             if ctx.kicked:
                 ctx.kicked = False
                 return ctx, INTERRUPT_EVENT
@@ -291,8 +284,6 @@ class KvmPlatform:
                     r = lib.rk_poll(cfds, cev, crev, n, 0)
                     if r > 0:
                         return None, [crev[i] for i in range(n)]
-                if self.machine.need_flush:
-                    self.machine.flush()
                 slice_ns = mc.TIMESLICE_NS
                 if deadline is not None:
                     slice_ns = max(1, min(slice_ns, deadline - time.monotonic_ns()))

@@ -27,10 +27,12 @@ when the Sentry waits), each on its own vCPU, preempted after TIMESLICE_NS when 
 waits.  Registers move through the kvm_run page (KVM_CAP_SYNC_REGS): a vCPU ioctl costs ~3 us.
 
 Page tables are written by the Sentry in platform memory.  The shadow MMU does not see those
-writes, so a change that removes or narrows a present mapping (unmap, mprotect down, a
-copy-on-write break) must flush the VM's shadow pages before the guest runs again: re-register
-the platform memslot (~120 us, once per batch of changes).  New mappings need no flush: a guest
-access to a PTE the shadow MMU has not seen walks the tables again.
+writes, so a change that removes or narrows a mapping the MMU has used (unmap, mprotect down, a
+copy-on-write break) copies the table pages on its path to fresh guest-physical pages and gives
+the address space a new root (see rk_pt_map in _build_kvm.py); only when the pool of table pages
+runs out is the VM's whole shadow flushed, by re-registering the platform memslot (~0.1-10 ms),
+and the retired pages reused.  New mappings need nothing: a guest access to a PTE the shadow MMU
+has not seen walks the tables again.
 """
 from __future__ import annotations
 
@@ -160,15 +162,18 @@ class Machine:
         self.pool.gpa = self.plat_gpa
         self.pool.npages = PLAT_PAGES
         self.pool.next = FIXED_PAGES
+        self._fresh = ffi.new("unsigned char[]", PLAT_PAGES)
+        self.pool.fresh = self._fresh
         self.memfile_ptr = ffi.cast("unsigned char *", ffi.from_buffer(memfile.map))
         self.slots: set[int] = set()
-        self.need_flush = False
+        self.flushes = 0
         self._build_fixed()
         self.layout = ffi.new("struct rk_layout *")
         self.layout.entry_exit_rip = PLAT_VA + PG_ENTRY * PAGE + 2
         self.layout.gate_base = PLAT_VA + PG_GATES * PAGE
         self.layout.kstack_gva = PLAT_VA + PG_KSTACK * PAGE
         self.layout.kstack_host = self.pool.base + PG_KSTACK * PAGE
+        self.layout.pool = self.pool
         self.setup = ffi.new("struct rk_setup *")
         self.setup.gdt_base = PLAT_VA + PG_GDT * PAGE
         self.setup.gdt_limit = 10 * 8 - 1
@@ -219,11 +224,35 @@ class Machine:
                             (PG_ENTRY, PTE_U), (PG_KSTACK, PTE_W | PTE_NX)):
             self._put(PG_PT, page * 8, struct.pack("<Q", self.gpa(page) | PTE_P | flags))
 
-    def new_pml4(self) -> int:
-        pml4 = _check(lib.rk_pt_alloc(self.pool), "page tables exhausted")
+    def new_space(self):
+        """An address space's root: a PML4 whose slot 255 is the shared platform branch."""
+        pml4 = self.alloc()
         off = pml4 - self.plat_gpa + 255 * 8
         self.plat[off:off + 8] = struct.pack("<Q", self.gpa(PG_PDPT) | PTE_P | PTE_W | PTE_U)
-        return pml4
+        sp = ffi.new("struct rk_space *")
+        sp.root = pml4
+        return sp
+
+    def alloc(self) -> int:
+        r = lib.rk_pt_alloc(self.pool)
+        if r == -errno.ENOMEM:
+            self.reclaim()
+            r = lib.rk_pt_alloc(self.pool)
+        return _check(r, "page tables exhausted")
+
+    def edit(self, fn, *args) -> None:
+        """A page-table edit (rk_pt_map/protect), retried once after reclaiming retired pages."""
+        r = fn(self.pool, *args)
+        if r == -errno.ENOMEM:
+            self.reclaim()
+            r = fn(self.pool, *args)
+        _check(r, "page tables exhausted")
+
+    def reclaim(self) -> None:
+        """The pool ran out: flush the shadow MMU, then the retired table pages are free again."""
+        if self.pool.retired:
+            self.flush()
+            lib.rk_pool_recycle(self.pool)
 
     def ensure_slots(self, offset: int, length: int) -> None:
         """Register the MemoryFile's 1 GiB slots that [offset, offset+length) touches."""
@@ -243,7 +272,7 @@ class Machine:
         size = PLAT_PAGES * PAGE
         _check(lib.rk_set_memslot(self.vm, PLAT_SLOT, self.plat_gpa, 0, self.plat_ptr), "flush")
         _check(lib.rk_set_memslot(self.vm, PLAT_SLOT, self.plat_gpa, size, self.plat_ptr), "flush")
-        self.need_flush = False
+        self.flushes += 1
 
     def new_vcpu(self, cr3: int):
         fd = lib.rk_ioctl_int(self.vm, KVM_CREATE_VCPU, self.n_vcpus)
@@ -258,12 +287,12 @@ class Machine:
         _check(lib.rk_vcpu_init(v, fd, self.mmap_size), "vCPU kvm_run")
         return v
 
-    def read(self, pml4: int, va: int, n: int) -> bytes:
+    def read(self, space, va: int, n: int) -> bytes:
         """Up to `n` bytes of application memory at `va` (within one page) through the page
         tables; b"" where nothing is mapped."""
         if not 0 <= va < PLAT_VA:
             return b""
-        pte = lib.rk_pt_lookup(self.pool, pml4, va)
+        pte = lib.rk_pt_lookup(self.pool, space, va)
         if not pte & PTE_P:
             return b""
         gpa = (pte & 0x000FFFFFFFFFF000) + (va & 0xFFF)
