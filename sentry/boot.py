@@ -207,7 +207,7 @@ class Sandbox:
         if self.control is not None:
             self.control.close()
         k = self.kernel
-        if k is not None and getattr(k, "hooks", None) is not None:
+        if k is not None and k.hooks is not None:
             k.hooks.finish()        # the compat record and the audit log's last lines
         if k is not None:
             for tg in list(k.thread_groups.values()):

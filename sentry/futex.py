@@ -107,7 +107,7 @@ def exit_robust_list(k, t) -> None:
     To be called once per exiting thread, before CLONE_CHILD_CLEARTID is
     handled, while its address space is still mapped.  A bad list is
     silently abandoned (Linux gives up the same way)."""
-    head = getattr(t, "robust_list", 0)
+    head = t.robust_list
     if not head or t.mm is None:
         return
     try:

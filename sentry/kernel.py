@@ -79,6 +79,12 @@ class Kernel:
         self.cpu_limits = CpuLimits(self)   # RLIMIT_CPU (sentry/cpulimit.py)
         self.file_locks = FileLocks()       # flock/POSIX/OFD lock tables (sentry/vfs/lock.py)
         self.unix_names: dict = {}
+        # Set by the modules that own them (declared here, so nothing needs getattr defaults):
+        self.hooks = None               # sentry/policy.py: syscall policy, --compat, audit log
+        self.memfd_fs = None            # syscalls/memory.py: the tmpfs behind memfd_create
+        self.page_cache = None          # mm/pagecache.py: file pages shared by mappings
+        self.tty_fg_pgrp: int | None = None   # vfs/tty.py: the console's foreground process group
+        self.pod_members = None         # sentry/pod.py: containers of a pod in this sandbox
         self._loop_errors = 0           # consecutive internal errors with no task to blame
         self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)
         from sentry.vdso import Vdso
@@ -324,7 +330,7 @@ class Kernel:
             self.vdso.refresh()
         lifelines = self.lifelines.poll_fds      # the Gofers' pidfds (sentry/lifeline.py)
         if next_deadline is None and not self.host_waits:
-            if not any(getattr(t, "running", False) for t in self.tasks.values()):
+            if not any(t.running for t in self.tasks.values()):
                 # Nothing runs and nothing can wake anything: a deadlock in the application.
                 # Linux would hang too; so do we, but say so once in the debug log.
                 self.debug("all tasks blocked with no timer or host fd: waiting for a signal")
@@ -545,11 +551,7 @@ class Kernel:
             return True
 
     def _park_stopped(self, t: Task) -> None:
-        from sentry.waitq import WaitQueue
-        tg = t.tg
-        q = getattr(tg, "stop_waitq", None)
-        if q is None:
-            q = tg.stop_waitq = WaitQueue()
+        q = t.tg.stop_waitq
         q.add(t)
         t.wait_queues = [q]
 
@@ -564,7 +566,7 @@ class Kernel:
             if console is not None and sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGWINCH):
                 # From the terminal (^C, ^\, ^Z, a resize): to its foreground process group,
                 # as the line discipline would send them.
-                pgrp = getattr(self, "tty_fg_pgrp", None) or self.init.pgid
+                pgrp = self.tty_fg_pgrp or self.init.pgid
                 targets = [g for g in self.thread_groups.values() if g.pgid == pgrp and not g.exiting]
                 if targets:
                     self.debug(f"forwarding host {_signame(sig)} to process group {pgrp}")

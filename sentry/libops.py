@@ -46,7 +46,7 @@ def serve(k, op: str, msg: dict) -> dict:
         if op == "kill":
             return _kill(k, int(msg["pid"]), int(msg.get("sig", 9)), bool(msg.get("tree", False)))
         if op == "compat":
-            hooks = getattr(k, "hooks", None)
+            hooks = k.hooks
             if hooks is None or hooks.compat is None:
                 return {"error": "this sandbox does not record (compat=False)", "errno": errno.EINVAL}
             return {"report": hooks.compat.snapshot(k)}
@@ -136,5 +136,5 @@ def usage(tg) -> dict:
     """A finished process's resource use, for the exec exit report (runsc_py.Sandbox.run)."""
     from sentry.policy import syscall_count
     return {"cpu_ns": int(tg.utime + tg.stime + tg.cutime + tg.cstime),
-            "max_rss_kb": int(max(getattr(tg, "maxrss_kb", 0), getattr(tg, "children_maxrss_kb", 0))),
+            "max_rss_kb": int(max(tg.maxrss_kb, tg.children_maxrss_kb)),
             "syscalls": syscall_count(tg)}

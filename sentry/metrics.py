@@ -45,7 +45,7 @@ def memory(kernel) -> dict[str, int]:
     memfile = kernel.memfile
     fd = memfile.fd
     system: set[int] = set()
-    vdso = getattr(kernel, "vdso", None)
+    vdso = kernel.vdso
     if vdso is not None and getattr(vdso, "available", False):
         system = {id(vdso.vvar), id(vdso.text)}
     seen: set[int] = set()
@@ -116,7 +116,7 @@ def processes(kernel, container: str | None = None) -> list[dict]:
             "comm": tg.comm.decode("utf-8", "replace"),
             "threads": sum(1 for t in kernel.tasks.values() if t.tg is tg),
             "fds": len(tg.fds.files),
-            "cpu_ns": int(getattr(tg, "utime", 0)) + (mm.space.cpu_time_ns() if host else 0),
+            "cpu_ns": int(tg.utime) + (mm.space.cpu_time_ns() if host else 0),
             "rss": mm.resident_bytes() if mm is not None else 0,
         })
     return out

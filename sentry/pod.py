@@ -40,7 +40,7 @@ class Member:
 
 
 def members(k) -> dict:
-    got = getattr(k, "pod_members", None)
+    got = k.pod_members
     if got is None:
         got = k.pod_members = {}
     return got

@@ -75,8 +75,8 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
             from sentry.task import SignalAction
             tg.sigactions = [SignalAction(a.handler, a.flags, a.restorer, a.mask) for a in parent_tg.sigactions]
         tg.pgid, tg.sid = parent_tg.pgid, parent_tg.sid
-        tg.ctty = getattr(parent_tg, "ctty", None)
-        tg.no_new_privs = getattr(parent_tg, "no_new_privs", False)
+        tg.ctty = parent_tg.ctty
+        tg.no_new_privs = parent_tg.no_new_privs
         tg.comm, tg.argv, tg.envp, tg.exe = parent_tg.comm, parent_tg.argv, parent_tg.envp, parent_tg.exe
         tg.exit_signal = csig
         tg.start_monotonic = k.now()
@@ -161,7 +161,7 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     tg.exiting = True
     tg.exit_status = wait_status
     if tg.mm is not None and not tg.mm.space.released:
-        tg.maxrss_kb = max(getattr(tg, "maxrss_kb", 0), tg.mm.resident_bytes() // 1024)
+        tg.maxrss_kb = max(tg.maxrss_kb, tg.mm.resident_bytes() // 1024)
     for task in list(tg.tasks):
         _release_thread(k, task)
     tg.tasks.clear()
@@ -184,7 +184,7 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     _reparent_children(k, tg)
     parent = tg.parent
     tg.zombie = True
-    on_exit = getattr(tg, "on_exit", None)
+    on_exit = tg.on_exit
     if on_exit is not None:
         on_exit(wait_status)
     if parent is None or parent.exiting:
@@ -250,8 +250,8 @@ def reap(k, tg: ThreadGroup) -> None:
             pass
         tg.parent.cutime += tg.utime + tg.cutime
         tg.parent.cstime += tg.stime + tg.cstime
-        tg.parent.children_maxrss_kb = max(getattr(tg.parent, "children_maxrss_kb", 0),
-                                           getattr(tg, "maxrss_kb", 0), getattr(tg, "children_maxrss_kb", 0))
+        tg.parent.children_maxrss_kb = max(tg.parent.children_maxrss_kb, tg.maxrss_kb,
+                                           tg.children_maxrss_kb)
     k.thread_groups.pop(tg.tgid, None)
 
 
@@ -343,9 +343,7 @@ def continue_group(k, tg: ThreadGroup) -> None:
     tg.group_stopped = False
     tg.stop_state = "continued"
     tg.stop_reported = False
-    waitq = getattr(tg, "stop_waitq", None)
-    if waitq is not None:
-        waitq.wake_all()
+    tg.stop_waitq.wake_all()
     parent = tg.parent
     if parent is not None and not parent.exiting:
         if not parent.sigactions[sg.SIGCHLD].flags & sg.SA_NOCLDSTOP:

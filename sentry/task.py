@@ -106,6 +106,16 @@ class ThreadGroup:
         self.start_monotonic = 0.0
         self.utime = self.stime = 0
         self.cutime = self.cstime = 0
+        self.nice = 0                          # setpriority(2)
+        self.execed = False                    # has called execve (setpgid of a child: EACCES)
+        self.dumpable = 1                      # prctl(PR_SET_DUMPABLE)
+        self.no_new_privs = False              # prctl(PR_SET_NO_NEW_PRIVS)
+        self.ctty = None                       # controlling terminal (vfs/pty.py)
+        self.stop_waitq = WaitQueue()          # its threads parked by a group stop
+        self.on_exit = None                    # called when the process has exited (exec of a pod member...)
+        self.maxrss_kb = 0                     # getrusage ru_maxrss of the exited process
+        self.children_maxrss_kb = 0            # the largest of its waited-for descendants
+        self.personality = 0                   # personality(2)
         self.itimers: list = [None, None, None]   # ITIMER_REAL/VIRTUAL/PROF (syscalls/timers.Timer)
         self.posix_timers: dict = {}            # timer_create id -> syscalls/timers.Timer
 
@@ -143,6 +153,8 @@ class Task:
         self.in_runq = False
         self.forced: set[int] = set()    # synchronous signals that kill even init
         self.vfork_released = False
+        self.sched_attr = (0, 0, False)  # sched_setattr: policy (SCHED_OTHER), priority, reset-on-fork
+        self.ioprio = 0                  # ioprio_set(2)
         if ctx is not None:
             ctx.task = self
 

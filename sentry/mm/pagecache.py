@@ -126,7 +126,7 @@ class PageCache:
 
 
 def cache_of(kernel, memfile) -> PageCache:
-    pc = getattr(kernel, "page_cache", None)
+    pc = kernel.page_cache
     if pc is None:
         pc = kernel.page_cache = PageCache(memfile)
     return pc

@@ -107,6 +107,6 @@ def get_robust_list(t, pid, head_ptr, len_ptr):
     target = t if pid == 0 else t.kernel.tasks.get(pid)
     if target is None or pid < 0:
         raise SyscallError(errno.ESRCH)
-    t.mm.write_u64(head_ptr, getattr(target, "robust_list", 0))
-    t.mm.write_u64(len_ptr, getattr(target, "robust_len", 0) or 24)
+    t.mm.write_u64(head_ptr, target.robust_list)
+    t.mm.write_u64(len_ptr, target.robust_len or 24)
     return 0

@@ -282,7 +282,7 @@ def memfd_create(t, name_addr, flags):
     if len(name) > 249:
         raise SyscallError(errno.EINVAL)
     k = t.kernel
-    fs = getattr(k, "memfd_fs", None)
+    fs = k.memfd_fs
     if fs is None:
         fs, _root = tmpfs.make_tmpfs(0x30, {})
         k.memfd_fs = fs

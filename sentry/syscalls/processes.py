@@ -378,7 +378,7 @@ def setpgid(t, pid, pgid):
         raise SyscallError(errno.EPERM)           # a session leader
     if target.sid != t.tg.sid:
         raise SyscallError(errno.EPERM)
-    if target is not t.tg and getattr(target, "execed", False):
+    if target is not t.tg and target.execed:
         raise SyscallError(errno.EACCES)
     pgid = pgid or target.tgid
     if pgid != target.tgid and not any(g.pgid == pgid and g.sid == t.tg.sid for g in k.thread_groups.values()):
@@ -519,10 +519,10 @@ def prctl(t, option, a2, a3, a4, a5):
         t.pdeathsig = a2
         return 0
     if option == PR_GET_PDEATHSIG:
-        t.mm.write_u32(a2, getattr(t, "pdeathsig", 0))
+        t.mm.write_u32(a2, t.pdeathsig)
         return 0
     if option == PR_GET_DUMPABLE:
-        return getattr(tg, "dumpable", 1)
+        return tg.dumpable
     if option == PR_SET_DUMPABLE:
         if a2 not in (0, 1):
             raise SyscallError(errno.EINVAL)
@@ -536,12 +536,12 @@ def prctl(t, option, a2, a3, a4, a5):
     if option == PR_GET_NO_NEW_PRIVS:
         if a2 or a3 or a4 or a5:
             raise SyscallError(errno.EINVAL)
-        return 1 if getattr(tg, "no_new_privs", False) else 0
+        return 1 if tg.no_new_privs else 0
     if option == PR_SET_CHILD_SUBREAPER:
         tg.subreaper = bool(a2)
         return 0
     if option == PR_GET_CHILD_SUBREAPER:
-        t.mm.write_u32(a2, 1 if getattr(tg, "subreaper", False) else 0)
+        t.mm.write_u32(a2, 1 if tg.subreaper else 0)
         return 0
     if option == PR_CAPBSET_READ:
         if a2 > 40:

@@ -371,11 +371,11 @@ def getrusage(t, who, usage):
     """getrusage(2)."""
     who = s32(who)
     if who == RUSAGE_SELF:
-        ns, rss = _cpu(t, False), max(getattr(t.tg, "maxrss_kb", 0), t.mm.resident_bytes() // 1024)
+        ns, rss = _cpu(t, False), max(t.tg.maxrss_kb, t.mm.resident_bytes() // 1024)
     elif who == RUSAGE_THREAD:
         ns, rss = _cpu(t, True), t.mm.resident_bytes() // 1024
     elif who == RUSAGE_CHILDREN:
-        ns, rss = t.tg.cutime, getattr(t.tg, "children_maxrss_kb", 0)
+        ns, rss = t.tg.cutime, t.tg.children_maxrss_kb
     else:
         raise SyscallError(errno.EINVAL)
     us = ns // 1000
@@ -402,7 +402,7 @@ def getpriority(t, which, who):
         raise SyscallError(errno.EINVAL)
     if which == 0 and who not in (0,) and who not in t.kernel.thread_groups:
         raise SyscallError(errno.ESRCH)
-    return 20 - getattr(t.tg, "nice", 0)
+    return 20 - t.tg.nice
 
 
 @syscall("setpriority")
@@ -415,7 +415,7 @@ def setpriority(t, which, who, prio):
     if tg is None:
         raise SyscallError(errno.ESRCH)
     prio = max(-20, min(19, prio))
-    if prio < getattr(tg, "nice", 0) and t.tg.creds.euid != 0:
+    if prio < tg.nice and t.tg.creds.euid != 0:
         raise SyscallError(errno.EACCES)
     tg.nice = prio
     return 0

@@ -183,7 +183,7 @@ class TtyDevice(SynthInode):
     def open(self, t, dentry, flags: int) -> File:
         if flags & O_PATH:
             return File(flags, dentry, dentry.mount)
-        ctty = getattr(t.tg, "ctty", None)
+        ctty = t.tg.ctty
         if ctty is not None:                     # a pty of the sandbox's devpts
             from sentry.vfs.pty import PtySlave
             if not ctty.master_open:
@@ -313,6 +313,6 @@ class PtySlaveInode(SynthInode):
             raise SyscallError(errno.EIO)
         f = PtySlave(flags, dentry, p)
         tg = t.tg
-        if not flags & O_NOCTTY and tg.sid == tg.tgid and getattr(tg, "ctty", None) is None and not p.sid:
+        if not flags & O_NOCTTY and tg.sid == tg.tgid and tg.ctty is None and not p.sid:
             _make_ctty(t.kernel, tg, p)
         return f

@@ -265,16 +265,23 @@ def _ticks(ns_or_s: float) -> int:
     return int(ns_or_s * CLK_TCK)
 
 
+def _cpu_ticks(ns: int) -> int:
+    return ns * CLK_TCK // 1_000_000_000
+
+
 def gen_pid_stat(fs, tg, task=None) -> bytes:
+    """/proc/PID/stat (proc(5)): times in clock ticks; field 22, starttime, counts from the
+    sandbox's boot (the zero of /proc/uptime), when the process was forked."""
     k = fs.kernel
     state, _ = _state(fs, tg)
     vsize = _vm_size(tg)
-    utime = _ticks(getattr(tg, "utime", 0))
-    stime = _ticks(getattr(tg, "stime", 0))
-    start = _ticks(getattr(tg, "start_time", k.boot_monotonic) - k.boot_monotonic)
+    cpu = tg.utime + (tg.mm.space.cpu_time_ns() if tg.mm is not None and not tg.zombie else 0)
+    utime, stime = _cpu_ticks(cpu), _cpu_ticks(tg.stime)
+    cutime, cstime = _cpu_ticks(tg.cutime), _cpu_ticks(tg.cstime)
+    start = _ticks(max(0.0, tg.start_monotonic - k.boot_monotonic))
     pid = task.tid if task is not None else tg.tgid
     fields = [pid, b"(" + tg.comm + b")", state, _ppid(tg), tg.pgid, tg.sid, 0, -1, 0x400000,
-              0, 0, 0, 0, utime, stime, 0, 0, 20, 0, len(tg.tasks), 0, start, vsize, vsize // 4096,
+              0, 0, 0, 0, utime, stime, cutime, cstime, 20 + tg.nice, tg.nice, len(tg.tasks), 0, start, vsize, vsize // 4096,
               (1 << 64) - 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     return b" ".join(f if isinstance(f, bytes) else str(f).encode() for f in fields) + b"\n"
 
@@ -286,7 +293,7 @@ def gen_pid_statm(fs, tg) -> bytes:
 
 def _sigset(tg, which: str) -> int:
     out = 0
-    acts = getattr(tg, "sigactions", [])
+    acts = tg.sigactions
     for i, a in enumerate(acts):
         if i == 0:
             continue

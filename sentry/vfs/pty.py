@@ -300,7 +300,7 @@ class PtySlave(PtyEnd):
         from sentry import signals as sg
         p = self.pty
         tg = t.tg
-        if getattr(tg, "ctty", None) is not p or not p.fg_pgrp or tg.pgid == p.fg_pgrp:
+        if tg.ctty is not p or not p.fg_pgrp or tg.pgid == p.fg_pgrp:
             return
         act = tg.sigactions[SIGTTIN]
         if act.handler == sg.SIG_IGN or t.sigmask & sg.bit(SIGTTIN):
@@ -373,15 +373,15 @@ class PtySlave(PtyEnd):
         tg = t.tg
         k = t.kernel
         if request == TIOCSCTTY:
-            if getattr(tg, "ctty", None) is p:
+            if tg.ctty is p:
                 return 0
-            if tg.sid != tg.tgid or getattr(tg, "ctty", None) is not None:
+            if tg.sid != tg.tgid or tg.ctty is not None:
                 raise SyscallError(errno.EPERM)
             if p.sid and p.sid != tg.sid and not (arg == 1 and tg.creds.euid == 0):
                 raise SyscallError(errno.EPERM)
             _make_ctty(k, tg, p)
             return 0
-        if request in (TIOCNOTTY, TIOCGPGRP, TIOCSPGRP, TIOCGSID) and getattr(tg, "ctty", None) is not p:
+        if request in (TIOCNOTTY, TIOCGPGRP, TIOCSPGRP, TIOCGSID) and tg.ctty is not p:
             raise SyscallError(errno.ENOTTY)          # these speak of the caller's controlling terminal
         if request == TIOCNOTTY:
             tg.ctty = None

@@ -35,7 +35,7 @@ def host_tty_ioctl(t, host_fd: int, request: int, arg: int) -> int:
         # the foreground group and the session are kept here (gVisor does the same for host ttys).
         k = t.kernel
         if request == TIOCGPGRP:
-            t.mm.write_u32(arg, getattr(k, "tty_fg_pgrp", None) or (k.init.pgid if k.init else t.tg.pgid))
+            t.mm.write_u32(arg, k.tty_fg_pgrp or (k.init.pgid if k.init else t.tg.pgid))
             return 0
         if request == TIOCSPGRP:
             pgrp = int.from_bytes(t.mm.read(arg, 4), "little", signed=True)
