@@ -135,6 +135,8 @@ ALLOWLIST: dict[str, tuple[tuple[Check, ...], ...]] = {
     "ppoll": ALWAYS, "poll": ALWAYS, "clock_gettime": ALWAYS, "clock_nanosleep": ALWAYS,
     "restart_syscall": ALWAYS, "sched_yield": ALWAYS, "sched_getaffinity": ALWAYS, "sysinfo": ALWAYS,
     "wait4": ALWAYS,
+    # membarrier(2) for the application: the host's global barrier (sentry/syscalls/sched.py).
+    "membarrier": when((0, "cmd", "==", 1, "MEMBARRIER_CMD_GLOBAL")),
     # Signals: forwarded host signals.
     "rt_sigaction": ALWAYS, "rt_sigprocmask": ALWAYS, "rt_sigreturn": ALWAYS,
     # Descriptors the Sentry already holds: Gofer-donated files, the MemoryFile, stdio, pipes, sockets.

@@ -32,6 +32,8 @@ def default_rlimits() -> list[list[int]]:
     lim[8] = [8 << 20, 8 << 20]      # MEMLOCK
     lim[11] = [63439, 63439]         # SIGPENDING
     lim[12] = [819200, 819200]       # MSGQUEUE
+    lim[13] = [0, 0]                 # NICE (Linux's INIT_RLIMITS: no raising priority unprivileged)
+    lim[14] = [0, 0]                 # RTPRIO (no real-time policy unprivileged)
     return lim
 
 

@@ -205,6 +205,8 @@ def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
             return st.value
         t.block()
     tid = process.do_clone(t.kernel, t, flags, stack, ptid, ctid, tls)
+    from sentry.syscalls.sched import inherit
+    inherit(t, t.kernel.tasks[tid])
     if flags & process.CLONE_VFORK:
         t.vfork_released = False
         t.uninterruptible = True      # like Linux's killable-only vfork wait: signals wait for the child

@@ -421,44 +421,4 @@ def setpriority(t, which, who, prio):
     return 0
 
 
-@syscall("sched_getscheduler")
-def sched_getscheduler(t, pid):
-    """sched_getscheduler(2): everything runs SCHED_OTHER."""
-    pid = s32(pid)
-    if pid < 0:
-        raise SyscallError(errno.EINVAL)
-    if pid and pid not in t.kernel.tasks:
-        raise SyscallError(errno.ESRCH)
-    return 0
-
-
-@syscall("sched_getparam")
-def sched_getparam(t, pid, param):
-    """sched_getparam(2)."""
-    pid = s32(pid)
-    if pid < 0 or not param:
-        raise SyscallError(errno.EINVAL)
-    if pid and pid not in t.kernel.tasks:
-        raise SyscallError(errno.ESRCH)
-    t.mm.write_u32(param, 0)
-    return 0
-
-
-@syscall("sched_get_priority_max")
-def sched_get_priority_max(t, policy):
-    policy = s32(policy)
-    if policy in (1, 2):
-        return 99
-    if policy in (0, 3, 5, 6):
-        return 0
-    raise SyscallError(errno.EINVAL)
-
-
-@syscall("sched_get_priority_min")
-def sched_get_priority_min(t, policy):
-    policy = s32(policy)
-    if policy in (1, 2):
-        return 1
-    if policy in (0, 3, 5, 6):
-        return 0
-    raise SyscallError(errno.EINVAL)
+# sched_getscheduler, sched_getparam and sched_get_priority_max/min live in sched.py with their setters.
