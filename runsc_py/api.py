@@ -138,8 +138,11 @@ def _reap(pid: int, timeout: float) -> bool:
         time.sleep(0.005)
 
 
-def _cleanup(pid: int, fds: list[int], tmpdir: str) -> None:
-    """Last resort (a Sandbox never closed): kill the keeper, free what it held."""
+def _cleanup(owner: int, pid: int, fds: list[int], tmpdir: str) -> None:
+    """Last resort (a Sandbox never closed): kill the keeper, free what it held.  Only in the
+    process that made it: a forked child of the caller exiting must not take it down."""
+    if os.getpid() != owner:
+        return
     for fd in fds:
         try:
             os.close(fd)
@@ -277,20 +280,16 @@ class Sandbox:
         for fd in (gate_r, ready_w, err_w, watch_r):
             os.close(fd)
         self._watch_w = watch_w
-        self._finalizer = weakref.finalize(self, _cleanup, pid, [watch_w] + self._fds, self._tmp)
+        self._finalizer = weakref.finalize(self, _cleanup, os.getpid(), pid, [watch_w] + self._fds, self._tmp)
         try:
-            ok = self._await_ready(ready_r, err_r)
-            if ok:
-                os.write(gate_w, b"G")
+            if self._await_ready(ready_r, err_r):
+                os.write(gate_w, b"G")          # the Sentry waits at its start gate for this byte
         except BaseException:
             self._finalizer()
             raise
         finally:
-            for fd in (gate_r, gate_w, ready_r, err_r):
-                try:
-                    os.close(fd) if fd not in (gate_r,) else None
-                except OSError:
-                    pass
+            for fd in (gate_w, ready_r, err_r):
+                os.close(fd)
 
     def _await_ready(self, ready_r: int, err_r: int) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
