@@ -286,7 +286,7 @@ def create(bundle: str, pid_file: str | None, console_socket: str | None, no_piv
     from runsc_py import pod
     sandbox_id = pod.sandbox_of(g.store, b.annotations)     # a CRI pod's app container: join its Sentry
     if sandbox_id is not None:
-        pid = pod.create_member(g.store, container_id, b, sandbox_id, pid_file)
+        pid = pod.create_member(g.store, container_id, b, sandbox_id, pid_file, console_socket)
         errors.log().debug(f"created {container_id} in pod {sandbox_id}: proxy pid {pid}")
         return
     opts = launch.LaunchOptions(pid_file=pid_file, console_socket=console_socket,

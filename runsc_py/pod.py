@@ -20,8 +20,9 @@ container's **proxy**, the host process the engine sees as the container:
 (its control.sock is a link to the pod's: `exec` and `ps` reach the pod's
 Sentry, exec runs in the container's root).  Without the annotations, or
 when the named sandbox is not a running container of this --root, nothing
-changes: the container gets its own Sentry (and so it does when the command
-runs in a warm factory, whose `create` hand-off expects a Sentry).
+changes: the container gets its own Sentry.  Through a warm factory
+(runsc_py/factory.py) the proxy plays the Sentry's part in the hand-off: the
+caller's proxy relays signals to it and it dies with that proxy.
 
 The container's bind mounts (CRI's /etc/hosts, resolv.conf, hostname,
 termination-log) get Gofers started here, one per host directory, sent with
@@ -49,9 +50,6 @@ def sandbox_of(store: StateStore, annotations: dict[str, str]) -> str | None:
     """The id of the running pod sandbox this container joins, or None (it gets its own Sentry)."""
     if annotations.get(CONTAINER_TYPE) != "container":
         return None
-    from runsc_py import launch
-    if launch.FACTORY_HANDOFF is not None:
-        return None             # inside a warm factory (runsc_py/factory.py): its own Sentry, as before
     sid = annotations.get(SANDBOX_ID, "")
     if not sid or sid not in store.ids():
         return None
@@ -102,15 +100,20 @@ def _binds(bundle) -> tuple[list[dict], list[tuple[str, bool]]]:
     return binds, trees
 
 
-def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str, pid_file: str | None) -> int:
+def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str, pid_file: str | None,
+                  console_socket: str | None = None) -> int:
     """Create `container_id` inside the pod `sandbox_id`'s Sentry; return the proxy's pid."""
     from gofer.client import spawn_gofer
-    from runsc_py.launch import _new_state, write_pid_file
+    from runsc_py.launch import LaunchOptions, _new_state, _open_terminal, write_pid_file
     cfg = bundle.config
     control = store.path(sandbox_id, CONTROL_SOCKET)
     with store.create(_new_state(container_id, bundle, CREATING, os.getpid())) as lock_fd:
         if not os.path.isdir(cfg.rootfs):
             raise UserError(f"rootfs {cfg.rootfs!r} is not a directory")
+        # process.terminal with --console-socket: the master goes to the engine, the slave is the
+        # process's stdio (the Sentry presents it as its controlling terminal), as for a Sentry's init.
+        terminal = _open_terminal(bundle, LaunchOptions(console_socket=console_socket))
+        stdio = [terminal[1]] * 3 if terminal else [0, 1, 2]
         binds, trees = _binds(bundle)
         gofers = []
         try:
@@ -126,15 +129,20 @@ def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str,
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
+        from runsc_py import launch
+        handoff = launch.FACTORY_HANDOFF      # made in a factory: the caller's proxy is the engine's pid
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
                 os.close(lock_fd)
                 os.close(ready_r)
+                if handoff is not None:
+                    launch._die_with_proxy(handoff[0])
                 request = {"op": "container_add", "id": container_id, "readonly": cfg.root_readonly,
                            "mounts": _mounts(bundle), "binds": binds, "trees": [list(t) for t in trees]}
-                status = _proxy(control, bundle, request, [c.sock.fileno() for _, c in gofers], fifo, ready_w)
+                status = _proxy(control, bundle, request, [c.sock.fileno() for _, c in gofers], fifo, ready_w,
+                                stdio)
             except BaseException as e:      # noqa: BLE001 -- the proxy always reaches _exit
                 try:
                     os.write(ready_w, b"E" + str(e).encode()[:2000])
@@ -145,6 +153,9 @@ def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str,
         os.close(ready_w)
         for _, client in gofers:
             client.sock.close()             # the proxy holds them until the Sentry has them
+        if terminal is not None:
+            os.close(terminal[0])
+            os.close(terminal[1])
         try:
             reply = _read_all(ready_r)
         finally:
@@ -163,6 +174,9 @@ def create_member(store: StateStore, container_id: str, bundle, sandbox_id: str,
             write_pid_file(pid_file, pid)
         state.status = CREATED
         store.save(state)
+        if handoff is not None:
+            from runsc_py.state import EXIT_STATUS_FILE
+            handoff[1](pid, store.path(container_id, EXIT_STATUS_FILE))
     return pid
 
 
@@ -185,7 +199,8 @@ def _reap(pid: int) -> None:
         pass
 
 
-def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str, ready_w: int) -> int:
+def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str, ready_w: int,
+           stdio: list[int]) -> int:
     """The container's host process: member connection, start gate, the init's life and status."""
     import array
     import socket
@@ -195,6 +210,13 @@ def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str,
     os.setsid()
     cfg = bundle.config
     container_id = request["id"]
+    if stdio[0] not in (0, 1, 2):
+        # A terminal: its slave replaces the stdio `create` was given (the shim reads that pipe to
+        # its end, which a long-lived holder would never let come), as a Sentry's init does.
+        for target in (0, 1, 2):
+            os.dup2(stdio[0], target)
+        os.close(stdio[0])
+        stdio = [0, 1, 2]
     member = _connect(control)
     member.sendmsg([msgpack.packb(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", gofer_fds))])
     for fd in gofer_fds:
@@ -208,14 +230,19 @@ def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str,
     # Until start, a signal ends the container as it would end a parked Sentry.
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
-    while os.read(gate, 1) != b"S":
-        pass
+    import select
+    while True:                     # the start gate -- or the pod's Sentry ending first
+        ready, _, _ = select.select([gate, member], [], [])
+        if member in ready:
+            return 128 + signal.SIGKILL
+        if os.read(gate, 1) == b"S":
+            break
     os.close(gate)
     spec = {"args": cfg.args, "env": cfg.env, "cwd": cfg.cwd, "uid": cfg.uid, "gid": cfg.gid,
             "additional_gids": list(cfg.additional_gids), "rlimits": {k: list(v) for k, v in cfg.rlimits.items()},
             "container": container_id}
     try:
-        conn, tgid = exec_start(control, spec, [0, 1, 2])
+        conn, tgid = exec_start(control, spec, stdio)
     except ControlError as e:
         os.write(2, f"runsc-py: {e}\n".encode())
         return e.code

@@ -383,7 +383,7 @@ def create_process(k, args: list[str], env: list[str], cwd: str, uid: int, gid: 
         dentry = None
         if os.isatty(dup):
             from sentry.vfs.devfs import attach_host_tty
-            dentry = attach_host_tty(k.vfs, dup)
+            dentry = attach_host_tty(k.vfs, dup, root)
         fds.install_at(app_fd, HostFDFile(dup, acc | 0o100000, dentry, dentry.mount if dentry else None,
                                           host_offset=True), False)
     root = k.vfs.root if root is None else root

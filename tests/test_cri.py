@@ -266,3 +266,31 @@ def test_two_container_pod_is_one_sandbox(cri, tmp_path: Path) -> None:
         assert time.monotonic() < deadline, (_runsc_py(c, "list").stdout, _sentries(c))
         time.sleep(0.2)
     assert [m for m in mounts_under(c.dir) if pod in m or any(x in m for x in ids)] == []
+
+
+def test_pod_member_with_a_terminal(cri, tmp_path: Path) -> None:
+    """A tty container (kubectl run -it): the shim's console socket gets the pty master, the process in
+    the pod's Sentry has the slave as its controlling terminal; its output reaches the CRI log."""
+    from tests.cri.harness import HANDLER
+    c, pb, rt = cri, cri.pb, cri.runtime
+    sandbox_config = _sandbox_config(c, tmp_path, "tty")
+    pod = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config, runtime_handler=HANDLER),
+                           timeout=WAIT).pod_sandbox_id
+    try:
+        config = _container_config(c, "term", ["sh", "-c", "tty; test -t 0 && echo is-a-tty; sleep 1000"])
+        config.tty = True
+        config.stdin = True
+        cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=pod, config=config,
+                                                           sandbox_config=sandbox_config), timeout=WAIT).container_id
+        rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=WAIT)
+        log = Path(sandbox_config.log_directory) / "term.log"
+        deadline = time.monotonic() + WAIT
+        while "is-a-tty" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, log.read_text() if log.exists() else "no log"
+            time.sleep(0.2)
+        assert "/dev/pts/" in log.read_text()
+        rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10), timeout=WAIT)
+        rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=WAIT)
+    finally:
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod), timeout=WAIT)

@@ -214,10 +214,12 @@ class HostTtyInode(SynthInode):
         return HostFDFile(os.dup(self.host_fd), flags, dentry, dentry.mount, host_offset=True)
 
 
-def attach_host_tty(vfs, host_fd: int):
-    """Name the host tty `host_fd` as /dev/pts/0 (once); returns its dentry, or None without a devfs."""
+def attach_host_tty(vfs, host_fd: int, root=None):
+    """Name the host tty `host_fd` as /dev/pts/0 (once); returns its dentry, or None without a devfs.
+    `root`: the tree whose /dev to use (a pod member's, sentry/pod.py); the sandbox's by default."""
     from sentry.vfs.inode import Dentry
-    root = vfs.root
+    own = root is None or root is vfs.root
+    root = vfs.root if root is None else root
     dev = root.child(b"dev")
     if dev is None:
         return None
@@ -233,7 +235,8 @@ def attach_host_tty(vfs, host_fd: int):
     pts.inode.entries[b"0"] = inode
     pts.children.pop(b"0", None)
     d = pts.child(b"0")
-    vfs.console = d
+    if own:
+        vfs.console = d
     return d
 
 
