@@ -34,9 +34,10 @@ def brk(t, addr):
 
 
 @syscall("mmap", Support.PARTIAL, "anonymous and file mappings; MAP_SHARED files are coherent with read/write and "
-         "other mappings inside the sandbox (host-side readers see dirty pages after msync/munmap); MAP_PRIVATE "
-         "files are copied at mmap time (later writes to the file are not seen); a shared file mapping cannot "
-         "grow past twice its first size (ENOMEM)")
+         "other mappings inside the sandbox (host-side readers see dirty pages after msync/munmap); read-only "
+         "MAP_PRIVATE files share the sandbox's page cache copy-on-write, writable ones are copied at mmap time "
+         "(either way later writes to the file are not seen); a shared file mapping cannot grow past twice its "
+         "first size (ENOMEM); more than the 16 TiB memory file holds is ENOMEM")
 def mmap(t, addr, length, prot, flags, fd, offset):
     """mmap(2)."""
     mm = t.mm
@@ -72,9 +73,10 @@ def mmap(t, addr, length, prot, flags, fd, offset):
 
 
 def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, offset: int) -> int:
-    """A file mapping.  MAP_PRIVATE: the file's bytes copied into fresh memory (later writes by
-    anyone are not seen, a documented approximation of copy-on-write); MAP_SHARED: the file's
-    shared pages (sentry/mm/filemap.py), coherent with read/write."""
+    """A file mapping.  MAP_PRIVATE: the page cache's pages of the file, copy-on-write (read-only
+    mappings), or the file's bytes copied into fresh memory (writable ones); later writes to the
+    file are not seen, a documented approximation.  MAP_SHARED: the file's shared pages
+    (sentry/mm/filemap.py), coherent with read/write."""
     from sentry.mm.filemap import mapping_for
     from sentry.vfs.devfs import MemDeviceFile
     mm = t.mm
