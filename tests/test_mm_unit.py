@@ -245,3 +245,26 @@ def test_page_cache_shares_a_file_between_address_spaces(mm):
     st2 = SimpleNamespace(dev=1, ino=2, size=len(data), mtime_ns=99, ctime_ns=4)
     assert pc.get(SimpleNamespace(), st2) is not cf
     assert other.read(starts[1] + PAGE, 8) == data[PAGE:PAGE + 8]
+
+
+def test_more_sharers_than_a_count_byte_holds_get_copies(mm):
+    a = big_mapping(mm, pages=32)
+    children = [mm.fork() for _ in range(300)]          # past 255: the later ones are copied
+    assert all(c.read(a + 31 * PAGE, 1) == b"p" for c in children)
+    children[-1].write(a, b"z")
+    assert mm.read(a, 1) == b"p" and children[0].read(a, 1) == b"p"
+    for c in children:
+        c.release()
+    mm.write(a, b"q")
+    assert mm.read(a, 1) == b"q"
+
+
+def test_mremap_of_a_shared_range_keeps_it_copy_on_write(mm):
+    a = big_mapping(mm)
+    child = mm.fork()
+    b = child.mremap(a, 64 * PAGE, 128 * PAGE, True, None)
+    assert not host_prot(child, b) & PROT_WRITE
+    assert child.cow_fault(b + PAGE)
+    child.write(b + PAGE, b"m")
+    assert mm.read(a + PAGE, 1) == b"p" and child.read(b + PAGE, 1) == b"m"
+    assert child.read(b + 100 * PAGE, 1) == b"\0"
