@@ -457,6 +457,9 @@ def syscall_count(tg) -> int | None:
 def _wrap(hooks: Hooks, entry, handler, target, catch_all: bool):
     name, nr = entry.name, entry.nr
     decoder = DECODERS.get(name, (None, None))[1]
+    # Optional `policy.prefilter(name, raw_args) -> bool`: False skips the decoding and the call
+    # (FilePolicy: a read-only open when only write rules exist costs no path resolution).
+    prefilter = getattr(hooks.policy, "prefilter", None) if target is not None else None
     compat = hooks.compat
     count = hooks.count
 
@@ -478,7 +481,7 @@ def _wrap(hooks: Hooks, entry, handler, target, catch_all: bool):
             c[0] += 1
         if compat is not None:
             compat.record(t, entry, a)
-        if target is not None:
+        if target is not None and (prefilter is None or prefilter(name, a)):
             d, args = _decide(hooks, t, name, decoder, target, catch_all, a)
             if d is not ALLOW:
                 if d.action == "audit":

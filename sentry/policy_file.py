@@ -162,6 +162,18 @@ class FilePolicy:
                     best, allowed = key, allow
         return allowed
 
+    def prefilter(self, name: str, a) -> bool:
+        """Whether a call needs deciding at all, from its raw arguments (before any decoding)."""
+        if name in self.denied or name in self.audited or name not in OPENS or "read" in self.paths:
+            return True
+        if name == "open":
+            flags = a[1]
+        elif name == "openat":
+            flags = a[2]
+        else:
+            return True                     # creat writes; openat2's flags are in memory
+        return bool(flags & (O_ACCMODE | O_CREAT | O_TRUNC)) and not flags & O_PATH
+
     def on_syscall(self, task, name: str, args):
         if name in self.denied:
             return deny(self.denied[name])
