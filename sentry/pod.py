@@ -74,7 +74,10 @@ def add(k, msg: dict, fds: list[int]) -> Member:
     vfs = k.vfs
     before = len(vfs.mounts)
     try:
-        fs = GoferFS(client, dev=0x900 + len(members(k)), readonly=readonly)
+        # Device numbers of its own (st_dev tells filesystems apart: find -xdev, du, cp -a).
+        serial = getattr(k, "pod_serial", 0) + 1
+        k.pod_serial = serial
+        fs = GoferFS(client, dev=0x1000 + 0x100 * serial, readonly=readonly)
         fs.kernel = k
         root_inode = fs.root_inode()
         invalidate_paths()
@@ -89,6 +92,7 @@ def add(k, msg: dict, fds: list[int]) -> Member:
         vfs.root = m.root                   # the builder makes mount points under "the" root
         try:
             b = _MemberMounts(sandbox, vfs, by_tree)
+            b._dev = 0x1000 + 0x100 * serial           # the builder numbers the member's other mounts
             b.procfs, b.proc_root = vfs.procfs, _proc_root(vfs)      # the pod's procfs, mounted again
             if b.proc_root is None:
                 b.procfs = None

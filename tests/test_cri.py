@@ -229,7 +229,10 @@ def test_two_container_pod_is_one_sandbox(cri, tmp_path: Path) -> None:
             assert time.monotonic() < deadline, r
             time.sleep(0.2)
         assert r.stdout == b"served-by-a\n"
-        # Each container has its own root: A's files are not B's.
+        # Each container has its own root, a filesystem of its own (st_dev): A's files are not B's.
+        devs = [rt.ExecSync(pb.ExecSyncRequest(container_id=x, cmd=["stat", "-c", "%d", "/", "/dev"], timeout=60),
+                            timeout=WAIT).stdout.split() for x in (server, client)]
+        assert len({d for pair in devs for d in pair}) == 4, devs
         r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["ls", "/srv/www"], timeout=60), timeout=WAIT)
         assert r.exit_code != 0 and r.stdout == b""
         r = rt.ExecSync(pb.ExecSyncRequest(container_id=client, cmd=["sh", "-c", "exit 5"], timeout=60), timeout=WAIT)
