@@ -20,6 +20,10 @@ policy: the handler answers them with its own errno, so that error comes first, 
 checks come first.  A denial returns exactly its errno and changes nothing else; a policy that
 raises is a denial (EPERM), logged.  A re-run of a parked call (a blocking connect) is not
 decided again.
+
+A policy runs inside the confined Sentry, in its one event loop: it must answer quickly and
+may not open files or sockets (the Sentry's seccomp filter kills it for that); it logs by
+returning AUDIT (the JSON lines go to an fd opened before confinement).
 """
 from __future__ import annotations
 
@@ -95,6 +99,7 @@ def _view(t) -> TaskView:
 AT_FDCWD = -100
 O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW = 0o1, 0o2, 0o100, 0o200, 0o1000, 0o400000
 AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_EMPTY_PATH = 0x100, 0x200, 0x1000
+ARGV_BYTES = 256 * 1024
 
 
 def _s32(x: int) -> int:
@@ -224,16 +229,27 @@ def _addr_arg(t, fd: int, addr: int, length: int) -> SockAddr:
 
 
 def _argv(t, addr: int) -> list[str]:
-    out = []
-    try:
-        while addr and len(out) < 4096:
+    """execve's argv for the policy, never an excuse to skip it: at most ARGV_BYTES (a hostile
+    argv must not fill the Sentry's memory), and what cannot be read ends the list with "..."
+    (the handler then applies the real rules: EFAULT, E2BIG)."""
+    if not addr:
+        return []                           # argv NULL: an empty list, as Linux takes it
+    out: list[str] = []
+    left = ARGV_BYTES
+    while len(out) < 4096:
+        try:
             p = t.mm.read_u64(addr)
             if not p:
-                break
-            out.append(t.mm.cstring(p, 131072).decode("utf-8", "backslashreplace"))
-            addr += 8
-    except SyscallError:
-        raise Unresolved from None
+                return out
+            arg = t.mm.cstring(p, min(131072, left))
+        except SyscallError:
+            break
+        left -= len(arg) + 1
+        out.append(arg.decode("utf-8", "backslashreplace"))
+        if left <= 0:
+            break
+        addr += 8
+    out.append("...")
     return out
 
 
