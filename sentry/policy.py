@@ -120,7 +120,7 @@ def _cstr(t, addr: int) -> bytes:
         raise Unresolved from None
 
 
-def resolve_path(t, dirfd: int, path: bytes, follow: bool) -> str:
+def resolve_path(t, dirfd: int, path: bytes, follow: bool, must_exist: bool = False) -> str:
     """The absolute path `path` names in the task's view: directories and (if `follow`) the last
     component's symlinks followed, as the handler's walk will; a missing last component is named
     as it would be created (a dangling symlink's target, for O_CREAT)."""
@@ -129,8 +129,8 @@ def resolve_path(t, dirfd: int, path: bytes, follow: bool) -> str:
     try:                                # the common case: the name exists (the walk's path cache)
         return os.fsdecode(vfs.resolve(t, dirfd, path, follow).path(root))
     except SyscallError as e:
-        if e.errno != errno.ENOENT:
-            raise Unresolved from None
+        if e.errno != errno.ENOENT or must_exist:
+            raise Unresolved from None      # the handler's own ENOENT comes first
     for _ in range(40):
         try:
             parent, name = vfs.resolve_parent(t, dirfd, path)
@@ -174,9 +174,9 @@ def _fd_path(t, fd: int) -> str:
     return os.fsdecode(d.path(t.tg.fs.root))
 
 
-def _path_arg(t, args, dirfd_i: int | None, path_i: int, follow: bool) -> str:
+def _path_arg(t, args, dirfd_i: int | None, path_i: int, follow: bool, must_exist: bool = False) -> str:
     dirfd = AT_FDCWD if dirfd_i is None else _s32(args[dirfd_i])
-    return resolve_path(t, dirfd, _cstr(t, args[path_i]), follow)
+    return resolve_path(t, dirfd, _cstr(t, args[path_i]), follow, must_exist)
 
 
 def parse_sockaddr(raw: bytes) -> SockAddr:
@@ -214,8 +214,9 @@ def _dec_utimensat(t, a):
 
 
 def _addr_arg(t, fd: int, addr: int, length: int) -> SockAddr:
+    from sentry.syscalls.sockets import _sock
     try:
-        t.fds.get(_s32(fd))
+        _sock(t, fd)                        # EBADF, ENOTSOCK: the handler's answers come first
     except SyscallError:
         raise Unresolved from None
     length = _s32(length)
@@ -272,7 +273,7 @@ def _dec_open(name):
     def dec(t, a):
         flags = _open_flags(name, t, a)
         follow = not flags & O_NOFOLLOW and not (flags & O_CREAT and flags & O_EXCL)
-        return {"path": _path_arg(t, a, where[0], where[1], follow), "flags": flags}
+        return {"path": _path_arg(t, a, where[0], where[1], follow, not flags & O_CREAT), "flags": flags}
     return dec
 
 
@@ -291,10 +292,10 @@ def _dec_exec(at: bool):
                     raise Unresolved            # ENOENT, the handler's
                 path = _fd_path(t, a[0])        # fexecve: the file open at the fd
             else:
-                path = resolve_path(t, _s32(a[0]), raw, not a[4] & AT_SYMLINK_NOFOLLOW)
+                path = resolve_path(t, _s32(a[0]), raw, not a[4] & AT_SYMLINK_NOFOLLOW, True)
             argv = _argv(t, a[2])
         else:
-            path = _path_arg(t, a, None, 0, True)
+            path = _path_arg(t, a, None, 0, True, True)
             argv = _argv(t, a[1])
         return {"path": path, "argv": argv}
     return dec

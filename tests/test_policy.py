@@ -81,6 +81,10 @@ def test_connect_policy_denies_127_0_0_2_only():
 def test_python_policy_denies_writes_under_etc_exactly():
     with Sandbox("/", policy=NoEtcWrites()) as sb:
         r = sb.run(["python3", "-c", ETC_WRITES])
+        # The Sentry's own checks come first: a missing name is ENOENT, not the policy's errno.
+        missing = sb.run(["python3", "-c", "import os\ntry: os.open('/etc/no/such', os.O_WRONLY)\n"
+                          "except OSError as e: print(e.errno)"])
+        assert missing.stdout == b"%d\n" % errno.ENOENT
     # O_WRONLY, O_CREAT (no file made), through a symlink (resolved path), rename into /etc;
     # /tmp/x stays where it was; reads of /etc and writes elsewhere work.
     assert (r.returncode, r.stdout.split()) == (0, [b"EACCES"] * 4 + [b"ok"] * 4), r.stderr
