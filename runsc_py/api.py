@@ -20,6 +20,10 @@ Sentry to shut down, reaps the keeper and removes the temporary directory holdin
 socket: no process, mount or file is left.  Forking crosses a `policy` object into the Sentry
 (sentry/policy.py).  Every method is safe from several threads (one control connection per
 request; the Sentry serialises them); `arun` runs `run` in the event loop's executor.
+
+`count_syscalls=True` (the default) gives `RunResult.syscalls` by wrapping every dispatch
+entry with a counter (sentry/policy.py): 5-15% on a syscall-bound loop.  With False, a
+sandbox without a policy dispatches exactly as the CLI does, and `syscalls` is None.
 """
 from __future__ import annotations
 
