@@ -222,3 +222,19 @@ def _do(args: list[str], *flags: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=REPO)
     return subprocess.run([sys.executable, "-m", "runsc_py.cli", *flags, "do", "--", *args], cwd="/", env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+
+
+def test_policy_file_on_run_of_a_bundle(tmp_path):
+    from tests.rootfs import make_bundle
+    bundle = make_bundle(str(tmp_path / "bundle"), ["sh", "-c", "echo x > /etc/foo; echo rc=$?; echo y > /tmp/y; cat /tmp/y"])
+    policy = tmp_path / "p.toml"
+    policy.write_text('audit_log = "%s"\n[paths.write]\ndeny = ["/etc"]\n' % (tmp_path / "audit.jsonl"))
+    env = dict(os.environ, PYTHONPATH=REPO)
+    p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--root", str(tmp_path / "state"), "--policy", str(policy),
+                        "run", "--bundle", bundle, "pol"], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=180)
+    assert (p.returncode, p.stdout) == (0, "rc=1\ny\n"), p.stderr
+    assert "Permission denied" in p.stderr
+    assert not os.path.exists(os.path.join(bundle, "rootfs/etc/foo"))
+    [record] = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert (record["syscall"], record["args"]["path"], record["errno"]) == ("openat", "/etc/foo", "EACCES")
