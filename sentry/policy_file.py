@@ -18,6 +18,8 @@ called through the same hooks (sentry/policy.py), only for the syscalls its rule
     allow = []
     default = "allow"
 
+Paths are judged resolved (symlinks followed), so a link cannot dodge a rule -- and busybox's
+applets all exec as /bin/busybox (a Python policy sees argv too).
 Each kind of rule (a path kind, the network) may say `default = "deny"`.  The most specific
 matching rule decides (the longest path prefix; the longest network prefix, a port-specific
 rule before a port-less one); on a tie, deny wins.
