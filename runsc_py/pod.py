@@ -43,7 +43,7 @@ from runsc_py.state import CREATED, CREATING, GATE_FIFO, RUNNING, StateStore
 CONTAINER_TYPE = "io.kubernetes.cri.container-type"
 SANDBOX_ID = "io.kubernetes.cri.sandbox-id"
 CONTROL_SOCKET = "control.sock"
-READY_TIMEOUT = 60.0
+PROXY_COMM = b"runsc-py-member"         # a member's host process, beside its pod's runsc-sandbox
 
 
 def sandbox_of(store: StateStore, annotations: dict[str, str]) -> str | None:
@@ -206,8 +206,10 @@ def _proxy(control: str, bundle, request: dict, gofer_fds: list[int], fifo: str,
     import socket
 
     import msgpack
+    from runsc_py.launch import _set_comm
     from sentry.control import ControlError, _connect, _recv, exec_start, exec_wait
     os.setsid()
+    _set_comm(PROXY_COMM)                   # what the host shows for the container (one Sentry per pod)
     cfg = bundle.config
     container_id = request["id"]
     if stdio[0] not in (0, 1, 2):

@@ -130,7 +130,7 @@ def test_pod_lifecycle_as_kubelet_drives_it(cri, tmp_path: Path) -> None:
     states = {d["id"]: d for d in listed}
     assert pod in states and cid in states, sorted(states)
     assert states[cid]["status"] == "running"
-    assert _comm(states[pod]["pid"]) == "runsc-sandbox" and _comm(states[cid]["pid"]) == "runsc-py"
+    assert _comm(states[pod]["pid"]) == "runsc-sandbox" and _comm(states[cid]["pid"]) == "runsc-py-member"
     assert len(_sentries(c)) == 1, _sentries(c)
 
     # ExecSync: output, a separate stderr and the exit code come back; it ran inside the sandbox.
