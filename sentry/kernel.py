@@ -29,6 +29,7 @@ from sentry.errors import SyscallError, errname
 from sentry.cpulimit import CpuLimits
 from sentry.lifeline import Lifelines
 from sentry.vfs.lock import FileLocks
+from sentry.seccomp_bpf import filtered as seccomp_filtered
 from sentry.syscalls import TABLE
 
 DISPATCH = [(e.handler, e.nargs) for e in TABLE]     # (handler, arity) by number: one lookup per call
@@ -215,7 +216,7 @@ class Kernel:
                     else:
                         t.running = True
                         ctx, ev = plat_run(t.ctx)
-                        if ev is SYSCALL_EVENT and ctx is t.ctx and not self.strace:
+                        if ev is SYSCALL_EVENT and ctx is t.ctx and not self.strace and t.seccomp is None:
                             ctx, ev = serve(t)          # its syscalls, while nothing else needs the loop
                             if ctx is None:
                                 continue
@@ -367,6 +368,8 @@ class Kernel:
         if nr >= MAX_NR and nr & 0xFFFFFFFF < MAX_NR:
             # Linux takes the number from eax alone (do_syscall_64's `int nr`): 2^32 + 39 is getpid.
             nr = regs.orig_rax = nr & 0xFFFFFFFF
+        if t.seccomp is not None and not t.in_syscall and seccomp_filtered(self, t, nr):
+            return                        # its seccomp filters answered (sentry/seccomp_bpf.py)
         if nr < MAX_NR:
             handler, n = self.dispatch[nr]
             self.syscall_counts[nr] += 1

@@ -85,6 +85,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         k.thread_groups[tid] = tg
     child = Task(k, tid, tg, ctx)
     child.sigmask = t.sigmask
+    child.seccomp = t.seccomp             # seccomp filters are inherited (copy_seccomp)
     child.altstack = t.altstack if flags & CLONE_VM and not flags & CLONE_VFORK else (0, sg.SS_DISABLE, 0)
     if not flags & CLONE_THREAD:
         tg.leader = child

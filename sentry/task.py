@@ -157,6 +157,7 @@ class Task:
         self.vfork_released = False
         self.sched_attr = (0, 0, False)  # sched_setattr: policy (SCHED_OTHER), priority, reset-on-fork
         self.ioprio = 0                  # ioprio_set(2)
+        self.seccomp = None              # seccomp filters (sentry/seccomp_bpf.py): None, STRICT or a tuple
         if ctx is not None:
             ctx.task = self
 

@@ -554,6 +554,9 @@ def prctl(t, option, a2, a3, a4, a5):
     raise SyscallError(errno.EINVAL)
 
 
+    if option in (21, 22):                      # PR_GET_SECCOMP, PR_SET_SECCOMP
+        from sentry.syscalls.seccomp import prctl_seccomp
+        return prctl_seccomp(t, option, a2, a3)
 # -- credentials (setuid(2) family, with Linux's rules for the unprivileged) ------------
 
 def _privileged(c) -> bool:
