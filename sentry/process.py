@@ -36,8 +36,11 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     if flags & CLONE_FS and flags & CLONE_NEWNS:
         raise SyscallError(errno.EINVAL)
     if flags & NAMESPACE_FLAGS:
-        # New namespaces inside the sandbox are not supported (gVisor supports some).
-        raise SyscallError(errno.EPERM if t.tg.creds.euid else errno.EINVAL)
+        # New namespaces: those the Sentry models (syscalls/namespaces.py), else EPERM/EINVAL.
+        from sentry.syscalls.namespaces import check_new
+        if flags & CLONE_THREAD:
+            raise SyscallError(errno.EINVAL)
+        check_new(t, flags)
     if csig > 64:
         raise SyscallError(errno.EINVAL)
     if len(k.tasks) >= t.tg.rlimits[6][0] and t.tg.creds.ruid != 0:
@@ -77,6 +80,8 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         tg.pgid, tg.sid = parent_tg.pgid, parent_tg.sid
         tg.ctty = parent_tg.ctty
         tg.no_new_privs = parent_tg.no_new_privs
+        from sentry.syscalls.namespaces import clone_namespaces
+        clone_namespaces(t, flags, tg)
         tg.comm, tg.argv, tg.envp, tg.exe = parent_tg.comm, parent_tg.argv, parent_tg.envp, parent_tg.exe
         tg.exit_signal = csig
         tg.start_monotonic = k.now()

@@ -8,6 +8,7 @@ from sentry.syscalls import files, fsops, memory, processes, signals, time, misc
 from sentry.syscalls import vectored, splice, mmsg, sched, uts, mlock  # noqa: F401,E402  (registration)
 from sentry.syscalls import fsdata, fsinfo, xattr  # noqa: F401  (registration)
 from sentry.syscalls import seccomp  # noqa: F401,E402  (registration)
+from sentry.syscalls import namespaces  # noqa: F401,E402  (registration)
 
 TABLE = registry.build_table()
 

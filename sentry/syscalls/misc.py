@@ -21,7 +21,7 @@ UNAME_VERSION = registry.LINUX_VERSION.encode()
 @syscall("uname")
 def uname(t, buf):
     """uname(2): the sandbox's kernel and hostname, never the host's."""
-    k = t.kernel
+    k = t.tg.uts or t.kernel               # its UTS namespace (syscalls/namespaces.py)
     fields = (b"Linux", k.hostname, UNAME_RELEASE, UNAME_VERSION, b"x86_64", k.domainname)
     t.mm.write(buf, b"".join(f[:UTS_LEN - 1].ljust(UTS_LEN, b"\0") for f in fields))
     return 0

@@ -28,12 +28,12 @@ def _name(t, addr: int, length: int) -> bytes:
 @syscall("sethostname")
 def sethostname(t, name, length):
     """sethostname(2)."""
-    t.kernel.hostname = _name(t, name, length).split(b"\0")[0]
+    (t.tg.uts or t.kernel).hostname = _name(t, name, length).split(b"\0")[0]
     return 0
 
 
 @syscall("setdomainname")
 def setdomainname(t, name, length):
     """setdomainname(2)."""
-    t.kernel.domainname = _name(t, name, length).split(b"\0")[0]
+    (t.tg.uts or t.kernel).domainname = _name(t, name, length).split(b"\0")[0]
     return 0

@@ -1,0 +1,108 @@
+"""unshare(2), setns(2) and the namespaces clone(2) may create inside the sandbox.
+
+The sandbox is one set of namespaces (the Sentry is its kernel); inside it, a process may
+make new ones as far as the Sentry models them:
+
+* UTS (CLONE_NEWUTS): a `UTSNamespace` with its own hostname and domainname, copied from
+  the creator's; `ThreadGroup.uts` is None for the sandbox's own namespace, whose names
+  live on the Kernel (both have .hostname/.domainname: `uts_of`).  Per process, not per
+  thread: clone(CLONE_THREAD|CLONE_NEWUTS) is EINVAL here.
+* unshare(CLONE_FILES/CLONE_FS/CLONE_SYSVSEM) and the no-op unshares of a single-threaded
+  process (CLONE_THREAD, CLONE_SIGHAND, CLONE_VM) behave as Linux's.
+* IPC, mount, PID, user, network, cgroup and time namespaces are not modelled: asking for
+  one is EINVAL, what Linux answers when it is built without that namespace (EPERM first
+  when the caller lacks CAP_SYS_ADMIN, as Linux checks the capability before).
+* setns: the Sentry hands out no namespace file descriptors (/proc/PID/ns is absent), so
+  every open fd is EINVAL (not a namespace) and anything else EBADF, as Linux.
+
+CAP_SYS_ADMIN is euid 0, as capget reports.
+"""
+from __future__ import annotations
+
+import errno
+
+from sentry.errors import SyscallError
+from sentry.syscalls.registry import Support, syscall
+
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND, CLONE_THREAD = 0x100, 0x200, 0x400, 0x800, 0x10000
+CLONE_NEWNS, CLONE_SYSVSEM, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x20000, 0x40000, 0x2000000, 0x4000000
+CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWTIME = 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x80
+UNSHARE_FLAGS = (CLONE_THREAD | CLONE_FS | CLONE_NEWNS | CLONE_SIGHAND | CLONE_VM | CLONE_FILES | CLONE_SYSVSEM
+                 | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP
+                 | CLONE_NEWTIME)
+MODELLED = CLONE_NEWUTS
+NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME
+
+
+class UTSNamespace:
+    __slots__ = ("hostname", "domainname")
+
+    def __init__(self, hostname: bytes, domainname: bytes) -> None:
+        self.hostname = hostname
+        self.domainname = domainname
+
+
+def uts_of(t):
+    """The UTS namespace of `t`'s process: its own, or the sandbox's (the Kernel)."""
+    return t.tg.uts or t.kernel
+
+
+def check_new(t, flags: int) -> None:
+    """The namespace part of clone/unshare's checks: EPERM without CAP_SYS_ADMIN, EINVAL for
+    a namespace the Sentry does not model."""
+    ns = flags & (MODELLED | NOT_MODELLED)
+    if ns and t.tg.creds.euid != 0 and not flags & CLONE_NEWUSER:
+        raise SyscallError(errno.EPERM)
+    if ns & NOT_MODELLED:
+        raise SyscallError(errno.EINVAL)
+
+
+def clone_namespaces(t, flags: int, child_tg) -> None:
+    """A clone child's namespaces (process.do_clone, after `check_new`)."""
+    parent = t.tg.uts
+    child_tg.uts = parent
+    if flags & CLONE_NEWUTS:
+        u = uts_of(t)
+        child_tg.uts = UTSNamespace(u.hostname, u.domainname)
+
+
+@syscall("unshare", Support.PARTIAL,
+         "CLONE_NEWUTS, CLONE_FILES, CLONE_FS, CLONE_SYSVSEM and the single-thread no-ops; "
+         "IPC, mount, PID, user, net, cgroup and time namespaces are not modelled (EINVAL)")
+def unshare(t, flags):
+    """unshare(2)."""
+    flags &= 0xFFFFFFFF
+    if flags & ~UNSHARE_FLAGS:
+        raise SyscallError(errno.EINVAL)
+    tg = t.tg
+    # check_unshare_flags: sharing threads, handlers or memory with others cannot be undone.
+    if flags & (CLONE_THREAD | CLONE_SIGHAND | CLONE_VM):
+        if len([x for x in tg.tasks if not x.exited]) > 1:
+            raise SyscallError(errno.EINVAL)
+    if flags & CLONE_VM and getattr(tg.mm, "users", 1) > 1:
+        raise SyscallError(errno.EINVAL)
+    check_new(t, flags)
+    if flags & CLONE_FS:
+        from sentry.task import FSContext
+        fs = tg.fs
+        tg.fs = FSContext(fs.root, fs.cwd, fs.umask)
+    if flags & CLONE_FILES and getattr(tg.fds, "users", 1) > 1:
+        old = tg.fds
+        new = old.fork()
+        old.users -= 1
+        new.users = 1
+        tg.fds = new
+        for x in tg.tasks:
+            x.fds = new
+    if flags & CLONE_NEWUTS:
+        u = uts_of(t)
+        tg.uts = UTSNamespace(u.hostname, u.domainname)
+    return 0
+
+
+@syscall("setns", Support.PARTIAL, "no namespace file descriptors exist (/proc/PID/ns is absent): EINVAL "
+         "for any open fd, EBADF otherwise")
+def setns(t, fd, nstype):
+    """setns(2)."""
+    t.fds.get(fd & 0xFFFFFFFF if fd < (1 << 31) else -1)
+    raise SyscallError(errno.EINVAL)
