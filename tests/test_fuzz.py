@@ -98,6 +98,8 @@ def run_fuzz(tmp_path, seconds: int, seed: int, procs: int, threads: int) -> str
     os.makedirs(BUILD_DIR, exist_ok=True)
     with open(os.path.join(BUILD_DIR, "last-run.txt"), "w") as f:
         f.write(summary + "\n")
+    with open(os.path.join(BUILD_DIR, "last-sentry.log"), "w") as f:
+        f.write(text)
     assert INTERNAL_ERROR not in text, f"the Sentry logged an internal error ({summary}):\n" + \
         "\n".join(line for line in text.splitlines() if INTERNAL_ERROR in line or line.startswith(("Traceback", "  File", "    ")) or ": " in line[:40])[-6000:]
     assert "FUZZ unkillable" not in report, summary

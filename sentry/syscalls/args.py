@@ -75,6 +75,13 @@ def tv_ns(sec: int, usec: int) -> int:
     return ts_ns(sec, usec * 1000)
 
 
+def timestamp_ns(sec: int, nsec: int) -> int:
+    """A file timestamp (any tv_sec, a checked tv_nsec) as the signed 64-bit nanoseconds the
+    VFS and the Gofer carry: clamped to that range, as Linux's timestamp_truncate clamps a time
+    to what the filesystem holds (here: 1677..2262)."""
+    return max(-KTIME_MAX - 1, min(KTIME_MAX, sec * NSEC_PER_SEC + nsec))
+
+
 def read_timespec(t, addr: int) -> int:
     """struct timespec at `addr` -> nanoseconds (EFAULT, EINVAL as Linux; clamped to KTIME_MAX)."""
     return ts_ns(*t.mm.read_struct(addr, TIMESPEC))

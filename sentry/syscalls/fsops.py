@@ -17,7 +17,7 @@ import stat as st
 import struct
 
 from sentry.errors import SyscallError
-from sentry.syscalls.args import s32, s64, u32
+from sentry.syscalls.args import s32, s64, timestamp_ns, u32
 from sentry.syscalls.files import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_FOLLOW, AT_SYMLINK_NOFOLLOW, _path
 from sentry.syscalls.registry import Support, syscall
 from sentry.vfs.inode import MAY_EXEC, MAY_WRITE, Dentry, may_access
@@ -599,7 +599,7 @@ def _timespecs(t, addr: int):
             return ns
         if not 0 <= ns < 10**9:
             raise SyscallError(errno.EINVAL)
-        return sec * 10**9 + ns
+        return timestamp_ns(sec, ns)
     return one(a_s, a_ns), one(m_s, m_ns)
 
 
@@ -609,7 +609,7 @@ def _timevals(t, addr: int):
     a_s, a_us, m_s, m_us = t.mm.read_struct(addr, TIMESPEC2)
     if not (0 <= a_us < 10**6 and 0 <= m_us < 10**6):
         raise SyscallError(errno.EINVAL)
-    return a_s * 10**9 + a_us * 1000, m_s * 10**9 + m_us * 1000
+    return timestamp_ns(a_s, a_us * 1000), timestamp_ns(m_s, m_us * 1000)
 
 
 @syscall("utimensat")
@@ -654,7 +654,7 @@ def utime(t, path, times):
     """utime(2): struct utimbuf {actime, modtime} in seconds."""
     if times:
         a, m = t.mm.read_struct(times, struct.Struct("<qq"))
-        atime, mtime = a * 10**9, m * 10**9
+        atime, mtime = timestamp_ns(a, 0), timestamp_ns(m, 0)
     else:
         atime = mtime = UTIME_NOW
     return _set_times(t, t.kernel.vfs.resolve(t, AT_FDCWD, _path(t, path)), atime, mtime)

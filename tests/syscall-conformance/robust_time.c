@@ -18,6 +18,9 @@
 #include <sys/select.h>
 #include <sys/time.h>
 #include <time.h>
+#include <utime.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #define TMAX 0x7fffffffffffffffLL
 #define KTIME_SEC_MAX 9223372036LL       /* KTIME_MAX / NSEC_PER_SEC */
@@ -56,7 +59,7 @@ int main(void)
 	int p[2];
 	static char buf[16];
 
-	tap_plan(35);
+	tap_plan(38);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_alarm;
 	sigaction(SIGALRM, &sa, NULL);
@@ -171,6 +174,27 @@ int main(void)
 		      "timer_gettime reports both clamped to KTIME_MAX (%lld, %lld)",
 		      (long long)cur.it_value.tv_sec, (long long)cur.it_interval.tv_sec);
 		timer_delete(id);
+	}
+
+	/* file timestamps at the limits: clamped to what the filesystem holds, never an error */
+	{
+		struct utimbuf u = {TMAX, -TMAX};
+		struct timespec tt[2] = {{TMAX, 999999999}, {-TMAX - 1, 0}}, keep[2];
+		struct stat sb, tmp_st;
+		int fd;
+
+		stat("/tmp", &tmp_st);
+		fd = open("/tmp/robust_time.f", O_CREAT | O_RDWR | O_TRUNC, 0644);
+		check_ok(utime("/tmp/robust_time.f", &u), "utime of {2^63-1, -(2^63-1)} seconds succeeds");
+		check(stat("/tmp/robust_time.f", &sb) == 0 && sb.st_atime > (1LL << 33) && sb.st_mtime < 0,
+		      "the times are clamped to the filesystem's range (%lld, %lld)", (long long)sb.st_atime,
+		      (long long)sb.st_mtime);
+		check_ok(futimens(fd, tt), "utimensat of {2^63-1 s, 999999999 ns} and {-2^63 s, 0} succeeds");
+		close(fd);
+		unlink("/tmp/robust_time.f");
+		keep[0] = tmp_st.st_atim;
+		keep[1] = tmp_st.st_mtim;
+		utimensat(AT_FDCWD, "/tmp", keep, 0);
 	}
 
 	/* read/write counts beyond MAX_RW_COUNT */

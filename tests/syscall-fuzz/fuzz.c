@@ -10,7 +10,8 @@
  * (512, 547, the x32 bit, eax = -1, a number with the upper half of rax set).
  *
  * Arguments are drawn per position from classes of boundary values (the class of each is
- * recorded): 0, small, -1, 2^31, 2^31-1, 2^32-1, 2^63-1, 2^63, page sizes, huge counts, valid
+ * recorded); half the calls take plausible classes (valid fds, the scratch buffer, structures,
+ * paths, small numbers) in all positions but at most one, so they reach the handlers' real work: 0, small, -1, 2^31, 2^31-1, 2^32-1, 2^63-1, 2^63, page sizes, huge counts, valid
  * and random fds, addresses (a scratch buffer, its last bytes before an unmapped guard page,
  * unmapped, the ptrace stub's page, non-canonical, the kernel half, the vsyscall page), paths,
  * valid-looking structures (timespecs valid, huge and invalid; iovecs; sigsets; sockaddrs;
@@ -230,11 +231,24 @@ static uint64_t make_struct(uint64_t *s)
 	return (uint64_t)w;
 }
 
-static uint64_t arg(uint64_t *s, int *cls)
+/* Classes that make a plausible argument of most types: a call made of these gets past the
+ * first checks into the handler's real work. */
+static const int friendly[] = {C_ZERO, C_SMALL, C_FD, C_FD, C_SCRATCH, C_STRUCT, C_STRUCT, C_PATH, C_PAGE, C_FLAGS};
+
+static uint64_t arg_of(uint64_t *s, int c);
+
+/* An argument of a random class, or (friendly) of a plausible one. */
+static uint64_t arg(uint64_t *s, int *cls, int friendly_mode)
 {
-	int c = rnd(s) % NCLASS;
+	int c = friendly_mode ? friendly[rnd(s) % (sizeof(friendly) / sizeof(friendly[0]))] : (int)(rnd(s) % NCLASS);
 
 	*cls = c;
+	return arg_of(s, c);
+}
+
+static uint64_t arg_of(uint64_t *s, int c)
+{
+
 	switch (c) {
 	case C_ZERO: return 0;
 	case C_SMALL: return rnd(s) % 64;
@@ -311,8 +325,11 @@ static void *fuzz_loop(void *p)
 
 		if (skipped(nr))
 			continue;
+		/* Half the calls plausible in every argument but (maybe) one boundary value. */
+		int mode = rnd(&s) % 2, odd = mode ? (int)(rnd(&s) % 8) : -1;
+
 		for (int i = 0; i < 6; i++) {
-			a[i] = arg(&s, &cls[i]);
+			a[i] = arg(&s, &cls[i], mode && i != odd);
 			stats->seen[idx][i][cls[i]] = 1;
 		}
 		if (is_kill(nr) && (int)a[0] == -1)
