@@ -93,9 +93,24 @@ def _sample(name: str, labels: dict[str, str], value: float) -> str:
     return f"{name}{{{lab}}} {v}"
 
 
-def samples(container_id: str, pid: int, s: dict | None) -> list[tuple[str, dict, float]]:
-    """Every sample of one sandbox as (metric, labels, value)."""
-    sb = {"sandbox": container_id}
+def pod_of(store: StateStore, container_id: str) -> str | None:
+    """The CRI pod a container belongs to: its own id for a pod's sandbox container, the sandbox's for
+    a member (runsc_py/pod.py), None otherwise."""
+    try:
+        with store.locked(container_id, exclusive=False) as st:
+            if st.config.get("pod"):
+                return str(st.config["pod"])
+            if st.annotations.get("io.kubernetes.cri.container-type") == "sandbox":
+                return container_id
+    except UserError:
+        pass
+    return None
+
+
+def samples(container_id: str, pid: int, s: dict | None, pod: str | None = None) -> list[tuple[str, dict, float]]:
+    """Every sample of one sandbox as (metric, labels, value).  In a pod, label `pod` says which: its
+    members share the pod's Sentry, so their memory, syscall and Gofer figures are the pod's."""
+    sb = {"sandbox": container_id, **({"pod": pod} if pod else {})}
     out: list[tuple[str, dict, float]] = [("runsc_py_sandbox_up", sb, 1 if s is not None else 0)]
     h = host_usage(pid)
     out.append(("runsc_py_host_cpu_seconds_total", {**sb, "mode": "user"}, h["user_ns"] / NS))
@@ -131,7 +146,7 @@ def render(store: StateStore) -> str:
             continue            # deleted while we looked
         if status == "stopped":
             continue
-        for name, labels, value in samples(cid, pid, s):
+        for name, labels, value in samples(cid, pid, s, pod_of(store, cid)):
             by_metric[name].append(_sample(name, labels, value))
     lines = []
     for name, rows in by_metric.items():
