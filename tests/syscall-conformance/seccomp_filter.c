@@ -14,6 +14,8 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -130,6 +132,27 @@ static int filter_errno(void)
 	return bad ? 1 : 0;
 }
 
+/* The Seccomp: and Seccomp_filters: lines of /proc/self/status (-1 if absent). */
+static void status_seccomp(int *mode, int *nfilters)
+{
+	char buf[4096];
+	*mode = *nfilters = -1;
+	int fd = open("/proc/self/status", O_RDONLY);
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	char *p = strstr(buf, "\nSeccomp:\t");
+	if (p)
+		*mode = atoi(p + 10);
+	p = strstr(buf, "\nSeccomp_filters:\t");
+	if (p)
+		*nfilters = atoi(p + 18);
+}
+
 static int stacked(void)
 {
 	struct sock_filter f1[] = {
@@ -157,8 +180,15 @@ static int stacked(void)
 	struct rusage ru;
 	struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
 	sigaction(SIGSYS, &sa, NULL);
+	int mode0, n0, mode, n;
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	status_seccomp(&mode0, &n0);
 	if (install(f1, 8, 0) != 0 || install(f2, 8, 0) != 0) return 1;
+	status_seccomp(&mode, &n);
+	if (mode != 2 || n != n0 + 2) {
+		tap_note("status: Seccomp %d -> %d, Seccomp_filters %d -> %d", mode0, mode, n0, n);
+		bad |= 64;
+	}
 	if (!fails_with(syscall(SYS_uname, &u), ENOENT)) bad |= 2;      /* equal actions: the newest */
 	if (!fails_with(syscall(SYS_getppid), ENOEXEC)) bad |= 4;       /* ERRNO beats LOG */
 	long r = syscall(SYS_getrusage, RUSAGE_SELF, &ru);              /* TRAP beats ERRNO */
@@ -289,6 +319,43 @@ static int tsync(void)
 	return thread_result == 0 ? 0 : 5;
 }
 
+static int pipe2fd[2];
+static volatile pid_t thread_tid;
+
+static void *tsync_own_filter_thread(void *arg)
+{
+	(void)arg;
+	char c;
+	struct sock_filter f[] = DENY_ONE(SYS_getsid, SECCOMP_RET_ERRNO | EPERM);
+	thread_tid = syscall(SYS_gettid);
+	if (install(f, 4, 0) != 0) thread_tid = -1;
+	if (write(pipefd[1], "x", 1) != 1 || read(pipe2fd[0], &c, 1) != 1) return NULL;
+	return NULL;
+}
+
+/* A thread whose filters are not an ancestor of the caller's: TSYNC fails with its tid
+ * (or ESRCH with TSYNC_ESRCH), and nothing is installed. */
+static int tsync_fail(void)
+{
+	struct sock_filter f[] = DENY_ONE(SYS_uname, SECCOMP_RET_ERRNO | EPERM);
+	pthread_t th;
+	char c;
+	struct utsname u;
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	if (pipe(pipefd) != 0 || pipe(pipe2fd) != 0) return 2;
+	if (pthread_create(&th, NULL, tsync_own_filter_thread, NULL) != 0) return 3;
+	if (read(pipefd[0], &c, 1) != 1 || thread_tid <= 0) return 4;
+	int r = install(f, 4, SECCOMP_FILTER_FLAG_TSYNC);
+	int r2 = install(f, 4, SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH);
+	int e2 = errno;
+	int ok = r == thread_tid && r2 == -1 && e2 == ESRCH && syscall(SYS_uname, &u) == 0;
+	if (write(pipe2fd[1], "x", 1) != 1) return 5;
+	pthread_join(th, NULL);
+	if (!ok)
+		tap_note("tsync_fail: %d (thread %d), %d errno %d", r, thread_tid, r2, e2);
+	return ok ? 0 : 6;
+}
+
 /* Bad programs and arguments: every result recorded as a bit. */
 static int errors(void)
 {
@@ -380,9 +447,9 @@ int main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], EXEC_MARK) == 0)
 		return exec_child();
 	self_path = argv[0];
-	tap_plan(12);
+	tap_plan(13);
 	exited_0(in_child(filter_errno), "ERRNO: EPERM, chosen errnos, 0, capped at 4095, from A; args; ALLOW");
-	exited_0(in_child(stacked), "stacked filters: lowest action wins, newest among equals; TRAP siginfo; fork inherits");
+	exited_0(in_child(stacked), "stacked filters: lowest action wins, newest among equals; TRAP siginfo; fork inherits; /proc/self/status Seccomp lines");
 	exited_0(in_child(inherit_exec), "the filter survives execve");
 	killed_by(in_child(kill_process), SIGSYS, "SECCOMP_RET_KILL_PROCESS");
 	killed_by(in_child(kill_thread), SIGSYS, "SECCOMP_RET_KILL_THREAD of the only thread");
@@ -391,6 +458,7 @@ int main(int argc, char **argv)
 	exited_0(in_child(trace_and_notif), "RET_TRACE with no tracer and RET_USER_NOTIF with no listener: ENOSYS");
 	killed_by(in_child(strict_mode), SIGKILL, "strict mode: write allowed, getpid kills with SIGKILL");
 	exited_0(in_child(tsync), "SECCOMP_FILTER_FLAG_TSYNC reaches the other thread");
+	exited_0(in_child(tsync_fail), "TSYNC with a thread of other filters: its tid, or ESRCH with TSYNC_ESRCH");
 	exited_0(in_child(errors), "bad programs, flags and pointers: EINVAL, EFAULT; GET_ACTION_AVAIL; GET_NOTIF_SIZES");
 	int st1 = in_child(nonroot_needs_nnp), st2 = in_child(root_without_nnp);
 	tap_note("no_new_privs at start: %d", prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
