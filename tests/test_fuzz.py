@@ -122,3 +122,36 @@ def test_fuzz_long(tmp_path):
     """Ten minutes, four workers of three threads, a new seed each time (printed)."""
     seed = int(os.environ.get("RUNSC_PY_FUZZ_SEED", str(int(time.time()))))
     run_fuzz(tmp_path, seconds=int(os.environ.get("RUNSC_PY_FUZZ_SECONDS", "600")), seed=seed, procs=4, threads=3)
+
+
+# -- what the fuzzer found, where the sandbox answers differently from Linux on purpose ----------
+
+HUGE_MEMFD = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+int main(void)
+{
+	int fd = memfd_create("huge", 0);
+	int r = ftruncate(fd, 1LL << 40);
+	printf("%d %d\n", r, r ? errno : 0);
+	return 0;
+}
+"""
+
+
+def test_huge_memfd_is_refused_not_a_memory_error(tmp_path):
+    """ftruncate(memfd, 2^40): Linux keeps tmpfs files sparse; the Sentry's are dense, so past its
+    tmpfs limit (half the host's memory, Linux's default tmpfs size) it answers ENOSPC -- it used
+    to attempt the allocation (a MemoryError, an internal error)."""
+    src = tmp_path / "huge.c"
+    src.write_text(HUGE_MEMFD)
+    binary = str(tmp_path / "huge")
+    subprocess.run(["gcc", "-O1", "-static", "-o", binary, str(src)], check=True)
+    log = tmp_path / "sentry.log"
+    p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "--debug-log", str(log), "do", "--", binary],
+                       capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ, PYTHONPATH=REPO))
+    assert p.returncode == 0 and p.stdout.split() == ["-1", "28"], (p.stdout, p.stderr[-2000:])   # ENOSPC
+    assert INTERNAL_ERROR not in (log.read_text() if log.exists() else "")

@@ -17,6 +17,7 @@ a write that would pass it writes what fits, then fails with ENOSPC.
 from __future__ import annotations
 
 import errno
+import os
 import stat as st
 import time
 
@@ -27,6 +28,12 @@ from sentry.vfs.inode import Inode, Stat
 TMPFS_MAGIC = 0x01021994
 PAGE = 4096
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+try:
+    _DEFAULT_LIMIT = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+except (ValueError, OSError):
+    _DEFAULT_LIMIT = 1 << 32
 
 
 def _pages(n: int) -> int:
@@ -46,10 +53,12 @@ class TmpFS:
         return self._next_ino
 
     def charge(self, old_size: int, new_size: int) -> None:
-        """Account a file growing or shrinking; ENOSPC past the size limit."""
+        """Account a file growing or shrinking; ENOSPC past the size limit.  Without one, past half
+        of the host's memory (Linux's default tmpfs size): file data is held densely here, so an
+        application's ftruncate(fd, 2^40) must be refused, never attempted (a MemoryError)."""
         delta = _pages(new_size) - _pages(old_size)
-        if delta > 0 and self.size_limit is not None and \
-                (self.used_pages + delta) * PAGE > self.size_limit:
+        limit = self.size_limit if self.size_limit is not None else _DEFAULT_LIMIT
+        if delta > 0 and (self.used_pages + delta) * PAGE > limit:
             raise SyscallError(errno.ENOSPC)
         self.used_pages += delta
 
