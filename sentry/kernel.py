@@ -86,6 +86,7 @@ class Kernel:
         self.page_cache = None          # mm/pagecache.py: file pages shared by mappings
         self.tty_fg_pgrp: int | None = None   # vfs/tty.py: the console's foreground process group
         self.pod_members = None         # sentry/pod.py: containers of a pod in this sandbox
+        self.pod_serial = 0             # sentry/pod.py: the last member serial handed out
         self._loop_errors = 0           # consecutive internal errors with no task to blame
         self._internal_seen: dict = {}  # where internal errors happened -> how often (log once)
         from sentry.vdso import Vdso

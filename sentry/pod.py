@@ -75,7 +75,7 @@ def add(k, msg: dict, fds: list[int]) -> Member:
     before = len(vfs.mounts)
     try:
         # Device numbers of its own (st_dev tells filesystems apart: find -xdev, du, cp -a).
-        serial = getattr(k, "pod_serial", 0) + 1
+        serial = k.pod_serial + 1
         k.pod_serial = serial
         fs = GoferFS(client, dev=0x1000 + 0x100 * serial, readonly=readonly)
         fs.kernel = k

@@ -46,7 +46,7 @@ def _target(t, pid: int):
 
 def policy_of(task) -> tuple[int, int, bool]:
     """(policy, rt priority, reset-on-fork) of a task; a new task starts with its creator's."""
-    return getattr(task, "sched_attr", (SCHED_OTHER, 0, False))
+    return task.sched_attr
 
 
 def _capable(t) -> bool:
@@ -228,12 +228,12 @@ def ioprio_get(t, which, who):
     if not targets:
         raise SyscallError(errno.ESRCH)
     if which == IOPRIO_WHO_PROCESS:
-        return getattr(targets[0], "ioprio", 0)
+        return targets[0].ioprio
 
     def rank(p: int) -> tuple[int, int]:     # ioprio_best: a lower class number, then lower data, wins
         cls = p >> IOPRIO_CLASS_SHIFT
         return (IOPRIO_CLASS_BE if cls == IOPRIO_CLASS_NONE else cls, p & 0xFF)
-    return min((getattr(task, "ioprio", 0) for task in targets), key=rank)
+    return min((task.ioprio for task in targets), key=rank)
 
 
 # -- personality ---------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def ioprio_get(t, which, who):
 def personality(t, persona):
     """personality(2): 0xffffffff queries; anything else is stored; the old persona is returned."""
     persona &= 0xFFFFFFFF
-    old = getattr(t.tg, "personality", 0)
+    old = t.tg.personality
     if persona != 0xFFFFFFFF:
         t.tg.personality = persona
     return old
@@ -306,12 +306,9 @@ def membarrier(t, cmd, flags, cpu_id):
 def inherit(parent, child) -> None:
     """fork/clone: the child task takes its creator's policy (SCHED_OTHER, priority 0, if the creator
     set SCHED_RESET_ON_FORK from a real-time policy), I/O priority and, for a new process, persona."""
-    attr = getattr(parent, "sched_attr", None)
-    if attr is not None:
-        policy, prio, reset = attr
-        child.sched_attr = (SCHED_OTHER, 0, False) if reset and policy in RT_POLICIES else \
-            ((policy, prio, False) if reset else attr)
-    if hasattr(parent, "ioprio"):
-        child.ioprio = parent.ioprio
-    if child.tg is not parent.tg and hasattr(parent.tg, "personality"):
+    policy, prio, reset = attr = parent.sched_attr
+    child.sched_attr = (SCHED_OTHER, 0, False) if reset and policy in RT_POLICIES else \
+        ((policy, prio, False) if reset else attr)
+    child.ioprio = parent.ioprio
+    if child.tg is not parent.tg:
         child.tg.personality = parent.tg.personality
