@@ -106,7 +106,7 @@ def _mkdir(t, path: bytes, mode: int) -> None:
 
 
 def _truncate(k, t, path: bytes, size: int) -> None:
-    from sentry.syscalls.fsops import _setstat, _truncate_checks
+    from sentry.syscalls.fsattr import _setstat, _truncate_checks
     d = k.vfs.resolve(t, AT_FDCWD, path, follow=False)
     _truncate_checks(t, d, size)
     _setstat(t, d, size=size)
