@@ -334,8 +334,11 @@ def _autostart(root: str) -> None:
             os.dup2(null, fd)
         os.closerange(3, 1 << 16)    # nothing of the caller's (an engine's pipes) may stay open in it
         _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-        from runsc_py.factory import autostart
-        autostart(os.path.abspath(root))
+        # A fresh interpreter (its command line names the factory, as `factory status` checks),
+        # with this process's import path.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        os.execve(sys.executable, [sys.executable, "-S", "-c", "import sys; from runsc_py.factory import autostart; "
+                                   "autostart(sys.argv[2])", "runsc-py-factory", os.path.abspath(root)], env)
     finally:
         os._exit(0)
 

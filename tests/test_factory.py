@@ -337,3 +337,16 @@ def test_a_factory_whose_root_is_removed_exits(tmp_path: Path) -> None:
     pid = int((root / ".factory" / "pid").read_text())
     shutil.rmtree(root)
     wait_for(lambda: not alive(pid), timeout=30, what="the factory of a removed root to exit")
+
+
+def test_an_auto_started_factory_is_one_status_and_stop_know(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    bundle = make_bundle(str(tmp_path / "b"), ["/bin/true"], env=["PATH=/bin"])
+    env = dict(repo_env(), RUNSC_PY_FACTORY_IDLE="600")
+    env.pop("RUNSC_PY_FACTORY", None)
+    assert front(root, "run", "-b", bundle, "c1", env=env).returncode == 0
+    wait_for(lambda: (root / ".factory" / "sock").exists(), what="the factory to start")
+    assert '"running": true' in front(root, "factory", "status").stdout
+    pid = int((root / ".factory" / "pid").read_text())
+    assert front(root, "factory", "stop").returncode == 0
+    wait_for(lambda: not alive(pid), what="the factory to stop")
