@@ -316,7 +316,7 @@ class PtracePlatform:
         self.run = self._make_run()
         # Stops already taken from the host and not yet handed to the Sentry (`wait`): one round.
         self.backlog: deque = deque()
-        self._none = (ffi.new("int[1]"), ffi.new("short[1]"), ffi.new("short[1]"))
+        self._other_addr = int(ffi.cast("uintptr_t", self._other))
 
     def syscall_filters(self) -> contract.Filters:
         from platforms.ptrace.filters import syscall_filters
@@ -352,21 +352,29 @@ class PtracePlatform:
         A closure over its constants: this is the per-syscall path."""
         rp_run, status_p, other = lib.rp_run_lean, self._status, self._other
         sysemu, syscall_status, event = PTRACE_SYSEMU, _SYSCALL_STATUS, SYSCALL_EVENT
+        contexts, drain = self.contexts, self._drain
 
         def run(ctx: PtraceContext):
             pid = rp_run(ctx.tid, ctx.regs, ctx.shadow, sysemu, 0, status_p, other)
             if pid == ctx.tid:
                 status = status_p[0]
                 if status == syscall_status:
-                    return ctx, event
-                if status == syscall_status | (1 << 30):
-                    return ctx, self._suspect(ctx)
-                return ctx, self._decode(ctx, status)
-            if pid == -4:              # EINTR: a forwarded host signal is waiting
+                    r = ctx, event
+                elif status == syscall_status | (1 << 30):
+                    r = ctx, self._suspect(ctx)
+                else:
+                    r = ctx, self._decode(ctx, status)
+            elif pid == -4:            # EINTR: a forwarded host signal is waiting
                 return None, None
-            if pid < 0:
+            elif pid < 0:
                 raise PlatformError(f"run: {os.strerror(-pid)}")
-            return self._event_for(pid)
+            else:
+                r = self._event_for(pid)
+            if len(contexts) > 1:
+                # Other threads may be stopped too, and waitpid(-1) would hand us the newest one
+                # first, every time: take them now; the Sentry serves them in order (`wait`).
+                drain()
+            return r
         return run
 
     def wait(self, timeout_ns: int, fds: list[tuple[int, int]]):
@@ -393,16 +401,26 @@ class PtracePlatform:
         if pid == 0:
             return None, [crev[i] for i in range(n)]
         first = self._event_for(pid)
-        nfd, nev, nrev = self._none
-        while True:
-            pid = lib.rp_wait_event(0, nfd, nev, nrev, 0, self._status, self._other)
-            if pid <= 0:
-                break
-            backlog.appendleft(self._event_for(pid))     # newest first in, so oldest first out
+        self._drain()
         if not backlog:
             return first
         backlog.append(first)
         return backlog.popleft()
+
+    def _drain(self) -> None:
+        """Take every stop already pending into the backlog, oldest tracee first out."""
+        status, backlog = self._status, self.backlog
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG | 0x40000000)     # __WALL
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            status[0] = st
+            if os.WIFSTOPPED(st) and lib.rp_ptrace(PTRACE_GETREGS, pid, 0, self._other_addr) != 0:
+                continue             # gone between the wait and the fetch: its exit comes next
+            backlog.appendleft(self._event_for(pid))     # newest first in, so oldest first out
 
     def leaked(self, tid: int) -> None:
         """A host thread we could not collect (it stays a zombie until the Sentry exits)."""
