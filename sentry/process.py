@@ -38,7 +38,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     if flags & NAMESPACE_FLAGS:
         # New namespaces: those the Sentry models (syscalls/namespaces.py), else EPERM/EINVAL.
         from sentry.syscalls.namespaces import check_new
-        if flags & CLONE_THREAD:
+        if flags & CLONE_THREAD or (flags & CLONE_NEWUSER and flags & CLONE_FS):
             raise SyscallError(errno.EINVAL)
         check_new(t, flags)
     if csig > 64:

@@ -9,7 +9,9 @@ make new ones as far as the Sentry models them:
   thread: clone(CLONE_THREAD|CLONE_NEWUTS) is EINVAL here.
 * unshare(CLONE_FILES/CLONE_FS/CLONE_SYSVSEM) and the no-op unshares of a single-threaded
   process (CLONE_THREAD, CLONE_SIGHAND, CLONE_VM) behave as Linux's.
-* IPC, mount, PID, user, network, cgroup and time namespaces are not modelled: asking for
+* user (CLONE_NEWUSER): sentry/userns.py (maps; ids seen through them; no capabilities of
+  their own inside).  Allowed unprivileged, as Linux.
+* IPC, mount, PID, network, cgroup and time namespaces are not modelled: asking for
   one is EINVAL, what Linux answers when it is built without that namespace (EPERM first
   when the caller lacks CAP_SYS_ADMIN, as Linux checks the capability before).
 * setns: the Sentry hands out no namespace file descriptors (/proc/PID/ns is absent), so
@@ -30,8 +32,8 @@ CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWTIME = 0x80000
 UNSHARE_FLAGS = (CLONE_THREAD | CLONE_FS | CLONE_NEWNS | CLONE_SIGHAND | CLONE_VM | CLONE_FILES | CLONE_SYSVSEM
                  | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP
                  | CLONE_NEWTIME)
-MODELLED = CLONE_NEWUTS
-NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME
+MODELLED = CLONE_NEWUTS | CLONE_NEWUSER
+NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME
 
 
 class UTSNamespace:
@@ -61,14 +63,19 @@ def clone_namespaces(t, flags: int, child_tg) -> None:
     """A clone child's namespaces (process.do_clone, after `check_new`)."""
     parent = t.tg.uts
     child_tg.uts = parent
+    child_tg.userns = t.tg.userns
+    if flags & CLONE_NEWUSER:
+        from sentry import userns
+        child_tg.userns = userns.create(t)
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
         child_tg.uts = UTSNamespace(u.hostname, u.domainname)
 
 
 @syscall("unshare", Support.PARTIAL,
-         "CLONE_NEWUTS, CLONE_FILES, CLONE_FS, CLONE_SYSVSEM and the single-thread no-ops; "
-         "IPC, mount, PID, user, net, cgroup and time namespaces are not modelled (EINVAL)")
+         "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them; no capabilities inside, "
+         "no chroot check), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM and the single-thread no-ops; "
+         "IPC, mount, PID, net, cgroup and time namespaces are not modelled (EINVAL)")
 def unshare(t, flags):
     """unshare(2)."""
     flags &= 0xFFFFFFFF
@@ -81,7 +88,15 @@ def unshare(t, flags):
             raise SyscallError(errno.EINVAL)
     if flags & CLONE_VM and getattr(tg.mm, "users", 1) > 1:
         raise SyscallError(errno.EINVAL)
+    if flags & CLONE_NEWUSER:
+        # unshare_userns implies CLONE_THREAD and CLONE_FS: a lone thread, its fs not shared.
+        if len([x for x in tg.tasks if not x.exited]) > 1 or any(
+                o is not tg and o.fs is tg.fs and not o.exiting for o in t.kernel.thread_groups.values()):
+            raise SyscallError(errno.EINVAL)
     check_new(t, flags)
+    if flags & CLONE_NEWUSER:
+        from sentry import userns
+        tg.userns = userns.create(t)
     if flags & CLONE_FS:
         from sentry.task import FSContext
         fs = tg.fs

@@ -8,6 +8,7 @@ from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import Support, error_syscall, syscall
 from sentry.task import Marker
+from sentry.userns import gid_seen, kernel_id, uid_seen
 
 RLIM_NLIMITS = 16
 NR_OPEN = 1048576
@@ -32,31 +33,33 @@ def getppid(t):
     return p.tgid if p is not None else 0
 
 
+# The ids a process reads are those of its user namespace (sentry/userns.py); the stored
+# credentials are the sandbox's.
 @syscall("getuid")
 def getuid(t):
-    return t.tg.creds.ruid
+    return t.tg.creds.ruid if t.tg.userns is None else uid_seen(t, t.tg.creds.ruid)
 
 
 @syscall("geteuid")
 def geteuid(t):
-    return t.tg.creds.euid
+    return t.tg.creds.euid if t.tg.userns is None else uid_seen(t, t.tg.creds.euid)
 
 
 @syscall("getgid")
 def getgid(t):
-    return t.tg.creds.rgid
+    return t.tg.creds.rgid if t.tg.userns is None else gid_seen(t, t.tg.creds.rgid)
 
 
 @syscall("getegid")
 def getegid(t):
-    return t.tg.creds.egid
+    return t.tg.creds.egid if t.tg.userns is None else gid_seen(t, t.tg.creds.egid)
 
 
 @syscall("getgroups")
 def getgroups(t, size, lst):
     """getgroups(2)."""
     size = s32(size)
-    groups = t.tg.creds.groups
+    groups = [gid_seen(t, g) for g in t.tg.creds.groups]
     if size < 0:
         raise SyscallError(errno.EINVAL)
     if size == 0:
@@ -70,18 +73,18 @@ def getgroups(t, size, lst):
 @syscall("getresuid")
 def getresuid(t, r, e, s):
     c = t.tg.creds
-    t.mm.write_u32(r, c.ruid)
-    t.mm.write_u32(e, c.euid)
-    t.mm.write_u32(s, c.suid)
+    t.mm.write_u32(r, uid_seen(t, c.ruid))
+    t.mm.write_u32(e, uid_seen(t, c.euid))
+    t.mm.write_u32(s, uid_seen(t, c.suid))
     return 0
 
 
 @syscall("getresgid")
 def getresgid(t, r, e, s):
     c = t.tg.creds
-    t.mm.write_u32(r, c.rgid)
-    t.mm.write_u32(e, c.egid)
-    t.mm.write_u32(s, c.sgid)
+    t.mm.write_u32(r, gid_seen(t, c.rgid))
+    t.mm.write_u32(e, gid_seen(t, c.egid))
+    t.mm.write_u32(s, gid_seen(t, c.sgid))
     return 0
 
 
@@ -572,6 +575,8 @@ def setuid(t, uid):
     c = t.tg.creds
     if _privileged(c):
         c.ruid = c.euid = c.suid = c.fsuid = uid
+    if t.tg.userns is not None:
+        uid = kernel_id(t, uid, "uid_map")
     elif uid in (c.ruid, c.suid):
         c.euid = c.fsuid = uid
     else:
@@ -588,6 +593,8 @@ def setgid(t, gid):
     c = t.tg.creds
     if _privileged(c):
         c.rgid = c.egid = c.sgid = c.fsgid = gid
+    if t.tg.userns is not None:
+        gid = kernel_id(t, gid, "gid_map")
     elif gid in (c.rgid, c.sgid):
         c.egid = c.fsgid = gid
     else:
@@ -609,13 +616,13 @@ def _setres(c, names: tuple[str, str, str], vals: tuple[int, int, int], fs: str)
 
 @syscall("setresuid")
 def setresuid(t, r, e, s):
-    _setres(t.tg.creds, ("ruid", "euid", "suid"), (u32(r), u32(e), u32(s)), "fsuid")
+    _setres(t.tg.creds, ("ruid", "euid", "suid"), tuple(kernel_id(t, u32(v), "uid_map") for v in (r, e, s)), "fsuid")
     return 0
 
 
 @syscall("setresgid")
 def setresgid(t, r, e, s):
-    _setres(t.tg.creds, ("rgid", "egid", "sgid"), (u32(r), u32(e), u32(s)), "fsgid")
+    _setres(t.tg.creds, ("rgid", "egid", "sgid"), tuple(kernel_id(t, u32(v), "gid_map") for v in (r, e, s)), "fsgid")
     return 0
 
 
@@ -631,13 +638,13 @@ def _setre(c, kind: str, r: int, e: int) -> None:
 
 @syscall("setreuid")
 def setreuid(t, r, e):
-    _setre(t.tg.creds, "uid", r, e)
+    _setre(t.tg.creds, "uid", kernel_id(t, u32(r), "uid_map"), kernel_id(t, u32(e), "uid_map"))
     return 0
 
 
 @syscall("setregid")
 def setregid(t, r, e):
-    _setre(t.tg.creds, "gid", r, e)
+    _setre(t.tg.creds, "gid", kernel_id(t, u32(r), "gid_map"), kernel_id(t, u32(e), "gid_map"))
     return 0
 
 
@@ -677,6 +684,11 @@ def setgroups(t, size, lst):
     t.tg.creds.groups = groups
     return 0
 
+    ns = t.tg.userns
+    if ns is not None:                          # sentry/userns.py: allowed, and each gid mapped
+        if not ns.setgroups_allowed or ns.gid_map is None:
+            raise SyscallError(errno.EPERM)
+        groups = [kernel_id(t, g, "gid_map") for g in groups]
 
 CAP_HEADER = struct.Struct("<Ii")
 ALL_CAPS = (1 << 41) - 1

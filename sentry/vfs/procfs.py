@@ -281,6 +281,8 @@ def _pid_entries(fs: ProcFS, tg, task=None):
     }
     if task is None:
         entries[b"task"] = lambda: ProcDir(fs, key + (b"task",), lambda: _task_entries(fs, tg), tg)
+    from sentry.userns import proc_entries
+    entries.update(proc_entries(fs, tg, key))   # uid_map gid_map setgroups
     return entries
 
 

@@ -1,0 +1,99 @@
+"""Namespaces made inside the sandbox (sentry/syscalls/namespaces.py, sentry/userns.py).
+
+* tests/namespaces/userns_rules.c: CLONE_NEWUSER and /proc/PID/uid_map, gid_map, setgroups
+  with Linux's rules.  Not a conformance program: Linux refuses CLONE_NEWUSER to a chrooted
+  process, so it runs natively without chroot (skipped where the host forbids user
+  namespaces) and in the sandbox; both must pass.
+* busybox `unshare -U/-r/-u` in the sandbox prints what it prints natively (outside chroot,
+  on this host's Linux): the lines are written below.
+UTS namespaces have a conformance program (tests/syscall-conformance/ns_uts.c).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from tests.rootfs import make_bundle, make_busybox_rootfs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.join(REPO, "tests", "namespaces", "userns_rules.c")
+TIMEOUT = 90
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+SCRIPT = """\
+id -u; cat /proc/self/uid_map
+unshare -Ur sh -c 'id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; \
+echo 0 0 1 > /proc/self/uid_map 2>/dev/null || echo second-write-refused'
+unshare -U sh -c 'id -u; wc -c < /proc/self/uid_map; cat /proc/self/setgroups'
+unshare -Uru sh -c 'hostname inner; hostname'
+hostname
+"""
+# As Linux 6.x prints it (busybox 1.35, as root, not chrooted); the sandbox's hostname is runsc-py.
+EXPECTED = """\
+0
+         0          0 4294967295
+0
+0
+         0          0          1
+         0          0          1
+deny
+second-write-refused
+65534
+0
+allow
+inner
+runsc-py
+"""
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("ns-rootfs"))
+    os.chmod(root, 0o755)                 # mktemp's 0700 would stop the programs' uid 65534 at /
+    make_busybox_rootfs(root)
+    out = os.path.join(root, "userns_rules")
+    r = subprocess.run(["gcc", "-O1", "-static", "-Wall", "-Werror", "-o", out, SRC],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(root, "script.sh"), "w") as f:
+        f.write(SCRIPT)
+    return root
+
+
+def _sandbox(root: str, tmp_path, args: list[str]) -> subprocess.CompletedProcess:
+    bundle = str(tmp_path / "bundle")
+    state = str(tmp_path / "state")
+    os.makedirs(state)
+    make_bundle(bundle, args, rootfs=root)
+    cid = f"ns-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    try:
+        return subprocess.run([shutil.which("python3") or "python3", "-m", "runsc_py.cli", "--root", state,
+                               "run", "--bundle", bundle, cid],
+                              capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=bundle)
+    finally:
+        subprocess.run([shutil.which("python3") or "python3", "-m", "runsc_py.cli", "--root", state,
+                        "delete", "--force", cid], capture_output=True, env=env)
+
+
+def test_userns_rules_native(rootfs):
+    probe = subprocess.run(["unshare", "-U", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("this host forbids user namespaces")
+    r = subprocess.run([os.path.join(rootfs, "userns_rules")], capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0 and "not ok" not in r.stdout, r.stdout + r.stderr
+
+
+def test_userns_rules_sandbox(rootfs, tmp_path):
+    r = _sandbox(rootfs, tmp_path, ["/userns_rules"])
+    assert r.returncode == 0 and "not ok" not in r.stdout, r.stdout + r.stderr
+
+
+def test_busybox_unshare_user_and_uts(rootfs, tmp_path):
+    r = _sandbox(rootfs, tmp_path, ["/bin/sh", "/script.sh"])
+    assert r.stdout == EXPECTED, r.stdout + r.stderr
