@@ -72,6 +72,35 @@ def clone_namespaces(t, flags: int, child_tg) -> None:
         child_tg.uts = UTSNamespace(u.hostname, u.domainname)
 
 
+def proc_uts_file(fs, field: str):
+    """/proc/sys/kernel/hostname or domainname: the reader's UTS namespace, and a write is
+    sethostname/setdomainname's (EPERM without CAP_SYS_ADMIN, EINVAL past 64 bytes; one
+    trailing newline dropped, as proc_do_uts_string)."""
+    from sentry.vfs.procfs import O_PATH, File, ProcFile, SeqFile
+
+    class UTSSeq(SeqFile):
+        def write(self, t, srcs) -> int:
+            data = b"".join(bytes(s) for s in srcs)
+            if t.tg.creds.euid != 0:
+                raise SyscallError(errno.EPERM)
+            value = data[:-1] if data.endswith(b"\n") else data
+            if len(value) > 64:
+                raise SyscallError(errno.EINVAL)
+            setattr(uts_of(t), field, value.split(b"\0")[0])
+            return len(data)
+
+        def pwrite(self, t, srcs, offset: int) -> int:
+            return self.write(t, srcs)
+
+    class UTSFile(ProcFile):
+        def open(self, t, dentry, flags: int):
+            if flags & O_PATH:
+                return File(flags, dentry, dentry.mount)
+            return UTSSeq(flags, dentry, getattr(uts_of(t), field) + b"\n", writable=True)
+
+    return UTSFile(fs, ("sys", field.encode()), None, None, 0o644)
+
+
 @syscall("unshare", Support.PARTIAL,
          "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them; no capabilities inside, "
          "no chroot check), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM and the single-thread no-ops; "

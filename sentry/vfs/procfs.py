@@ -370,6 +370,7 @@ def gen_limits(tg) -> bytes:
 
 
 def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
+    from sentry.syscalls.namespaces import proc_uts_file
     fs = ProcFS(kernel, dev)
     k = kernel
 
@@ -380,8 +381,8 @@ def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
         return lambda: ProcWritable(fs, ("sys",) + path, gen)
 
     kernel_dir = {
-        b"hostname": knob((b"hostname",), lambda: k.hostname + b"\n"),
-        b"domainname": knob((b"domainname",), lambda: k.domainname + b"\n"),
+        b"hostname": lambda: proc_uts_file(fs, "hostname"),       # the reader's UTS namespace
+        b"domainname": lambda: proc_uts_file(fs, "domainname"),
         b"osrelease": f(b"osrelease", lambda: UNAME_RELEASE + b"\n"),
         b"ostype": f(b"ostype", lambda: b"Linux\n"),
         b"version": f(b"kversion", lambda: UNAME_VERSION + b"\n"),

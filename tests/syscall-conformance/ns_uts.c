@@ -3,7 +3,8 @@
  * creator's names, sethostname/setdomainname in it are seen by its processes (a fork child
  * shares it) and not outside; EPERM without CAP_SYS_ADMIN (unshare, sethostname); EINVAL
  * for unknown unshare flags; unshare(CLONE_FILES|CLONE_FS) of a lone process; setns EBADF
- * and EINVAL for an fd that is no namespace.  Each change happens in a forked child.
+ * and EINVAL for an fd that is no namespace; /proc/sys/kernel/hostname read and written
+ * in a new namespace.  Each change happens in a forked child.
  */
 #include "tap.h"
 
@@ -45,6 +46,13 @@ static int unshared_child(const char *host0, const char *dom0)
 		_exit(names_are("ns-one", "dom-one") && sethostname("ns-two", 6) == 0 ? 0 : 1);
 	if (exit_of(pid) != 0) return 6;
 	if (!names_are("ns-two", "dom-one")) return 7;            /* the same namespace */
+	/* /proc/sys/kernel/hostname is the reader's namespace's, and writing it sets it */
+	char buf[80] = {0};
+	int fd = open("/proc/sys/kernel/hostname", O_RDWR);
+	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) != 7 || strcmp(buf, "ns-two\n") != 0) return 8;
+	if (pwrite(fd, "ns-proc\n", 8, 0) != 8) return 9;
+	close(fd);
+	if (!names_are("ns-proc", "dom-one")) return 10;
 	return 0;
 }
 
