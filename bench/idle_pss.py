@@ -95,17 +95,19 @@ def command(runtime: str, root: str) -> list[str]:
 
 
 def state_pid(cmd: list[str], cid: str) -> int | None:
-    p = subprocess.run([*cmd, "state", cid], capture_output=True, text=True, timeout=60)
-    if p.returncode != 0:
-        return None
-    return json.loads(p.stdout).get("pid")
+    for _ in range(5):                  # gVisor's state can fail while its sandboxes are busy
+        p = subprocess.run([*cmd, "state", cid], capture_output=True, text=True, timeout=60)
+        if p.returncode == 0:
+            return json.loads(p.stdout).get("pid")
+        time.sleep(0.5)
+    return None
 
 
 def measure(runtime: str, n: int, base: str, bundle: str, settle: float) -> dict:
     root = os.path.join(base, f"state-{runtime}")
     os.makedirs(root, exist_ok=True)
     cmd = command(runtime, root)
-    ids = [f"idle-{runtime.lower().replace('-', '')}-{i}" for i in range(n)]
+    ids = [f"idle-{runtime.lower().replace('-', '')}-{i:04d}" for i in range(n)]   # fixed width: gVisor takes an id prefix
     started = []
     try:
         for cid in ids:
@@ -144,6 +146,14 @@ def measure(runtime: str, n: int, base: str, bundle: str, settle: float) -> dict
             subprocess.run([*cmd, "delete", "--force", cid], capture_output=True, timeout=60)
         if runtime == "runsc-py":
             subprocess.run([*cmd, "factory", "stop"], capture_output=True, timeout=60)
+        # Whatever a failed delete left (gVisor's sandbox outlives a lost state): ours by bundle path.
+        for p in os.listdir("/proc"):
+            if p.isdigit() and int(p) != os.getpid() and cmdline_has(int(p), bundle.encode()) \
+                    and any(cmdline_has(int(p), cid.encode()) for cid in started):
+                try:
+                    os.kill(int(p), 9)
+                except OSError:
+                    pass
 
 
 def main(argv=None) -> int:
