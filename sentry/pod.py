@@ -131,6 +131,9 @@ def _member_mounts_class():
             fs.kernel = self.kernel
             return fs
 
+        def host_realpath(self, source: str) -> str:
+            return source                   # resolved by the front (runsc_py/pod.py): no host path call here
+
         def bind(self, spec: dict) -> None:
             dest = "/" + str(spec["destination"]).lstrip("/")
             source = str(spec["source"])

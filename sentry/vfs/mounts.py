@@ -171,6 +171,11 @@ class MountBuilder:
         return self.vfs.mount_at(at, fs, fs.root_inode(), flags=flags, source="none", fstype="9p",
                                  options="trans=fd,cache=remote_revalidating")
 
+    def host_realpath(self, source: str) -> str:
+        """The host file a file bind mount names (a host path call: only before confinement; a
+        pod member's builder, running confined, gets its sources resolved by the front)."""
+        return os.path.realpath(source)
+
     def mount_bind_file(self, dest: str, source: str, flags):
         """A file bind mount (Docker's /etc/hosts, /etc/resolv.conf, /etc/hostname).
 
@@ -179,7 +184,7 @@ class MountBuilder:
         Gofer could serve the file's siblings to a compromised Sentry; a Gofer mode
         serving exactly one file would close this (noted for the Gofer's owners)."""
         from sentry.vfs.inode import Dentry
-        real = os.path.realpath(source)
+        real = self.host_realpath(source)
         parent_dir, fname = os.path.split(real)
         at_parent = self.mountpoint(os.path.dirname(dest))
         name = os.path.basename(dest).encode()
