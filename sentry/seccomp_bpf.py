@@ -60,12 +60,14 @@ STRICT_ALLOWED = frozenset((0, 1, 60, 15))
 
 
 class Filter:
-    """One installed filter: its instructions (code, jt, jf, k) after seccomp's rewrites."""
-    __slots__ = ("insns", "log")
+    """One installed filter: its instructions (code, jt, jf, k) after seccomp's rewrites, and
+    the Python function they compile to (`compile_filter`)."""
+    __slots__ = ("insns", "log", "run")
 
     def __init__(self, insns: tuple, log: bool) -> None:
         self.insns = insns
         self.log = log
+        self.run = compile_filter(insns)
 
 
 def check(raw: bytes) -> tuple:
@@ -186,6 +188,60 @@ def run(insns: tuple, words: tuple) -> int:
             mem[k] = x
 
 
+_ALU_OPS = {0x00: "a = (a + {v}) & 0xFFFFFFFF", 0x10: "a = (a - {v}) & 0xFFFFFFFF",
+            0x20: "a = (a * {v}) & 0xFFFFFFFF", 0x30: "a //= {v}", 0x40: "a |= {v}", 0x50: "a &= {v}",
+            0xA0: "a ^= {v}", 0x60: "a = (a << {s}) & 0xFFFFFFFF", 0x70: "a >>= {s}"}
+_JMP_OPS = {0x10: "==", 0x20: ">", 0x30: ">="}
+_SIMPLE = {LD_IMM: "a = {k}", LDX_IMM: "x = {k}", TAX: "x = a", TXA: "a = x", LD_MEM: "a = m[{k}]",
+           LDX_MEM: "x = m[{k}]", ST: "m[{k}] = a", STX: "m[{k}] = x", RET_K: "return {k}",
+           RET_A: "return a", 0x84: "a = -a & 0xFFFFFFFF"}
+
+
+def compile_filter(insns: tuple):
+    """A validated program as one Python function of seccomp_data's words: `run`'s semantics
+    at a fraction of the cost per instruction.  Classic BPF jumps only forward, so the
+    basic blocks run in order, each guarded by `pc == its start`: no loop, no dispatch."""
+    n = len(insns)
+    leaders = {0}
+    for pc, (code, jt, jf, k) in enumerate(insns):
+        if code == JA:
+            leaders.update((pc + 1 + k, pc + 1))
+        elif code in JCOND:
+            leaders.update((pc + 1 + jt, pc + 1 + jf, pc + 1))
+        elif code in (RET_K, RET_A):
+            leaders.add(pc + 1)
+    lines = ["def f(w):", " a = x = pc = 0", " m = [0] * 16"]
+    for pc, (code, jt, jf, k) in enumerate(insns):
+        if pc in leaders:
+            lines.append(f" if pc == {pc}:")
+        if code == LD_W_ABS:
+            s = f"a = w[{k >> 2}]"
+        elif code in _SIMPLE:
+            s = _SIMPLE[code].format(k=k)
+        elif code == JA:
+            s = f"pc = {pc + 1 + k}"
+        elif code in JCOND:
+            v = "x" if code & 0x08 else str(k)
+            op = code & 0xF0
+            cond = f"a & {v}" if op == 0x40 else f"a {_JMP_OPS[op]} {v}"
+            s = f"pc = {pc + 1 + jt} if {cond} else {pc + 1 + jf}"
+        else:                             # ALU, K or X
+            op = code & 0xF0
+            if code & 0x08:
+                s = _ALU_OPS[op].format(v="x", s="(x & 31)")
+                if op == 0x30:
+                    s = "if x == 0: return 0\n  " + s
+            else:
+                s = _ALU_OPS[op].format(v=k, s=k)
+        lines.append("  " + s)
+        if pc + 1 in leaders and pc + 1 < n and code not in (JA, RET_K, RET_A) and code not in JCOND:
+            lines.append(f"  pc = {pc + 1}")
+    lines.append(" return 0")               # unreachable: the last instruction is a RET
+    ns: dict = {}
+    exec(compile("\n".join(lines), "<seccomp filter>", "exec"), ns)
+    return ns["f"]
+
+
 def _signed(action: int) -> int:
     """ACTION_ONLY: the action bits as the signed int seccomp compares."""
     action &= 0xFFFF0000
@@ -199,7 +255,7 @@ def evaluate(filters: tuple, nr: int, regs) -> tuple[int, "Filter | None"]:
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9))
     ret, match = RET_ALLOW, None
     for f in filters:
-        cur = run(f.insns, words)
+        cur = f.run(words)
         if _signed(cur) < _signed(ret):
             ret, match = cur, f
     return ret, match
