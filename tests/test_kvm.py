@@ -294,6 +294,41 @@ def test_wild_pointer_si_addr(tmp_path, wild):
     assert (p.returncode, p.stdout) == (0, f"sig=11 addr=0x5eadbee0\n"), p.stderr
 
 
+SPIN = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+static volatile int flag;
+static void *setter(void *a) { struct timespec ts = {0, 50000000}; nanosleep(&ts, 0); flag = 1; return a; }
+static void *spinner(void *a) { while (!flag) ; return a; }
+int main(void) {
+    pthread_t t1, t2;
+    pthread_create(&t2, 0, spinner, 0);
+    pthread_create(&t1, 0, setter, 0);
+    pthread_join(t1, 0);
+    pthread_join(t2, 0);
+    flag = 0;
+    pthread_create(&t1, 0, setter, 0);
+    while (!flag) ;
+    pthread_join(t1, 0);
+    puts("spin ok");
+    return 0;
+}
+"""
+
+
+def test_spinning_threads_take_turns(tmp_path):
+    """Contexts run one at a time on the Sentry's thread: one spinning in the guest must not keep
+    a sleeping one (or the Sentry's timers) from running (the time slice)."""
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    (tmp_path / "spin.c").write_text(SPIN)
+    subprocess.run(["gcc", "-O2", "-static", "-pthread", "-o", str(root / "spin"), str(tmp_path / "spin.c")],
+                   check=True)
+    p = _runsc([], make_bundle(str(tmp_path / "bundle"), ["/spin"], rootfs=str(root)), tmp_path, timeout=60)
+    assert (p.returncode, p.stdout) == (0, "spin ok\n"), p.stderr
+
+
 def test_unusable_dev_kvm_is_one_line(tmp_path, monkeypatch):
     from platforms.kvm import machine
     monkeypatch.setattr(machine, "open_kvm", lambda: (_ for _ in ()).throw(
