@@ -151,3 +151,52 @@ def test_pod_member_file_bind_makes_no_host_path_call(pod: Pod) -> None:
     # fstat() of a held descriptor is newfstatat(fd, "", AT_EMPTY_PATH): the only "file" call allowed.
     named = [ln for ln in calls if not (ln.startswith("newfstatat(") and '"", ' in ln and "AT_EMPTY_PATH" in ln)]
     assert named == [], named
+
+
+# ------------------------------------------------------------------ a pod's tenants
+
+@pytest.fixture(scope="module")
+def tenants(pod: Pod) -> Pod:
+    """Members A and B of the pod, each sleeping; B's rootfs holds /marker = B-SECRET."""
+    pod.member("ten-b", "exec sleep 99999", marker="B-SECRET")
+    pod.member("ten-a", "exec sleep 88888", marker="A-OWN")
+    return pod
+
+
+def _b_pid_script(body: str) -> str:
+    """sh in A: $B is the pid of B's init (found by its cmdline in the pod's shared /proc)."""
+    return ("B=; for d in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" = 'sleep 99999 ' ] "
+            "&& B=${d#/proc/}; done; [ -n \"$B\" ] || { echo no-B; exit 3; }; " + body)
+
+
+def test_pod_member_cannot_reach_another_by_path(tenants: Pod) -> None:
+    """`..` chains from A's root, an absolute symlink aimed at B's host path, and the host path of
+    B's rootfs itself: all stay in A (A's own /marker, never B's)."""
+    host_b = str(tenants.tmp / "r-ten-b")
+    script = ("cat /marker; cat /../../../../marker; cat /../../r-ten-b/marker; "
+              f"cat {host_b}/marker; ln -s {host_b} /tmp/lb && cat /tmp/lb/marker; "
+              "ln -s ../../../../../.. /tmp/up && cat /tmp/up/r-ten-b/marker; echo done")
+    p = tenants.exec("ten-a", script)
+    assert "B-SECRET" not in p.stdout, p.stdout
+    assert p.stdout.count("A-OWN") == 2 and "done" in p.stdout, p.stdout
+
+
+def test_pod_proc_pid_root_of_another_member_as_linux(tenants: Pod) -> None:
+    """A shared PID namespace (the pod's, as with shareProcessNamespace): root reading
+    /proc/B/root lands in B's root, as Linux's ptrace_may_access allows it -- and no further
+    (`..` from there is B's root again)."""
+    p = tenants.exec("ten-a", _b_pid_script("cat /proc/$B/root/marker; cat /proc/$B/root/../../../marker; "
+                                            "readlink /proc/$B/root; echo done"))
+    assert p.stdout.split() == ["B-SECRET", "B-SECRET", "/", "done"] or \
+        p.stdout.split()[:2] == ["B-SECRET", "B-SECRET"], p.stdout
+    assert str(tenants.tmp) not in p.stdout, p.stdout
+
+
+def test_pod_proc_pid_root_refused_to_an_unprivileged_tenant(tenants: Pod) -> None:
+    """uid 1000 in A following /proc/B/root, cwd or exe of B's root-owned init: EACCES, as
+    Linux's proc_fd_access_allowed (PTRACE_MODE_READ_FSCREDS: another uid, no CAP_SYS_PTRACE)."""
+    p = tenants.exec("ten-a", _b_pid_script("cat /proc/$B/root/marker; cat /proc/$B/cwd/marker; "
+                                            "readlink /proc/$B/root; readlink /proc/$B/exe; ls /proc/$B/fd; "
+                                            "echo done"), user="1000:1000")
+    assert "B-SECRET" not in p.stdout, p.stdout
+    assert p.stdout.count("Permission denied") >= 3 and "done" in p.stdout, p.stdout

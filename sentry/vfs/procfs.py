@@ -249,6 +249,15 @@ def _pid_entries(fs: ProcFS, tg, task=None):
     def ln(name, target, jump=None):
         return lambda: ProcSymlink(fs, key + (name,), target, tg, magic=True, jump=jump)
 
+    def guarded(fn):
+        """root, cwd, exe: followed or read only by a reader ptrace_may_access allows (Linux's
+        proc_fd_access_allowed, PTRACE_MODE_READ_FSCREDS) -- in a pod, another tenant's process."""
+        def check():
+            if not may_read_links(fs.current, tg):
+                raise SyscallError(errno.EACCES)
+            return fn()
+        return check
+
     def seen_from_reader(d):
         """The path of dentry `d` as the reading task names it (from its own root), as d_path does."""
         reader = fs.current
@@ -273,9 +282,9 @@ def _pid_entries(fs: ProcFS, tg, task=None):
         b"cgroup": f(b"cgroup", lambda: b"0::/\n"),
         b"oom_score_adj": lambda: ProcWritable(fs, key + (b"oom_score_adj",), lambda: b"0\n"),
         b"loginuid": f(b"loginuid", lambda: b"4294967295"),
-        b"exe": ln(b"exe", exe),
-        b"cwd": ln(b"cwd", lambda: seen_from_reader(tg.fs.cwd), jump=lambda: tg.fs.cwd),
-        b"root": ln(b"root", lambda: seen_from_reader(tg.fs.root), jump=lambda: tg.fs.root),
+        b"exe": ln(b"exe", guarded(exe)),
+        b"cwd": ln(b"cwd", guarded(lambda: seen_from_reader(tg.fs.cwd)), jump=guarded(lambda: tg.fs.cwd)),
+        b"root": ln(b"root", guarded(lambda: seen_from_reader(tg.fs.root)), jump=guarded(lambda: tg.fs.root)),
         b"fd": lambda: ProcFdDir(fs, key + (b"fd",), lambda: _fd_entries(fs, tg, key), tg, 0o500),
         b"fdinfo": lambda: ProcDir(fs, key + (b"fdinfo",), lambda: _fdinfo_entries(fs, tg, key), tg, 0o500),
     }
@@ -284,6 +293,18 @@ def _pid_entries(fs: ProcFS, tg, task=None):
     from sentry.userns import proc_entries
     entries.update(proc_entries(fs, tg, key))   # uid_map gid_map setgroups
     return entries
+
+
+def may_read_links(reader, tg) -> bool:
+    """PTRACE_MODE_READ_FSCREDS in this Sentry's capability model (root holds CAP_SYS_PTRACE):
+    the reader's own process, root, or a reader whose fsuid/fsgid are the target's real, effective
+    and saved ids while the target is dumpable (__ptrace_may_access)."""
+    if reader is None or reader.tg is tg:
+        return True
+    c, o = reader.tg.creds, tg.creds
+    if c.euid == 0:
+        return True
+    return c.fsuid == o.ruid == o.euid == o.suid and c.fsgid == o.rgid == o.egid == o.sgid and bool(tg.dumpable)
 
 
 def _fd_entries(fs, tg, key):
