@@ -141,6 +141,9 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
         if act.handler > 1:                 # a handler (not SIG_DFL/SIG_IGN) resets to default
             tg.sigactions[i] = SignalAction()
     exe = f.dentry.path(tg.fs.root) if f.dentry is not None else path
+    if tg.userns is not None:               # capabilities in a new user namespace (sentry/userns.py)
+        from sentry.userns import exec_caps
+        exec_caps(tg)
     tg.argv, tg.envp, tg.exe = argv, envp, exe
     tg.execed = True
     from sentry import process

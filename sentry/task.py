@@ -114,6 +114,7 @@ class ThreadGroup:
         self.no_new_privs = False              # prctl(PR_SET_NO_NEW_PRIVS)
         self.uts = None                        # its own UTS namespace (syscalls/namespaces.py), or None
         self.userns = None                     # its user namespace (sentry/userns.py), None: the sandbox's
+        self.ns_caps = False                   # holds the capabilities of that namespace (not the sandbox's)
         self.ctty = None                       # controlling terminal (vfs/pty.py)
         self.stop_waitq = WaitQueue()          # its threads parked by a group stop
         self.on_exit = None                    # called when the process has exited (exec of a pod member...)

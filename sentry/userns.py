@@ -10,10 +10,13 @@ write or for a writer without CAP_SETUID/CAP_SETGID over the parent namespace --
 parent namespace -- unless it maps only its own euid/egid, and then for gid_map only after
 "deny" in /proc/PID/setgroups).
 
-What is not modelled: capabilities held inside a namespace (the Sentry's privilege checks
-stay those of the kernel ids: euid 0 is privileged, as capget says), and the translation of
-ids passed *into* the kernel (setuid(2) and chown(2) take kernel ids) or shown in stat(2).
-For the common case, a root process mapping "0 0 1" (unshare -r as root), both agree.
+Capabilities, as far as the Sentry models them (all or none; `has_caps`): in the sandbox's
+namespace euid 0 holds them all, as capget says; in a new namespace its creator holds them
+all (clone/unshare) until it execs, and after an exec a process whose euid is the namespace's
+root.  `capable` is ns_capable: holding them in a namespace, or owning (euid of the creator)
+a child namespace on the way down, grants them in every descendant.  Only the UTS names and
+the maps ask `capable`; every other privilege check of the Sentry stays euid 0 in the
+sandbox's namespace.  Not modelled: ids shown by stat(2) or taken by chown(2) are kernel ids.
 """
 from __future__ import annotations
 
@@ -47,6 +50,34 @@ def create(t) -> UserNamespace:
         raise SyscallError(errno.EUSERS)
     c = t.tg.creds
     return UserNamespace(parent, c.euid, c.egid)
+
+
+def has_caps(t) -> bool:
+    """Does `t` hold the capabilities of its own user namespace (module comment)?"""
+    if t.tg.userns is None:
+        return t.tg.creds.euid == 0
+    return t.tg.ns_caps
+
+
+def capable(t, target) -> bool:
+    """ns_capable(target, ...): the capabilities of `t` over user namespace `target` (None:
+    the sandbox's)."""
+    cur = t.tg.userns
+    ns = target
+    while True:
+        if ns is cur:
+            return has_caps(t)
+        if ns is None:
+            return False                  # `target` is not `t`'s namespace nor below it
+        if ns.parent is cur and ns.owner == t.tg.creds.euid:
+            return True                   # the owner of a child namespace holds all in it
+        ns = ns.parent
+
+
+def exec_caps(tg) -> None:
+    """After execve: capabilities in a new namespace only for its root (cap_bprm_creds_from_file)."""
+    ns = tg.userns
+    tg.ns_caps = ns is not None and _down(ns, tg.creds.euid, "uid_map") == 0
 
 
 def _down(ns, kid: int, kind: str) -> int | None:
@@ -161,7 +192,7 @@ def write_map(t, ns, kind: str, data: bytes, offset: int) -> int:
         kernel[0][1] == c.euid if uid else (not ns.setgroups_allowed and kernel[0][1] == c.egid))
     # Anything else needs CAP_SETUID/CAP_SETGID over the parent namespace, which a process
     # inside `ns` never has (its capabilities are those of `ns`): a writer of the parent.
-    if not own and not (writer_ns is ns.parent and c.euid == 0):
+    if not own and not (writer_ns is ns.parent and has_caps(t)):
         raise SyscallError(errno.EPERM)
     setattr(ns, kind, kernel)
     return len(data)

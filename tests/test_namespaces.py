@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 
 import pytest
@@ -85,7 +86,15 @@ def test_userns_rules_native(rootfs):
     probe = subprocess.run(["unshare", "-U", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("this host forbids user namespaces")
-    r = subprocess.run([os.path.join(rootfs, "userns_rules")], capture_output=True, text=True, timeout=TIMEOUT)
+    # Run from a directory uid 65534 may search (pytest's are 0700): one check re-executes it.
+    d = tempfile.mkdtemp(prefix="userns-rules-")
+    try:
+        os.chmod(d, 0o755)
+        exe = os.path.join(d, "userns_rules")
+        shutil.copy2(os.path.join(rootfs, "userns_rules"), exe)
+        r = subprocess.run([exe], capture_output=True, text=True, timeout=TIMEOUT, cwd="/")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
     assert r.returncode == 0 and "not ok" not in r.stdout, r.stdout + r.stderr
 
 

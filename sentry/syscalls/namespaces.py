@@ -17,7 +17,8 @@ make new ones as far as the Sentry models them:
 * setns: the Sentry hands out no namespace file descriptors (/proc/PID/ns is absent), so
   every open fd is EINVAL (not a namespace) and anything else EBADF, as Linux.
 
-CAP_SYS_ADMIN is euid 0, as capget reports.
+CAP_SYS_ADMIN is that of sentry/userns.py's model: euid 0 in the sandbox's user namespace,
+and in a namespace made inside, its creator (until it execs) and its root.
 """
 from __future__ import annotations
 
@@ -37,11 +38,19 @@ NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWPID | CLO
 
 
 class UTSNamespace:
-    __slots__ = ("hostname", "domainname")
+    __slots__ = ("hostname", "domainname", "userns")
 
-    def __init__(self, hostname: bytes, domainname: bytes) -> None:
+    def __init__(self, hostname: bytes, domainname: bytes, userns) -> None:
         self.hostname = hostname
         self.domainname = domainname
+        self.userns = userns              # the user namespace owning it (sentry/userns.py)
+
+
+def may_set_uts(t) -> bool:
+    """CAP_SYS_ADMIN over the user namespace owning `t`'s UTS namespace (sethostname...)."""
+    from sentry.userns import capable
+    u = t.tg.uts
+    return capable(t, u.userns if u is not None else None)
 
 
 def uts_of(t):
@@ -52,8 +61,9 @@ def uts_of(t):
 def check_new(t, flags: int) -> None:
     """The namespace part of clone/unshare's checks: EPERM without CAP_SYS_ADMIN, EINVAL for
     a namespace the Sentry does not model."""
+    from sentry.userns import has_caps
     ns = flags & (MODELLED | NOT_MODELLED)
-    if ns and t.tg.creds.euid != 0 and not flags & CLONE_NEWUSER:
+    if ns and not flags & CLONE_NEWUSER and not has_caps(t):
         raise SyscallError(errno.EPERM)
     if ns & NOT_MODELLED:
         raise SyscallError(errno.EINVAL)
@@ -64,12 +74,14 @@ def clone_namespaces(t, flags: int, child_tg) -> None:
     parent = t.tg.uts
     child_tg.uts = parent
     child_tg.userns = t.tg.userns
+    child_tg.ns_caps = t.tg.ns_caps
     if flags & CLONE_NEWUSER:
         from sentry import userns
         child_tg.userns = userns.create(t)
+        child_tg.ns_caps = True
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
-        child_tg.uts = UTSNamespace(u.hostname, u.domainname)
+        child_tg.uts = UTSNamespace(u.hostname, u.domainname, child_tg.userns)
 
 
 def proc_uts_file(fs, field: str):
@@ -81,7 +93,7 @@ def proc_uts_file(fs, field: str):
     class UTSSeq(SeqFile):
         def write(self, t, srcs) -> int:
             data = b"".join(bytes(s) for s in srcs)
-            if t.tg.creds.euid != 0:
+            if not may_set_uts(t):
                 raise SyscallError(errno.EPERM)
             value = data[:-1] if data.endswith(b"\n") else data
             if len(value) > 64:
@@ -126,6 +138,7 @@ def unshare(t, flags):
     if flags & CLONE_NEWUSER:
         from sentry import userns
         tg.userns = userns.create(t)
+        tg.ns_caps = True
     if flags & CLONE_FS:
         from sentry.task import FSContext
         fs = tg.fs
@@ -140,7 +153,7 @@ def unshare(t, flags):
             x.fds = new
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
-        tg.uts = UTSNamespace(u.hostname, u.domainname)
+        tg.uts = UTSNamespace(u.hostname, u.domainname, tg.userns)
     return 0
 
 

@@ -17,7 +17,8 @@ NEW_UTS_LEN = 64
 
 
 def _name(t, addr: int, length: int) -> bytes:
-    if t.tg.creds.euid != 0:
+    from sentry.syscalls.namespaces import may_set_uts
+    if not may_set_uts(t):                      # CAP_SYS_ADMIN over the UTS namespace's owner
         raise SyscallError(errno.EPERM)
     length = s32(length)
     if length < 0 or length > NEW_UTS_LEN:

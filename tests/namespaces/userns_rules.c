@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,9 +125,38 @@ static int clone_flags(void)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 3;
 }
 
-int main(void)
+static char *self_path;
+
+/* The creator of a user namespace holds its capabilities (a UTS namespace made with or after
+ * it is its own to rename) until it execs a program as a non-root id of it. */
+static int unprivileged_uts(void)
 {
-	tap_plan(5);
+	struct utsname u;
+	if (setgid(65534) != 0 || setuid(65534) != 0) return 2;
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+	if (sethostname("no", 2) != -1 || errno != EPERM) return 3;
+	if (syscall(SYS_unshare, CLONE_NEWUSER) != 0) return 4;
+	if (sethostname("no", 2) != -1 || errno != EPERM) return 5;       /* the sandbox's UTS namespace */
+	if (syscall(SYS_unshare, CLONE_NEWUTS) != 0) return 6;
+	if (sethostname("userns-uts", 10) != 0) return 7;
+	if (uname(&u) != 0 || strcmp(u.nodename, "userns-uts") != 0) return 8;
+	char *args[] = {self_path, "exec-child", NULL};
+	execv(self_path, args);
+	return 9;
+}
+
+static int exec_child(void)
+{
+	/* uid 65534 is not mapped: no capabilities after execve */
+	return sethostname("again", 5) == -1 && errno == EPERM ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "exec-child") == 0)
+		return exec_child();
+	self_path = argv[0];
+	tap_plan(6);
 	int fd = open("/proc/self/uid_map", O_RDONLY);
 	char buf[100] = {0};
 	check(fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0
@@ -134,6 +164,7 @@ int main(void)
 	check_eq(in_child(unprivileged), 0, "unprivileged: own id only, once, setgroups deny before gid_map, EINVAL for unmapped ids");
 	check_eq(in_child(privileged), 0, "root of the parent: map format checks, ranges; the child's setuid through the map, uid_map as read");
 	check_eq(in_child(root_inside), 0, "root inside a new namespace maps only itself");
+	check_eq(in_child(unprivileged_uts), 0, "unprivileged: sethostname in a UTS namespace of its own user namespace; not after execve");
 	check_eq(in_child(clone_flags), 0, "clone(CLONE_NEWUSER|CLONE_FS) EINVAL; clone(CLONE_NEWUSER) child unmapped");
 	return tap_done();
 }
