@@ -146,6 +146,9 @@ def exec_path(t, path: bytes, argv: list[bytes], envp: list[bytes]) -> None:
         exec_caps(tg)
     tg.argv, tg.envp, tg.exe = argv, envp, exe
     tg.execed = True
+    for tm in tg.posix_timers.values():     # exit_itimers: POSIX timers do not survive exec
+        tm.arm(None, 0)
+    tg.posix_timers.clear()
     from sentry import process
     process.vfork_done(k, t)
     tg.comm = execfn.rsplit(b"/", 1)[-1][:15]

@@ -50,7 +50,19 @@ static int child_sleep_status(void)
 	return st;
 }
 
-int main(void)
+/* After execve: POSIX timers are gone (EINVAL), ITIMER_REAL survives.  Exit 0 if so. */
+static int after_exec(void)
+{
+	struct itimerval cur;
+	struct itimerspec its;
+
+	if (syscall(SYS_timer_gettime, 0, &its) != -1 || errno != EINVAL)
+		return 1;
+	getitimer(ITIMER_REAL, &cur);
+	return cur.it_value.tv_sec > 0 ? 0 : 2;
+}
+
+int main(int argc, char **argv)
 {
 	struct itimerval cur;
 	struct sigaction sa;
@@ -62,7 +74,9 @@ int main(void)
 	struct itimerspec its;
 	int st;
 
-	tap_plan(12);
+	if (argc > 1 && strcmp(argv[1], "after-exec") == 0)
+		return after_exec();
+	tap_plan(13);
 
 	/* 1 us ITIMER_REAL, SIGALRM ignored */
 	signal(SIGALRM, SIG_IGN);
@@ -134,6 +148,25 @@ int main(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	check_errno(sigtimedwait(&set, &si, &ts), EAGAIN, "nothing is left to take");
+
+	/* execve deletes POSIX timers and keeps ITIMER_REAL */
+	{
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			char *av[] = {argv[0], "after-exec", NULL};
+			struct itimerval v = {{0, 0}, {100, 0}};
+
+			signal(SIGALRM, SIG_IGN);
+			se.sigev_notify = SIGEV_NONE;
+			timer_create(CLOCK_MONOTONIC, &se, &id);
+			setitimer(ITIMER_REAL, &v, NULL);
+			execv("/proc/self/exe", av);
+			_exit(9);
+		}
+		waitpid(pid, &st, 0);
+		check_eq(st, 0, "after execve the POSIX timer is gone and ITIMER_REAL is still armed");
+	}
 
 	/* alarm() rounds the time left to the nearest second */
 	signal(SIGALRM, SIG_IGN);
