@@ -360,13 +360,7 @@ rootfs = conf.rootfs
 
 @pytest.mark.parametrize("build", ["static", "dynamic"])
 @pytest.mark.parametrize("name", conf.PROGRAMS)
-def test_conformance_on_kvm(name: str, build: str, builds, rootfs, tmp_path, request) -> None:
-    if name == "sig_xstate":
-        # kvm_pvm: the guest's XGETBV reads the host's XCR0 (AMX on), its CPUID leaf 0xD the
-        # guest's (no AMX: KVM here does not support it), so the program expects sizes without
-        # AMX while the Sentry's frames and AT_MINSIGSTKSZ follow the host (platforms.hostarch).
-        # The fix is a contract addition: the XSAVE layout the platform's guest sees.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="guest CPUID 0xD lacks AMX on kvm_pvm"))
+def test_conformance_on_kvm(name: str, build: str, builds, rootfs, tmp_path) -> None:
     if build == "dynamic":
         name += conf.DYNAMIC_SUFFIX
     binary, gcc_output = builds[name]

@@ -63,6 +63,7 @@ int rk_set_cr3(struct rk_vcpu *v, unsigned long cr3);
 int rk_set_memslot(int vm_fd, unsigned int slot, unsigned long gpa, unsigned long size, void *host);
 long rk_xsave(int vcpu_fd, void *buf, int set);
 int rk_cpuid_phys_bits(int kvm_fd);
+int rk_cpuid_entry(int kvm_fd, unsigned int function, unsigned int index, unsigned int *out);
 unsigned long rk_supported_xcr0(int kvm_fd);
 
 int rk_run(struct rk_vcpu *v, struct user_regs_struct *u, const struct rk_layout *l,
@@ -148,6 +149,21 @@ static struct kvm_cpuid2 *supported_cpuid(int kvm_fd) {
         return NULL;
     }
     return c = t;
+}
+
+/* The guest's CPUID entry (function, index) as the platform sets it (zeros when absent). */
+int rk_cpuid_entry(int kvm_fd, unsigned int function, unsigned int index, unsigned int *out) {
+    struct kvm_cpuid2 *c = supported_cpuid(kvm_fd);
+    out[0] = out[1] = out[2] = out[3] = 0;
+    if (!c)
+        return -errno;
+    for (unsigned i = 0; i < c->nent; i++)
+        if (c->entries[i].function == function && c->entries[i].index == index) {
+            out[0] = c->entries[i].eax; out[1] = c->entries[i].ebx;
+            out[2] = c->entries[i].ecx; out[3] = c->entries[i].edx;
+            return 1;
+        }
+    return 0;
 }
 
 int rk_cpuid_phys_bits(int kvm_fd) {

@@ -58,12 +58,12 @@ class KvmContext:
             contract.copy_regs(self.regs, src)
 
     def get_fpstate(self) -> bytes:
-        """KVM_GET_XSAVE2: the standard XSAVE format, as long as the guest's XCR0 needs (the
-        host's but AMX), zero-padded to the host's size (the AMX components' XSTATE_BV bits
-        are clear: initial)."""
+        """KVM_GET_XSAVE2: the standard XSAVE format (components where the guest's CPUID leaf 0xD
+        puts them: Platform.xstate), zero-padded to `fpstate_size`, the host's size, as the
+        contract test asks (the AMX components' XSTATE_BV bits are clear: initial)."""
         mc._check(lib.rk_xsave(self.vcpu.fd, self._xbuf, 0), "KVM_GET_XSAVE2")
-        data = bytes(ffi.buffer(self._xbuf, self._xsize))
-        return data[:FPSTATE_SIZE].ljust(FPSTATE_SIZE, b"\0")
+        size = self.address_space.platform.fpstate_size
+        return bytes(ffi.buffer(self._xbuf, min(size, self._xsize))).ljust(size, b"\0")
 
     def set_fpstate(self, data: bytes) -> None:
         data = bytes(data[:self._xsize]).ljust(self._xsize, b"\0")
@@ -161,6 +161,7 @@ class KvmPlatform:
     def __init__(self, memfile) -> None:
         self.machine = mc.Machine(memfile)
         self.memfile = memfile
+        self.xstate = self.machine.xstate          # contract (optional): the guest's XSAVE layout
         self._spare: list = []                 # vCPUs of ended threads, for reuse
         self.runnable: deque[KvmContext] = deque()
         # KVM_GET_XSAVE2 writes the guest FPU's whole user size; never less than the host's.

@@ -151,8 +151,9 @@ class Machine:
         self.xcr0 = hostarch.XSTATE.features if hostarch.XSTATE is not None else 3
         # The guest XCR0 KVM accepts: the host's but AMX (kvm_pvm does not virtualise it).  The
         # guest's XGETBV still reads the host's XCR0 (PVM does not trap it), its CPUID leaf 0xD
-        # describes this one: see the report on sig_xstate in tests/test_kvm.py.
+        # describes this one: `xstate` below is what application code sees.
         self.xcr0 &= lib.rk_supported_xcr0(self.kvm)
+        self.xstate = self._guest_xstate()
         self.plat = mmap.mmap(-1, PLAT_PAGES * PAGE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.plat_ptr = ffi.from_buffer(self.plat)
         _check(lib.rk_set_memslot(self.vm, PLAT_SLOT, self.plat_gpa, PLAT_PAGES * PAGE, self.plat_ptr),
@@ -183,6 +184,20 @@ class Machine:
         self.setup.lstar = PLAT_VA + PG_ENTRY * PAGE
         self.setup.xcr0 = self.xcr0
         self.n_vcpus = 0
+
+    def _guest_xstate(self):
+        """The XSAVE layout application code sees here (contract: Platform.xstate): the features
+        of the XCR0 its XGETBV reads -- the host's, as kvm_pvm does not trap XGETBV -- with the
+        offsets and sizes of its CPUID leaf 0xD, which KVM answers from the guest's table (no
+        AMX on this kvm_pvm: those components have no size there, so frames leave them out)."""
+        if hostarch.XSTATE is None:
+            return None
+        out = ffi.new("unsigned int[4]")
+
+        def leaf_0xd(sub: int):
+            lib.rk_cpuid_entry(self.kvm, 0xD, sub, out)
+            return out[0], out[1], out[2], out[3]
+        return hostarch.layout_for(hostarch.XSTATE.features, leaf_0xd)
 
     def gpa(self, page: int) -> int:
         return self.plat_gpa + page * PAGE
