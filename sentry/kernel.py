@@ -534,7 +534,8 @@ class Kernel:
                 action = sg.default_action(sig)
                 if action in ("ignore", "continue"):
                     continue
-                if t.tg is self.init and sig not in (signal.SIGKILL, signal.SIGSTOP) and sig not in t.forced:
+                if (t.tg is self.init or t.tg.pidns is not None and t.tg.pidns.init is t.tg) \
+                        and sig not in (signal.SIGKILL, signal.SIGSTOP) and sig not in t.forced:
                     continue      # the namespace's init is not killed by signals it does not handle
                 if action == "stop":
                     process.stop_group(self, t.tg, sig)

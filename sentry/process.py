@@ -25,6 +25,8 @@ CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_
     0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x80000000)
 NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
 
+from sentry.pidns import reaper, to_ns  # noqa: E402  (PID namespaces made inside)
+
 
 def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
     """clone(2) for threads and processes; returns the child's tid in the sandbox."""
@@ -43,6 +45,9 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         check_new(t, flags)
     if csig > 64:
         raise SyscallError(errno.EINVAL)
+    if t.tg.pidns is not None or t.tg.pidns_children is not None:
+        from sentry.pidns import check_clone
+        check_clone(t, flags)                    # PID namespaces made inside (sentry/pidns.py)
     if len(k.tasks) >= t.tg.rlimits[6][0] and t.tg.creds.ruid != 0:
         raise SyscallError(errno.EAGAIN)
     limit = k.pids_limit
@@ -100,6 +105,9 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     ctx.set_regs(regs)
     cr = ctx.regs
     cr.rax = 0
+    if flags & CLONE_THREAD and tg.pidns is not None:
+        from sentry.pidns import register
+        register(tg.pidns, tid)
     if stack:
         cr.rsp = stack
     if flags & CLONE_SETTLS:
@@ -109,9 +117,9 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     except Exception as e:       # a dead stub thread: the child will die at its first stop
         k.debug(f"clone: copying FPU state failed: {e}")
     if flags & CLONE_PARENT_SETTID:
-        t.mm.write_u32(ptid, tid)
+        t.mm.write_u32(ptid, tid if t.tg.pidns is None else to_ns(t.tg.pidns, tid))
     if flags & CLONE_CHILD_SETTID:
-        child.mm.write_u32(ctid, tid)
+        child.mm.write_u32(ctid, tid if tg.pidns is None else to_ns(tg.pidns, tid))
     if flags & CLONE_CHILD_CLEARTID:
         child.clear_child_tid = ctid
     k.enqueue(child)
@@ -190,6 +198,9 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     _reparent_children(k, tg)
     parent = tg.parent
     tg.zombie = True
+    if tg.pidns is not None and tg.pidns.init is tg:
+        from sentry.pidns import init_exited
+        init_exited(k, tg)                       # the init of a PID namespace made inside
     on_exit = tg.on_exit
     if on_exit is not None:
         on_exit(wait_status)
@@ -201,7 +212,7 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if tg.exit_signal:
         code, status = child_code(wait_status)
         send_to_group(k, parent, tg.exit_signal,
-                      sg.siginfo(tg.exit_signal, code, pid=tg.tgid, uid=tg.creds.ruid, status=status))
+                      sg.siginfo(tg.exit_signal, code, pid=to_ns(parent.pidns, tg.tgid), uid=tg.creds.ruid, status=status))
     parent.child_waitq.wake_all()
     if auto_reap:
         reap(k, tg)
@@ -232,7 +243,7 @@ def _reparent_children(k, tg: ThreadGroup) -> None:
             break
         p = p.parent
     if new_parent is None:
-        new_parent = k.init
+        new_parent = k.init if tg.pidns is None else reaper(k, tg)
     for c in tg.children:
         c.parent = new_parent
         if new_parent is not None and not new_parent.exiting:

@@ -4,7 +4,7 @@
   with Linux's rules.  Not a conformance program: Linux refuses CLONE_NEWUSER to a chrooted
   process, so it runs natively without chroot (skipped where the host forbids user
   namespaces) and in the sandbox; both must pass.
-* busybox `unshare -U/-r/-u` in the sandbox prints what it prints natively (outside chroot,
+* busybox `unshare -U/-r/-u/-p -f` in the sandbox prints what it prints natively (outside chroot,
   on this host's Linux): the lines are written below.
 UTS namespaces have a conformance program (tests/syscall-conformance/ns_uts.c).
 """
@@ -33,6 +33,7 @@ echo 0 0 1 > /proc/self/uid_map 2>/dev/null || echo second-write-refused'
 unshare -U sh -c 'id -u; wc -c < /proc/self/uid_map; cat /proc/self/setgroups'
 unshare -Uru sh -c 'hostname inner; hostname'
 hostname
+unshare -Urpf sh -c 'echo $$ $PPID; id -u'
 """
 # As Linux 6.x prints it (busybox 1.35, as root, not chrooted); the sandbox's hostname is runsc-py.
 EXPECTED = """\
@@ -49,6 +50,8 @@ second-write-refused
 allow
 inner
 runsc-py
+1 0
+0
 """
 
 

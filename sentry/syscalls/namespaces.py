@@ -11,7 +11,8 @@ make new ones as far as the Sentry models them:
   process (CLONE_THREAD, CLONE_SIGHAND, CLONE_VM) behave as Linux's.
 * user (CLONE_NEWUSER): sentry/userns.py (maps; ids seen through them; no capabilities of
   their own inside).  Allowed unprivileged, as Linux.
-* IPC, mount, PID, network, cgroup and time namespaces are not modelled: asking for
+* PID (CLONE_NEWPID): sentry/pidns.py.
+* IPC, mount, network, cgroup and time namespaces are not modelled: asking for
   one is EINVAL, what Linux answers when it is built without that namespace (EPERM first
   when the caller lacks CAP_SYS_ADMIN, as Linux checks the capability before).
 * setns: the Sentry hands out no namespace file descriptors (/proc/PID/ns is absent), so
@@ -33,8 +34,8 @@ CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWTIME = 0x80000
 UNSHARE_FLAGS = (CLONE_THREAD | CLONE_FS | CLONE_NEWNS | CLONE_SIGHAND | CLONE_VM | CLONE_FILES | CLONE_SYSVSEM
                  | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP
                  | CLONE_NEWTIME)
-MODELLED = CLONE_NEWUTS | CLONE_NEWUSER
-NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME
+MODELLED = CLONE_NEWUTS | CLONE_NEWUSER | CLONE_NEWPID
+NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWTIME
 
 
 class UTSNamespace:
@@ -82,6 +83,10 @@ def clone_namespaces(t, flags: int, child_tg) -> None:
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
         child_tg.uts = UTSNamespace(u.hostname, u.domainname, child_tg.userns)
+    child_tg.pidns_children = None
+    if t.tg.pidns is not None or t.tg.pidns_children is not None or flags & CLONE_NEWPID:
+        from sentry.pidns import for_child
+        for_child(t, flags, child_tg)
 
 
 def proc_uts_file(fs, field: str):
@@ -114,9 +119,10 @@ def proc_uts_file(fs, field: str):
 
 
 @syscall("unshare", Support.PARTIAL,
-         "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them; no capabilities inside, "
-         "no chroot check), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM and the single-thread no-ops; "
-         "IPC, mount, PID, net, cgroup and time namespaces are not modelled (EINVAL)")
+         "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them, all-or-nothing "
+         "capabilities inside; no chroot check), CLONE_NEWPID (pids, init, reaping; /proc keeps the "
+         "sandbox's numbers, no --mount-proc: mount is EPERM), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM "
+         "and the single-thread no-ops; IPC, mount, net, cgroup and time namespaces are not modelled (EINVAL)")
 def unshare(t, flags):
     """unshare(2)."""
     flags &= 0xFFFFFFFF
@@ -134,6 +140,8 @@ def unshare(t, flags):
         if len([x for x in tg.tasks if not x.exited]) > 1 or any(
                 o is not tg and o.fs is tg.fs and not o.exiting for o in t.kernel.thread_groups.values()):
             raise SyscallError(errno.EINVAL)
+    if flags & CLONE_NEWPID and tg.pidns_children is not None and tg.pidns_children is not tg.pidns:
+        raise SyscallError(errno.EINVAL)         # copy_pid_ns: its children already go elsewhere
     check_new(t, flags)
     if flags & CLONE_NEWUSER:
         from sentry import userns
@@ -154,6 +162,10 @@ def unshare(t, flags):
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
         tg.uts = UTSNamespace(u.hostname, u.domainname, tg.userns)
+    if flags & CLONE_NEWPID:
+        # Only the children to come enter it (pid_ns_for_children); the caller stays where it is.
+        from sentry.pidns import new
+        tg.pidns_children = new(t)
     return 0
 
 

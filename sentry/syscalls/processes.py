@@ -9,6 +9,7 @@ from sentry.syscalls.args import s32, u32
 from sentry.syscalls.registry import Support, error_syscall, syscall
 from sentry.task import Marker
 from sentry.userns import gid_seen, kernel_id, uid_seen
+from sentry.pidns import kill_target, to_ns
 
 RLIM_NLIMITS = 16
 NR_OPEN = 1048576
@@ -16,20 +17,22 @@ NR_OPEN = 1048576
 
 @syscall("getpid")
 def getpid(t):
-    """getpid(2): the thread group id in the sandbox's PID namespace."""
-    return t.tg.tgid
+    """getpid(2): the thread group id in its PID namespace (sentry/pidns.py)."""
+    return t.tg.tgid if t.tg.pidns is None else to_ns(t.tg.pidns, t.tg.tgid)
 
 
 @syscall("gettid")
 def gettid(t):
     """gettid(2)."""
-    return t.tid
+    return t.tid if t.tg.pidns is None else to_ns(t.tg.pidns, t.tid)
 
 
 @syscall("getppid")
 def getppid(t):
     """getppid(2): 0 for the container's init, as in a fresh PID namespace."""
     p = t.tg.parent
+    if p is not None and t.tg.pidns is not None:
+        return to_ns(t.tg.pidns, p.tgid)            # 0: a parent outside its PID namespace
     return p.tgid if p is not None else 0
 
 
@@ -92,7 +95,7 @@ def getresgid(t, r, e, s):
 def set_tid_address(t, tidptr):
     """set_tid_address(2): remembered for CLONE_CHILD_CLEARTID semantics at thread exit."""
     t.clear_child_tid = tidptr
-    return t.tid
+    return t.tid if t.tg.pidns is None else to_ns(t.tg.pidns, t.tid)
 
 
 @syscall("set_robust_list")
@@ -210,6 +213,8 @@ def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
     tid = process.do_clone(t.kernel, t, flags, stack, ptid, ctid, tls)
     from sentry.syscalls.sched import inherit
     inherit(t, t.kernel.tasks[tid])
+    if t.tg.pidns is not None:
+        tid = to_ns(t.tg.pidns, tid)              # the child as the parent's PID namespace numbers it
     if flags & process.CLONE_VFORK:
         t.vfork_released = False
         t.uninterruptible = True      # like Linux's killable-only vfork wait: signals wait for the child
@@ -309,6 +314,8 @@ def wait4(t, pid, wstatus, options, rusage):
     r = _wait_common(t, idtype, ident, options | WEXITED)
     if r is None:
         return 0
+    if t.tg.pidns is not None and idtype != P_ALL and pid != 0:
+        ident = abs(kill_target(t.tg.pidns, ident))
     child, kind = r
     if kind == "exit":
         status = child.exit_status
@@ -324,7 +331,7 @@ def wait4(t, pid, wstatus, options, rusage):
         process.reap(t.kernel, child)
     else:
         child.stop_reported = True
-    return child.tgid
+    return child.tgid if t.tg.pidns is None else to_ns(t.tg.pidns, child.tgid)
 
 
 @syscall("waitid")
@@ -346,6 +353,8 @@ def waitid(t, idtype, ident, infop, options, rusage):
     r = _wait_common(t, idtype, ident, options)
     if r is None:
         if infop:
+    if t.tg.pidns is not None and idtype != P_ALL and not (idtype == P_PGID and ident == t.tg.pgid):
+        ident = kill_target(t.tg.pidns, ident)
             t.mm.write(infop, bytes(128))
         return 0
     child, kind = r
@@ -356,7 +365,8 @@ def waitid(t, idtype, ident, infop, options, rusage):
     else:
         code, status = sg.CLD_CONTINUED, sg.SIGCONT
     if infop:
-        t.mm.write(infop, sg.siginfo(sg.SIGCHLD, code, pid=child.tgid, uid=child.creds.ruid, status=status))
+        t.mm.write(infop, sg.siginfo(sg.SIGCHLD, code, pid=to_ns(t.tg.pidns, child.tgid), uid=child.creds.ruid,
+                                     status=status))
     if rusage:
         t.mm.write(rusage, _rusage_bytes(child))
     if not options & WNOWAIT:
@@ -378,6 +388,8 @@ def setpgid(t, pid, pgid):
     k = t.kernel
     target = t.tg if pid == 0 else k.thread_groups.get(pid)
     if target is None or (target is not t.tg and target.parent is not t.tg):
+    if t.tg.pidns is not None:
+        pid, pgid = (kill_target(t.tg.pidns, v) if v > 0 else v for v in (pid, pgid))
         raise SyscallError(errno.ESRCH)
     if target.sid == target.tgid:
         raise SyscallError(errno.EPERM)           # a session leader
@@ -396,16 +408,16 @@ def setpgid(t, pid, pgid):
 def getpgid(t, pid):
     """getpgid(2)."""
     pid = s32(pid)
-    tg = t.tg if pid == 0 else t.kernel.thread_groups.get(pid)
+    tg = t.tg if pid == 0 else t.kernel.thread_groups.get(kill_target(t.tg.pidns, pid) if pid > 0 else pid)
     if tg is None:
         raise SyscallError(errno.ESRCH)
-    return tg.pgid
+    return to_ns(t.tg.pidns, tg.pgid)
 
 
 @syscall("getpgrp")
 def getpgrp(t):
     """getpgrp(2)."""
-    return t.tg.pgid
+    return to_ns(t.tg.pidns, t.tg.pgid)
 
 
 @syscall("setsid")
@@ -416,17 +428,17 @@ def setsid(t):
         raise SyscallError(errno.EPERM)
     tg.sid = tg.pgid = tg.tgid
     tg.ctty = None                 # a new session has no controlling terminal
-    return tg.sid
+    return to_ns(tg.pidns, tg.sid)
 
 
 @syscall("getsid")
 def getsid(t, pid):
     """getsid(2)."""
     pid = s32(pid)
-    tg = t.tg if pid == 0 else t.kernel.thread_groups.get(pid)
+    tg = t.tg if pid == 0 else t.kernel.thread_groups.get(kill_target(t.tg.pidns, pid) if pid > 0 else pid)
     if tg is None:
         raise SyscallError(errno.ESRCH)
-    return tg.sid
+    return to_ns(t.tg.pidns, tg.sid)
 
 
 # -- execve ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ import struct
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32
 from sentry.syscalls.registry import Support, syscall
+from sentry.pidns import kill_target
 from sentry.task import Deadline, Marker, SignalAction
 
 SIGACTION = struct.Struct("<QQQQ")
@@ -91,6 +92,9 @@ def kill(t, pid, sig):
     if sig < 0 or sig > 64:
         raise SyscallError(errno.EINVAL)
     k = t.kernel
+    ns = t.tg.pidns                               # a PID namespace made inside (sentry/pidns.py)
+    if ns is not None:
+        pid = kill_target(ns, pid)
     if pid > 0:
         tg = k.thread_groups.get(pid)
         if tg is None or tg.zombie or tg.exiting:
@@ -99,7 +103,8 @@ def kill(t, pid, sig):
             raise SyscallError(errno.ESRCH)
         targets = [tg]
     elif pid == -1:
-        targets = [g for g in k.thread_groups.values() if g.tgid != 1 and g is not t.tg and not g.exiting]
+        targets = [g for g in k.thread_groups.values() if g.tgid != 1 and g is not t.tg and not g.exiting
+                   and (ns is None or (g.tgid in ns.g2n and g is not ns.init))]
         if not targets:
             raise SyscallError(errno.ESRCH)
     else:
@@ -113,6 +118,8 @@ def kill(t, pid, sig):
     if sig == 0:
         return 0
     info = _siginfo_from_sender(t, sig, sg.SI_USER)
+    if ns is not None and sig in (sg.SIGKILL, sg.SIGSTOP):
+        allowed = [g for g in allowed if g is not ns.init]   # its init cannot be killed from inside
     for g in allowed:
         process.send_to_group(k, g, sig, info, from_inside=True)
     return 0
@@ -122,6 +129,8 @@ def _thread_kill(t, tgid: int, tid: int, sig: int) -> int:
     from sentry import process
     if sig < 0 or sig > 64 or tid <= 0:
         raise SyscallError(errno.EINVAL)
+    if t.tg.pidns is not None:
+        tid, tgid = kill_target(t.tg.pidns, tid), kill_target(t.tg.pidns, tgid) if tgid > 0 else tgid
     target = t.kernel.tasks.get(tid)
     if target is None or (tgid > 0 and target.tg.tgid != tgid) or target.exited:
         raise SyscallError(errno.ESRCH)
@@ -159,6 +168,8 @@ def rt_sigqueueinfo(t, tgid, sig, uinfo):
         raise SyscallError(errno.EINVAL)
     info = bytearray(t.mm.read(uinfo, 128))
     code = int.from_bytes(info[8:12], "little", signed=True)
+    if t.tg.pidns is not None and tgid > 0:
+        tgid = kill_target(t.tg.pidns, tgid)
     tg = t.kernel.thread_groups.get(tgid)
     if tg is None:
         raise SyscallError(errno.ESRCH)
