@@ -173,6 +173,12 @@ class ControlServer:
             else:
                 _send(conn, {"error": f"unknown control request {op!r}", "code": 1})
                 self._drop(conn)
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
+            # A malformed request (an argument of the wrong type or size) is an error reply,
+            # never an exception out of the task loop: that would end the sandbox.
+            if conn.fileno() != -1:
+                _send(conn, {"error": f"malformed control request: {e}", "code": 1, "errno": errno.EINVAL})
+                self._drop(conn)
         finally:
             for fd in fds:
                 os.close(fd)

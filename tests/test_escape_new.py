@@ -200,3 +200,144 @@ def test_pod_proc_pid_root_refused_to_an_unprivileged_tenant(tenants: Pod) -> No
                                             "echo done"), user="1000:1000")
     assert "B-SECRET" not in p.stdout, p.stdout
     assert p.stdout.count("Permission denied") >= 3 and "done" in p.stdout, p.stdout
+
+
+# ------------------------------------------------------------------ the control channel
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> tuple[Path, Path]:
+    """A plain running sandbox (its --root, its control socket); /etc/passwd of its rootfs is marked."""
+    tmp = tmp_path_factory.mktemp("ctl")
+    root = tmp / "state"
+    rootfs = Path(make_busybox_rootfs(str(tmp / "rootfs")))
+    (rootfs / "inside").write_text("INSIDE\n")
+    (rootfs / "victim").write_text("VICTIM\n")
+    (tmp / "host-canary").write_text("HOST-CANARY\n")
+    bundle = make_bundle(str(tmp / "b"), ["sh", "-c", "while :; do sleep 1; done"], rootfs=str(rootfs))
+    p = _cli(root, "run", "--detach", "--bundle", bundle, "ctl")
+    assert p.returncode == 0, p.stdout
+    try:
+        yield root, root / "ctl" / "control.sock"
+    finally:
+        _cli(root, "delete", "--force", "ctl")
+
+
+def _request(path: Path, payload: bytes, fds: list[int] | None = None) -> bytes | None:
+    """One raw request on a fresh connection: the reply's bytes, or None if the Sentry closed it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(20)
+        s.connect(str(path))
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, __import__("array").array("i", fds).tobytes())] if fds else []
+        s.sendmsg([payload], anc)
+        try:
+            return s.recv(1 << 20) or None
+        except ConnectionResetError:
+            return None
+
+
+def _reply(path: Path, msg: dict) -> dict:
+    import msgpack
+    got = _request(path, msgpack.packb(msg))
+    assert got is not None, msg
+    return msgpack.unpackb(got, raw=False)
+
+
+def test_control_socket_is_root_only(sandbox) -> None:
+    """0600 root, and a host user other than root (uid 65534) cannot connect: EACCES."""
+    _root, sock = sandbox
+    st = os.stat(sock)
+    assert (st.st_mode & 0o777, st.st_uid) == (0o600, 0), oct(st.st_mode)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+                try:
+                    s.connect(str(sock))
+                    code = 2                      # connected: the test fails
+                except PermissionError:
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+MALFORMED = [
+    b"\xc1\xff garbage, not msgpack",
+    b"\x93\x01\x02\x03",                                      # a list, not a map
+    {"op": 5}, {"op": None}, {"op": "no_such_op"},
+    {"op": "update", "memory_limit": "lots"}, {"op": "update", "pids_limit": 2 ** 64 - 1}, {"op": "update", "memory_limit": [1]},
+    {"op": "ps", "container": [1]}, {"op": "ps", "container": {"a": 1}},
+    {"op": "stats", "container": [1]}, {"op": "stats", "container": 7},
+    {"op": "exec", "args": "sh"}, {"op": "exec", "args": []}, {"op": "exec", "args": ["/bin/true"], "uid": 2 ** 40},
+    {"op": "exec", "args": ["/bin/true"], "rlimits": {"RLIMIT_NOFILE": 5}}, {"op": "exec", "args": ["/bin/true"], "cwd": 2 ** 64 - 1},
+    {"op": "exec", "args": ["/bin/true"], "container": "no-such-member"},
+    {"op": "container_add", "id": "x"}, {"op": "container_add", "id": "x", "trees": 5},
+    {"op": "container_add", "id": ["x"], "binds": [{"destination": "/a"}]},
+    {"op": "fs_read", "path": "/inside", "offset": 2 ** 64 - 1}, {"op": "fs_read", "path": "/inside", "length": -5},
+    {"op": "fs_read", "path": "/inside", "offset": -1}, {"op": "fs_read", "path": "/inside", "length": 2 ** 64 - 1},
+    {"op": "fs_lstat", "path": 5}, {"op": "fs_lstat"}, {"op": "fs_lstat", "path": "relative"},
+    {"op": "fs_lstat", "path": "/" + "a/" * 5000}, {"op": "fs_lstat", "path": "/inside", "container": [1]},
+    {"op": "fs_readdir", "path": "/", "start": 2 ** 64 - 1}, {"op": "fs_readdir", "path": "/", "start": "x"},
+    {"op": "fs_write", "path": "/victim", "offset": 2 ** 64 - 1, "data": b"x"}, {"op": "fs_write", "path": "/victim", "data": 5},
+    {"op": "fs_truncate", "path": "/victim", "size": -1}, {"op": "fs_truncate", "path": "/victim", "size": 2 ** 64 - 1},
+    {"op": "fs_mkdir", "path": "/d", "mode": 2 ** 64 - 1}, {"op": "fs_create", "path": "/c", "mode": "x"},
+    {"op": "read_file", "path": 5}, {"op": "read_file", "path": "/inside", "offset": 2 ** 64 - 1},
+    {"op": "write_file", "path": "/w", "data": 5}, {"op": "write_file", "path": "/w", "mode": 2 ** 64 - 1},
+    {"op": "listdir", "path": None}, {"op": "stat", "path": [1]},
+    {"op": "kill", "pid": 2 ** 64 - 1}, {"op": "kill", "pid": 99999, "sig": 2 ** 40}, {"op": "kill", "pid": 99999, "sig": -3},
+    {"op": "compat", "x": 1},
+    {"op": "fs_lstat", "path": "/x" * 100000},                 # ~200 KB: one big request
+]
+
+
+@pytest.mark.parametrize("i", range(len(MALFORMED)))
+def test_malformed_control_requests_leave_the_sentry_alive(sandbox, i: int) -> None:
+    import msgpack
+    _root, sock = sandbox
+    req = MALFORMED[i]
+    payload = req if isinstance(req, bytes) else msgpack.packb(req)
+    got = _request(sock, payload)
+    if got is not None:
+        reply = msgpack.unpackb(got, raw=False)
+        assert isinstance(reply, dict), reply        # an error, or what a lenient reading of it gives
+    alive = _reply(sock, {"op": "ps"})
+    assert any(p["comm"] == "sh" for p in alive["processes"]), (req if isinstance(req, bytes) else str(req)[:200], alive)
+
+
+def test_control_request_with_too_many_fds(sandbox) -> None:
+    """20 descriptors on one request (the Sentry takes 16): refused or truncated, never leaked into
+    the sandbox, and the Sentry answers the next request."""
+    import msgpack
+    _root, sock = sandbox
+    r, w = os.pipe()
+    try:
+        got = _request(sock, msgpack.packb({"op": "ps"}), [r] * 20)
+        assert got is None or isinstance(msgpack.unpackb(got, raw=False), dict)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert "processes" in _reply(sock, {"op": "ps"})
+
+
+def test_fs_view_paths_stay_in_the_sandbox(sandbox) -> None:
+    """fs_* requests with `..` chains and the host's absolute paths resolve in the sandbox's VFS:
+    the rootfs's /inside, never the host canary beside the rootfs."""
+    root, sock = sandbox
+    canary = root.parent / "host-canary"
+    for path in ["/../../../../../inside", "/" + "../" * 40 + "inside", str(root.parent / "rootfs" / "inside"),
+                 "/../host-canary", "/" + "../" * 40 + str(canary).lstrip("/"), str(canary),
+                 "/proc/self/root/../../host-canary", "/proc/1/root/../../../host-canary", "/proc/1/cwd/../host-canary"]:
+        reply = _reply(sock, {"op": "fs_read", "path": path, "offset": 0, "length": 4096})
+        assert b"HOST-CANARY" not in reply.get("data", b""), (path, reply)
+        if "inside" in path and "data" in reply:
+            assert reply["data"] == b"INSIDE\n", (path, reply)
+    for op, extra in (("fs_write", {"data": b"PWNED", "offset": 0}), ("fs_truncate", {"size": 0}),
+                      ("fs_unlink", {})):
+        _reply(sock, {"op": op, "path": "/" + "../" * 40 + str(canary).lstrip("/"), **extra})
+        _reply(sock, {"op": op, "path": str(canary), **extra})
+    assert canary.read_text() == "HOST-CANARY\n"
