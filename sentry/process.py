@@ -101,13 +101,13 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         tg.leader = child
     tg.tasks.append(child)
     k.tasks[tid] = child
+    if flags & CLONE_THREAD and tg.pidns is not None:
+        from sentry.pidns import register
+        register(tg.pidns, tid)
     # Registers: the parent's, returning 0, on the new stack and TLS if given.
     ctx.set_regs(regs)
     cr = ctx.regs
     cr.rax = 0
-    if flags & CLONE_THREAD and tg.pidns is not None:
-        from sentry.pidns import register
-        register(tg.pidns, tid)
     if stack:
         cr.rsp = stack
     if flags & CLONE_SETTLS:
@@ -194,13 +194,13 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if tg is k.init:
         k.init_exited(wait_status)
         return
+    if tg.pidns is not None and tg.pidns.init is tg:
+        from sentry.pidns import init_exited
+        init_exited(k, tg)                       # the init of a PID namespace made inside
     _parent_death_signals(k, tg)
     _reparent_children(k, tg)
     parent = tg.parent
     tg.zombie = True
-    if tg.pidns is not None and tg.pidns.init is tg:
-        from sentry.pidns import init_exited
-        init_exited(k, tg)                       # the init of a PID namespace made inside
     on_exit = tg.on_exit
     if on_exit is not None:
         on_exit(wait_status)

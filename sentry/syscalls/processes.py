@@ -311,11 +311,11 @@ def wait4(t, pid, wstatus, options, rusage):
         idtype, ident = P_PGID, -pid
     else:
         idtype, ident = P_PID, pid
+    if t.tg.pidns is not None and idtype != P_ALL and pid != 0:
+        ident = abs(kill_target(t.tg.pidns, ident))
     r = _wait_common(t, idtype, ident, options | WEXITED)
     if r is None:
         return 0
-    if t.tg.pidns is not None and idtype != P_ALL and pid != 0:
-        ident = abs(kill_target(t.tg.pidns, ident))
     child, kind = r
     if kind == "exit":
         status = child.exit_status
@@ -350,11 +350,11 @@ def waitid(t, idtype, ident, infop, options, rusage):
         ident = t.tg.pgid
     if idtype in (P_PID, P_PGID) and ident <= 0:
         raise SyscallError(errno.EINVAL)
+    if t.tg.pidns is not None and idtype != P_ALL and not (idtype == P_PGID and ident == t.tg.pgid):
+        ident = kill_target(t.tg.pidns, ident)
     r = _wait_common(t, idtype, ident, options)
     if r is None:
         if infop:
-    if t.tg.pidns is not None and idtype != P_ALL and not (idtype == P_PGID and ident == t.tg.pgid):
-        ident = kill_target(t.tg.pidns, ident)
             t.mm.write(infop, bytes(128))
         return 0
     child, kind = r
@@ -385,11 +385,11 @@ def setpgid(t, pid, pgid):
     pid, pgid = s32(pid), s32(pgid)
     if pgid < 0:
         raise SyscallError(errno.EINVAL)
+    if t.tg.pidns is not None:
+        pid, pgid = (kill_target(t.tg.pidns, v) if v > 0 else v for v in (pid, pgid))
     k = t.kernel
     target = t.tg if pid == 0 else k.thread_groups.get(pid)
     if target is None or (target is not t.tg and target.parent is not t.tg):
-    if t.tg.pidns is not None:
-        pid, pgid = (kill_target(t.tg.pidns, v) if v > 0 else v for v in (pid, pgid))
         raise SyscallError(errno.ESRCH)
     if target.sid == target.tgid:
         raise SyscallError(errno.EPERM)           # a session leader
@@ -566,12 +566,12 @@ def prctl(t, option, a2, a3, a4, a5):
         return 1 if tg.creds.euid == 0 else 0
     if option == PR_SET_VMA:
         return 0
-    raise SyscallError(errno.EINVAL)
-
-
     if option in (21, 22):                      # PR_GET_SECCOMP, PR_SET_SECCOMP
         from sentry.syscalls.seccomp import prctl_seccomp
         return prctl_seccomp(t, option, a2, a3)
+    raise SyscallError(errno.EINVAL)
+
+
 # -- credentials (setuid(2) family, with Linux's rules for the unprivileged) ------------
 
 def _privileged(c) -> bool:
@@ -584,11 +584,11 @@ def setuid(t, uid):
     uid = u32(uid)
     if uid == 0xFFFFFFFF:
         raise SyscallError(errno.EINVAL)
+    if t.tg.userns is not None:
+        uid = kernel_id(t, uid, "uid_map")
     c = t.tg.creds
     if _privileged(c):
         c.ruid = c.euid = c.suid = c.fsuid = uid
-    if t.tg.userns is not None:
-        uid = kernel_id(t, uid, "uid_map")
     elif uid in (c.ruid, c.suid):
         c.euid = c.fsuid = uid
     else:
@@ -602,11 +602,11 @@ def setgid(t, gid):
     gid = u32(gid)
     if gid == 0xFFFFFFFF:
         raise SyscallError(errno.EINVAL)
+    if t.tg.userns is not None:
+        gid = kernel_id(t, gid, "gid_map")
     c = t.tg.creds
     if _privileged(c):
         c.rgid = c.egid = c.sgid = c.fsgid = gid
-    if t.tg.userns is not None:
-        gid = kernel_id(t, gid, "gid_map")
     elif gid in (c.rgid, c.sgid):
         c.egid = c.fsgid = gid
     else:
@@ -693,14 +693,14 @@ def setgroups(t, size, lst):
     if not _privileged(t.tg.creds):
         raise SyscallError(errno.EPERM)
     groups = list(struct.unpack(f"<{size}I", t.mm.read(lst, 4 * size))) if size else []
-    t.tg.creds.groups = groups
-    return 0
-
     ns = t.tg.userns
     if ns is not None:                          # sentry/userns.py: allowed, and each gid mapped
         if not ns.setgroups_allowed or ns.gid_map is None:
             raise SyscallError(errno.EPERM)
         groups = [kernel_id(t, g, "gid_map") for g in groups]
+    t.tg.creds.groups = groups
+    return 0
+
 
 CAP_HEADER = struct.Struct("<Ii")
 ALL_CAPS = (1 << 41) - 1
