@@ -311,7 +311,9 @@ def filtered(k, t, nr: int) -> bool:
     if action == RET_ALLOW:
         return False
     if action == RET_LOG:
-        k.warn(f"seccomp: task {t.tid} syscall {nr} logged (SECCOMP_RET_LOG)")
+        # Linux writes an audit record, rate-limited; here the debug log (never the
+        # application's stderr, which a filter logging every syscall would flood).
+        k.debug(f"seccomp: task {t.tid} syscall {nr} logged (SECCOMP_RET_LOG)")
         return False
     if action == RET_ERRNO:
         regs.rax = -min(data, MAX_ERRNO) & 0xFFFFFFFFFFFFFFFF
