@@ -35,6 +35,10 @@ from sentry.policy import AUDIT, OPENS, WRITES, SockAddr, deny
 O_ACCMODE, O_CREAT, O_TRUNC, O_PATH = 0o3, 0o100, 0o1000, 0o10000000
 PATH_KINDS = ("read", "write", "exec")
 EXECS = ("execve", "execveat")
+# A hard link or a rename gives a file (or a whole tree) another name: judged against every kind of
+# path rule, or a read or exec rule is dodged by `ln /secret/f /tmp/f` or `mv /secret /tmp/s`.
+RENAMES = {"rename": ("old", "new"), "renameat": ("old", "new"), "renameat2": ("old", "new"),
+           "link": ("old",), "linkat": ("old",)}
 DESTINATIONS = ("connect", "sendto", "sendmsg")     # network rules judge where traffic goes
 
 
@@ -134,6 +138,8 @@ class FilePolicy:
             names |= set(WRITES) | {"bind"}           # a unix socket's bind creates a file
         if "exec" in self.paths:
             names |= set(EXECS)
+        if self.paths:
+            names |= set(RENAMES)
         if self.net is not None:
             names |= {"connect", "sendto", "sendmsg"}
         self.syscalls = frozenset(names)
@@ -150,6 +156,17 @@ class FilePolicy:
                 if n > best or (n == best and not allow):
                     best, allowed = n, allow
         return allowed
+
+    def _renamable(self, path: str) -> bool:
+        """Whether `path` may get another name: every kind of rule allows it, and no deny rule
+        lies inside it (moving a directory would carry a protected name out from under its rule)."""
+        for rules, default in self.paths.values():
+            if not self._path_allowed((rules, default), path):
+                return False
+            inside = path.rstrip("/") + "/"
+            if any(not allow and prefix.startswith(inside) for prefix, allow in rules):
+                return False
+        return True
 
     def _net_allowed(self, addr: SockAddr) -> bool:
         rules, default = self.net  # type: ignore[misc]
@@ -198,6 +215,8 @@ class FilePolicy:
             for kind, path in checks:
                 if kind in self.paths and not self._path_allowed(self.paths[kind], path):
                     return deny(self.errno)
+            if name in RENAMES and not all(self._renamable(args[k]) for k in RENAMES[name]):
+                return deny(self.errno)
             if name in DESTINATIONS and self.net is not None and "addr" in args and not self._net_allowed(args["addr"]):
                 return deny(self.errno)
         if name in self.audited:
