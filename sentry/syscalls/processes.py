@@ -208,7 +208,7 @@ def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
         if t.vfork_released:
             t.vfork_released = False
             t.uninterruptible = False
-            return st.value
+            return st.value if t.tg.pidns is None else to_ns(t.tg.pidns, st.value)
         t.block()
     tid = process.do_clone(t.kernel, t, flags, stack, ptid, ctid, tls)
     from sentry.syscalls.sched import inherit

@@ -1,7 +1,7 @@
 /*
  * ns_pid: PID namespaces made with clone(CLONE_NEWPID) and unshare(CLONE_NEWPID).  The first
  * process is pid 1 with getppid 0 and a process group and session outside (0) until setsid;
- * its children are 2, 3...; wait4 and kill take and give the namespace's numbers; the
+ * its children are 2, 3... (fork and vfork); wait4 and kill take and give the namespace's numbers; the
  * parent gets the child's pid in its own namespace; after unshare only the children enter,
  * a second unshare is EINVAL and a fork after the init exited is ENOMEM; orphans go to the
  * namespace's init; signals from inside do not kill the init; its exit kills the rest of the
@@ -48,6 +48,10 @@ static int init_ids(void)
 	if (waitpid(-1, &st, 0) != 2 || !WIFEXITED(st) || WEXITSTATUS(st) != 7) bad |= 64;
 	errno = 0;
 	if (kill(12345, 0) != -1 || errno != ESRCH) bad |= 128;
+	pid_t v = vfork();
+	if (v == 0)
+		_exit(9);
+	if (v != 3 || waitpid(3, &st, 0) != 3 || !WIFEXITED(st) || WEXITSTATUS(st) != 9) bad |= 256;
 	return bad;
 }
 
