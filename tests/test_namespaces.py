@@ -6,10 +6,14 @@
   namespaces) and in the sandbox; both must pass.
 * busybox `unshare -U/-r/-u/-p -f` in the sandbox prints what it prints natively (outside chroot,
   on this host's Linux): the lines are written below.
-UTS namespaces have a conformance program (tests/syscall-conformance/ns_uts.c).
+* util-linux `unshare -Urpf` in the Debian rootfs: pid 1, root, its exit status, and ps.
+  (Natively in a chroot Linux refuses the user namespace; `--mount-proc` needs a mount
+  namespace and mount(2), which the sandbox does not offer: EINVAL, said in the table.)
+UTS and PID namespaces have conformance programs (tests/syscall-conformance/ns_uts.c, ns_pid.c).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +22,7 @@ import uuid
 
 import pytest
 
+from tests.debian import debian_rootfs  # noqa: F401  (fixture)
 from tests.rootfs import make_bundle, make_busybox_rootfs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,6 +79,12 @@ def _sandbox(root: str, tmp_path, args: list[str]) -> subprocess.CompletedProces
     state = str(tmp_path / "state")
     os.makedirs(state)
     make_bundle(bundle, args, rootfs=root)
+    cfg_path = os.path.join(bundle, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["root"]["readonly"] = True           # the Debian rootfs is a shared cache
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
     cid = f"ns-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, PYTHONPATH=REPO)
     try:
@@ -109,3 +120,11 @@ def test_userns_rules_sandbox(rootfs, tmp_path):
 def test_busybox_unshare_user_and_uts(rootfs, tmp_path):
     r = _sandbox(rootfs, tmp_path, ["/bin/sh", "/script.sh"])
     assert r.stdout == EXPECTED, r.stdout + r.stderr
+
+
+def test_debian_unshare_user_pid(debian_rootfs, tmp_path):  # noqa: F811
+    # (No ps: without --mount-proc, /proc is the sandbox's, and procps looks itself up there by
+    # its namespace pid -- natively too.)
+    script = "unshare -Urpf sh -c 'echo $$ $PPID; id -u; id >/dev/null; echo id=$?; exit 3'; echo rc=$?"
+    r = _sandbox(debian_rootfs, tmp_path, ["/bin/sh", "-c", script])
+    assert r.stdout == "1 0\n0\nid=0\nrc=3\n", r.stdout + r.stderr
