@@ -117,6 +117,7 @@ class ThreadGroup:
         self.ns_caps = False                   # holds the capabilities of that namespace (not the sandbox's)
         self.pidns = None                      # its PID namespace (sentry/pidns.py), None: the sandbox's
         self.pidns_children = None             # where its next children go, if not there (unshare)
+        self.ipcns = None                      # its IPC namespace (syscalls/namespaces.py), None: the sandbox's
         self.ctty = None                       # controlling terminal (vfs/pty.py)
         self.stop_waitq = WaitQueue()          # its threads parked by a group stop
         self.on_exit = None                    # called when the process has exited (exec of a pod member...)

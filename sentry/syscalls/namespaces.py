@@ -9,10 +9,14 @@ make new ones as far as the Sentry models them:
   thread: clone(CLONE_THREAD|CLONE_NEWUTS) is EINVAL here.
 * unshare(CLONE_FILES/CLONE_FS/CLONE_SYSVSEM) and the no-op unshares of a single-threaded
   process (CLONE_THREAD, CLONE_SIGHAND, CLONE_VM) behave as Linux's.
-* user (CLONE_NEWUSER): sentry/userns.py (maps; ids seen through them; no capabilities of
-  their own inside).  Allowed unprivileged, as Linux.
+* user (CLONE_NEWUSER): sentry/userns.py (maps; ids seen through them; all-or-nothing
+  capabilities inside).  Allowed unprivileged, as Linux.
 * PID (CLONE_NEWPID): sentry/pidns.py.
-* IPC, mount, network, cgroup and time namespaces are not modelled: asking for
+* IPC (CLONE_NEWIPC): an `IPCNamespace` per process (`ThreadGroup.ipcns`, None for the
+  sandbox's).  The Sentry has no System V IPC or POSIX message queues yet (ENOSYS), so a new
+  one holds exactly what the old one does, nothing; whoever adds them keys their tables on
+  `ipc_of(t)` (its `objects`), and each namespace then has its own.
+* mount, network, cgroup and time namespaces are not modelled: asking for
   one is EINVAL, what Linux answers when it is built without that namespace (EPERM first
   when the caller lacks CAP_SYS_ADMIN, as Linux checks the capability before).
 * setns: the Sentry hands out no namespace file descriptors (/proc/PID/ns is absent), so
@@ -34,8 +38,8 @@ CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWTIME = 0x80000
 UNSHARE_FLAGS = (CLONE_THREAD | CLONE_FS | CLONE_NEWNS | CLONE_SIGHAND | CLONE_VM | CLONE_FILES | CLONE_SYSVSEM
                  | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP
                  | CLONE_NEWTIME)
-MODELLED = CLONE_NEWUTS | CLONE_NEWUSER | CLONE_NEWPID
-NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWTIME
+MODELLED = CLONE_NEWUTS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWIPC
+NOT_MODELLED = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWNET | CLONE_NEWTIME
 
 
 class UTSNamespace:
@@ -52,6 +56,20 @@ def may_set_uts(t) -> bool:
     from sentry.userns import capable
     u = t.tg.uts
     return capable(t, u.userns if u is not None else None)
+
+
+class IPCNamespace:
+    """The IPC objects of a namespace made inside (module comment)."""
+    __slots__ = ("userns", "objects")
+
+    def __init__(self, userns) -> None:
+        self.userns = userns
+        self.objects: dict = {}
+
+
+def ipc_of(t, kernel_ns):
+    """The IPC namespace of `t`'s process: its own, or `kernel_ns` (the sandbox's)."""
+    return t.tg.ipcns or kernel_ns
 
 
 def uts_of(t):
@@ -83,6 +101,7 @@ def clone_namespaces(t, flags: int, child_tg) -> None:
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
         child_tg.uts = UTSNamespace(u.hostname, u.domainname, child_tg.userns)
+    child_tg.ipcns = IPCNamespace(child_tg.userns) if flags & CLONE_NEWIPC else t.tg.ipcns
     child_tg.pidns_children = None
     if t.tg.pidns is not None or t.tg.pidns_children is not None or flags & CLONE_NEWPID:
         from sentry.pidns import for_child
@@ -122,7 +141,8 @@ def proc_uts_file(fs, field: str):
          "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them, all-or-nothing "
          "capabilities inside; no chroot check), CLONE_NEWPID (pids, init, reaping; /proc keeps the "
          "sandbox's numbers, no --mount-proc: mount is EPERM), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM "
-         "and the single-thread no-ops; IPC, mount, net, cgroup and time namespaces are not modelled (EINVAL)")
+         "and the single-thread no-ops; CLONE_NEWIPC (empty: no SysV IPC or mqueues exist yet); "
+         "mount, net, cgroup and time namespaces are not modelled (EINVAL)")
 def unshare(t, flags):
     """unshare(2)."""
     flags &= 0xFFFFFFFF
@@ -162,6 +182,8 @@ def unshare(t, flags):
     if flags & CLONE_NEWUTS:
         u = uts_of(t)
         tg.uts = UTSNamespace(u.hostname, u.domainname, tg.userns)
+    if flags & CLONE_NEWIPC:
+        tg.ipcns = IPCNamespace(tg.userns)
     if flags & CLONE_NEWPID:
         # Only the children to come enter it (pid_ns_for_children); the caller stays where it is.
         from sentry.pidns import new

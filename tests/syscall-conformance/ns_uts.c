@@ -4,7 +4,7 @@
  * shares it) and not outside; EPERM without CAP_SYS_ADMIN (unshare, sethostname); EINVAL
  * for unknown unshare flags; unshare(CLONE_FILES|CLONE_FS) of a lone process; setns EBADF
  * and EINVAL for an fd that is no namespace; /proc/sys/kernel/hostname read and written
- * in a new namespace.  Each change happens in a forked child.
+ * in a new namespace; CLONE_NEWIPC accepted.  Each change happens in a forked child.
  */
 #include "tap.h"
 
@@ -76,7 +76,7 @@ int main(void)
 {
 	struct utsname u0;
 	char host0[65], dom0[65];
-	tap_plan(10);
+	tap_plan(12);
 	check_ok(uname(&u0), "uname");
 	strcpy(host0, u0.nodename);
 	strcpy(dom0, u0.domainname);
@@ -100,6 +100,14 @@ int main(void)
 	check_eq(exit_of(pid), 0, "non-root: unshare(CLONE_NEWUTS) and sethostname are EPERM");
 
 	check_errno(syscall(SYS_unshare, 0x1), EINVAL, "unshare of an unknown flag is EINVAL");
+	pid = fork();
+	if (pid == 0)
+		_exit(syscall(SYS_unshare, CLONE_NEWIPC) == 0 ? 0 : 1);
+	check_eq(exit_of(pid), 0, "unshare(CLONE_NEWIPC)");
+	pid = syscall(SYS_clone, CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0)
+		_exit(0);
+	check_eq(exit_of(pid), 0, "clone(CLONE_NEWIPC|CLONE_NEWUTS)");
 	pid = fork();
 	if (pid == 0)
 		_exit(syscall(SYS_unshare, CLONE_FILES | CLONE_FS | CLONE_SYSVSEM) == 0 && close(0) == 0 ? 0 : 1);
