@@ -329,7 +329,8 @@ def _sendmsg(t, s, views: list, name_addr: int, name_len: int, control: bytes, f
         files = _files_from_control(t, control) if control else []
         return s.send(t, b"".join(bytes(v) for v in views), files, target, flags)   # owns `files`
     addr = hs.parse_inet(_read_addr(t, name_addr, name_len), s.family) if name_addr and name_len else None
-    args = (views, [], flags | pysocket.MSG_NOSIGNAL) + ((addr,) if addr is not None else ())
+    # The flags go to the host as the C int Linux's unsigned int becomes there (bit 31 included).
+    args = (views, [], s32(flags | pysocket.MSG_NOSIGNAL)) + ((addr,) if addr is not None else ())
     try:
         return s._call(t, 0x4, s.sock.sendmsg, *args, flags=flags)
     except SyscallError as e:
@@ -349,9 +350,14 @@ def _recvmsg(t, s, views: list, flags: int, control_space: int):
             if flags & MSG_TRUNC:
                 ret = s.last_full_len
         return ret, ux.pack_sockaddr_un(addr) if addr else struct.pack("<H", AF_UNIX), control, mflags
-    n, _anc, mflags, addr = s._call(t, 0x1, s.sock.recvmsg_into, views, 0, flags & ~MSG_CMSG_CLOEXEC, flags=flags)
+    n, _anc, mflags, addr = s._call(t, 0x1, s.sock.recvmsg_into, views, 0, s32(flags & ~MSG_CMSG_CLOEXEC),
+                                 flags=flags)
     data = hs.pack_inet(addr, s.family) if isinstance(addr, tuple) and addr else b""
     return n, data, b"", mflags
+
+
+MSG_CMSG_COMPAT = 0x80000000      # never valid from a 64-bit caller: sendmsg/recvmsg EINVAL, ignored by sendto/recvfrom
+OPTMEM_MAX = 131072               # net.core.optmem_max (Linux 6.x default): the largest control buffer sendmsg takes
 
 
 @syscall("sendto")
@@ -359,7 +365,7 @@ def sendto(t, fd, buf, length, flags, addr, addrlen):
     """sendto(2)."""
     s = _sock(t, fd)
     views = t.mm.iovecs(buf, length, False) if length else []
-    return _sendmsg(t, s, views, addr, addrlen, b"", u32(flags))
+    return _sendmsg(t, s, views, addr, addrlen, b"", u32(flags) & ~MSG_CMSG_COMPAT)
 
 
 @syscall("recvfrom")
@@ -367,7 +373,7 @@ def recvfrom(t, fd, buf, length, flags, addr, lenp):
     """recvfrom(2)."""
     s = _sock(t, fd)
     views = t.mm.iovecs(buf, length, True) if length else []
-    n, data, _control, _mflags = _recvmsg(t, s, views, u32(flags), 0)
+    n, data, _control, _mflags = _recvmsg(t, s, views, u32(flags) & ~MSG_CMSG_COMPAT, 0)
     _write_addr(t, addr, lenp, data)
     return n
 
@@ -386,8 +392,10 @@ def _msg_views(t, iov: int, iovlen: int, write: bool) -> list:
 def sendmsg(t, fd, msg, flags):
     """sendmsg(2)."""
     s = _sock(t, fd)
+    if u32(flags) & MSG_CMSG_COMPAT:           # __sys_sendmsg: the 32-bit ABI's flag
+        raise SyscallError(errno.EINVAL)
     name, namelen, iov, iovlen, control, controllen, _ = t.mm.read_struct(msg, MSGHDR)
-    if controllen > 0x7FFFFFFF:
+    if controllen > OPTMEM_MAX:                # sock_kmalloc of the control buffer fails
         raise SyscallError(errno.ENOBUFS)
     ctl = t.mm.read(control, controllen) if control and controllen else b""
     return _sendmsg(t, s, _msg_views(t, iov, iovlen, False), name, namelen, ctl, u32(flags))
@@ -397,6 +405,8 @@ def sendmsg(t, fd, msg, flags):
 def recvmsg(t, fd, msg, flags):
     """recvmsg(2)."""
     s = _sock(t, fd)
+    if u32(flags) & MSG_CMSG_COMPAT:
+        raise SyscallError(errno.EINVAL)
     name, namelen, iov, iovlen, control, controllen, _ = t.mm.read_struct(msg, MSGHDR)
     n, data, ctl, mflags = _recvmsg(t, s, _msg_views(t, iov, iovlen, True), u32(flags),
                                     controllen if control else 0)
@@ -424,7 +434,8 @@ def getsockopt(t, fd, level, opt, val, lenp):
     if n < 0:
         raise SyscallError(errno.EINVAL)
     if isinstance(s, hs.HostSocket):
-        out = s._call(t, 0, s.sock.getsockopt, level, opt, max(n, 0) or 4)
+        # Python's getsockopt takes at most 1024 bytes of buffer; no option is longer.
+        out = s._call(t, 0, s.sock.getsockopt, level, opt, min(n, 1024) or 4)
     else:
         if level != SOL_SOCKET:
             raise SyscallError(errno.EOPNOTSUPP if level == 6 else errno.ENOPROTOOPT)
