@@ -50,7 +50,7 @@ def _open_exec(t, path: bytes):
     s = d.inode.stat()
     if s.mode & S_IFMT != S_IFREG:
         raise SyscallError(errno.EACCES)
-    if "noexec" in d.mount.flags or not may_access(s, t.tg.creds, MAY_EXEC):
+    if (d.mount is not None and "noexec" in d.mount.flags) or not may_access(s, t.tg.creds, MAY_EXEC):
         raise SyscallError(errno.EACCES)
     return d.inode.open(t, d, O_RDONLY)
 

@@ -54,7 +54,7 @@ def do_open(t, dirfd: int, path: bytes, flags: int, mode: int, resolver=None, _l
         creds = t.tg.creds
         if creds.fsuid != 0 and not may_access(inode.stat(), creds, _OPEN_WANT[acc]):
             raise SyscallError(errno.EACCES)
-        if acc and d.mount.readonly:
+        if acc and d.mount is not None and d.mount.readonly:
             raise SyscallError(errno.EROFS)
         file = inode.open(t, d, flags)
         file.flags = (flags & _NOT_FILE_FLAGS) | O_LARGEFILE
@@ -138,7 +138,7 @@ def _open_dentry(t, d, flags: int, acc: int, creds) -> int:
             raise SyscallError(errno.EACCES)
         if flags & O_NOATIME and creds.fsuid not in (0, inode.stat().uid):
             raise SyscallError(errno.EPERM)
-        if want & MAY_WRITE and d.mount.readonly and fmt not in _NOT_ON_THE_MOUNT:
+        if want & MAY_WRITE and d.mount is not None and d.mount.readonly and fmt not in _NOT_ON_THE_MOUNT:
             raise SyscallError(errno.EROFS)
     file = inode.open(t, d, flags)
     file.flags = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC)) | O_LARGEFILE
@@ -162,7 +162,7 @@ def _open_tmpfile(t, vfs, dirfd: int, path: bytes, flags: int, mode: int) -> int
     d = vfs.resolve(t, dirfd, path, follow=True)
     if not d.inode.is_dir:
         raise SyscallError(errno.ENOTDIR)
-    if d.mount.readonly:
+    if d.mount is not None and d.mount.readonly:
         raise SyscallError(errno.EROFS)
     creds = t.tg.creds
     if creds.fsuid != 0 and not may_access(d.inode.perm_stat(), creds, MAY_WRITE | MAY_EXEC):

@@ -84,7 +84,7 @@ def statfs_of(d: Dentry) -> dict[str, int]:
                                            "f_bavail": 0, "f_files": 0, "f_ffree": 0, "f_namelen": 255,
                                            "f_frsize": 4096}
     flags = ST_VALID
-    for name in d.mount.flags:
+    for name in (d.mount.flags if d.mount is not None else ()):     # no mount: an internal one (memfd...)
         flags |= _MOUNT_FLAG_BITS.get(name, 0)
     s["f_flags"] = flags
     return s

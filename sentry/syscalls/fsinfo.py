@@ -184,7 +184,7 @@ def _access(t, dirfd: int, path_addr: int, mode: int, flags: int) -> int:
         creds = creds.copy()
         creds.fsuid, creds.fsgid = creds.ruid, creds.rgid
     s = d.inode.stat()
-    if mode & 2 and d.mount.readonly and (s.mode & 0o170000) in (0o100000, 0o040000, 0o120000):
+    if mode & 2 and d.mount is not None and d.mount.readonly and (s.mode & 0o170000) in (0o100000, 0o040000, 0o120000):
         raise SyscallError(errno.EROFS)
     want = (MAY_READ if mode & 4 else 0) | (MAY_WRITE if mode & 2 else 0) | (MAY_EXEC if mode & 1 else 0)
     if not may_access(s, creds, want):

@@ -39,7 +39,7 @@ def _is_mountpoint(d: Dentry) -> bool:
 
 
 def _check_writable_mount(d: Dentry) -> None:
-    if d.mount.readonly:
+    if d.mount is not None and d.mount.readonly:    # no mount: an internal one (memfd...), writable
         raise SyscallError(errno.EROFS)
 
 
