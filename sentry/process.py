@@ -37,6 +37,10 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         raise SyscallError(errno.EINVAL)
     if flags & CLONE_FS and flags & CLONE_NEWNS:
         raise SyscallError(errno.EINVAL)
+    if flags & CLONE_SETTLS and tls >= t.mm.top:
+        # do_set_thread_area_64: a TLS base outside the user address space is EPERM (as
+        # arch_prctl); set as is, the host refused the child's registers at its first resume.
+        raise SyscallError(errno.EPERM)
     if flags & NAMESPACE_FLAGS:
         # New namespaces: those the Sentry models (syscalls/namespaces.py), else EPERM/EINVAL.
         from sentry.syscalls.namespaces import check_new

@@ -5,6 +5,8 @@
  *    the munmap, and with the whole heap reserve at exit), corrupting its MemoryFile free list so
  *    that later mmaps and forks of any process failed (SIGSYS).  Checked: twenty exec'd children
  *    do it, then the parent still maps memory and forks.
+ * 3. clone with CLONE_SETTLS and a TLS base outside the user address space: Linux refuses it
+ *    (EPERM); the Sentry set it, and the host refused the child's registers at its first run.
  * 2. fstatfs and fchown of a memfd (a file on no mount the application can see) were Python
  *    AttributeErrors in the Sentry.
  */
@@ -14,6 +16,8 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/vfs.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 /* In a freshly exec'd process: unmap the first page of the [heap] mapping, then exit. */
@@ -43,7 +47,7 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "heapchild") == 0)
 		return heap_child();
-	tap_plan(5);
+	tap_plan(6);
 	for (int i = 0; i < 20; i++) {
 		pid_t pid = fork();
 
@@ -83,6 +87,19 @@ int main(int argc, char **argv)
 		check_ok(fstatfs(fd, &sf), "fstatfs of a memfd");
 		check_ok(fchown(fd, getuid(), getgid()), "fchown of a memfd");
 		close(fd);
+	}
+	{
+		/* The child (rax 0) exits at once with a raw exit: it has no usable TLS. */
+		long r;
+		register long r10 __asm__("r10") = 0;
+		register long r8 __asm__("r8") = 0x800000000000L;
+
+		__asm__ volatile("syscall\n\ttest %%rax, %%rax\n\tjnz 1f\n\tmov $60, %%eax\n\txor %%edi, %%edi\n\tsyscall\n1:"
+				 : "=a"(r) : "a"(SYS_clone), "D"(CLONE_SETTLS | SIGCHLD), "S"(0), "d"(0), "r"(r10), "r"(r8)
+				 : "rcx", "r11", "memory");
+		if (r > 0)
+			waitpid(r, NULL, 0);
+		check_eq(r, -EPERM, "clone with CLONE_SETTLS at a non-canonical address: EPERM");
 	}
 	return tap_done();
 }
