@@ -59,7 +59,6 @@ struct rk_setup {
     unsigned long cr3, gdt_base, gdt_limit, idt_base, idt_limit, tss_base, lstar, xcr0;
 };
 int rk_vcpu_setup(int kvm_fd, int vcpu_fd, const struct rk_setup *s);
-int rk_set_cr3(struct rk_vcpu *v, unsigned long cr3);
 int rk_set_memslot(int vm_fd, unsigned int slot, unsigned long gpa, unsigned long size, void *host);
 long rk_xsave(int vcpu_fd, void *buf, int set);
 int rk_cpuid_phys_bits(int kvm_fd);
@@ -226,18 +225,6 @@ int rk_vcpu_setup(int kvm_fd, int vcpu_fd, const struct rk_setup *s) {
     x.nr_xcrs = 1; x.xcrs[0].xcr = 0; x.xcrs[0].value = s->xcr0;
     if (ioctl(vcpu_fd, KVM_SET_XCRS, &x) != 0)
         return -errno;
-    return 0;
-}
-
-int rk_set_cr3(struct rk_vcpu *v, unsigned long cr3) {
-    struct kvm_run *r = v->run;
-    struct kvm_sregs sr;
-    if (ioctl(v->fd, KVM_GET_SREGS, &sr) != 0)
-        return -errno;
-    sr.cr3 = cr3;
-    if (ioctl(v->fd, KVM_SET_SREGS, &sr) != 0)
-        return -errno;
-    r->s.regs.sregs = sr;
     return 0;
 }
 
