@@ -202,6 +202,45 @@ def test_pod_proc_pid_root_refused_to_an_unprivileged_tenant(tenants: Pod) -> No
     assert p.stdout.count("Permission denied") >= 3 and "done" in p.stdout, p.stdout
 
 
+CROSS_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+static const char *res(long r) { static char b[32]; if (r >= 0) return "ok"; snprintf(b, sizeof b, "%s", strerrorname_np(errno)); return b; }
+int main(int argc, char **argv) {
+    int pid = atoi(argv[1]);
+    long pfd = syscall(SYS_pidfd_open, pid, 0);
+    printf("pidfd_open=%s\n", res(pfd));
+    if (pfd >= 0) printf("pidfd_getfd=%s\n", res(syscall(SYS_pidfd_getfd, (int)pfd, 0, 0)));
+    char buf[64]; struct iovec l = {buf, sizeof buf}, r = {(void *)0x400000, sizeof buf};
+    printf("process_vm_readv=%s\n", res(process_vm_readv(pid, &l, 1, &r, 1, 0)));
+    printf("process_vm_writev=%s\n", res(process_vm_writev(pid, &l, 1, &r, 1, 0)));
+    return 0;
+}
+"""
+
+
+def test_pod_tenant_cannot_take_another_members_fds_or_memory(tenants: Pod, tmp_path: Path) -> None:
+    """uid 1000 in A against B's root-owned init: pidfd_getfd and process_vm_readv/writev are EPERM
+    (PTRACE_MODE_ATTACH_REALCREDS), as on Linux; pidfd_open itself is allowed.  (ENOSYS where a call
+    is not implemented yet is no leak either.)"""
+    src = tmp_path / "cross.c"
+    src.write_text(CROSS_C)
+    exe = tenants.tmp / "r-ten-a" / "cross"
+    subprocess.run(["gcc", "-O1", "-static", "-o", str(exe), str(src)], check=True, capture_output=True)
+    p = tenants.exec("ten-a", _b_pid_script("/cross $B"), user="1000:1000")
+    got = dict(line.split("=", 1) for line in p.stdout.splitlines() if "=" in line)
+    assert got.get("pidfd_open") in ("ok", "ENOSYS"), p.stdout
+    calls = ("pidfd_getfd",) * (got["pidfd_open"] == "ok") + ("process_vm_readv", "process_vm_writev")
+    for call in calls:
+        assert got.get(call) in ("EPERM", "ENOSYS"), (call, p.stdout)
+
+
 # ------------------------------------------------------------------ the control channel
 
 @pytest.fixture(scope="module")
