@@ -286,6 +286,12 @@ def test_control_socket_is_root_only(sandbox) -> None:
     _root, sock = sandbox
     st = os.stat(sock)
     assert (st.st_mode & 0o777, st.st_uid) == (0o600, 0), oct(st.st_mode)
+    # The child reaches the socket through an O_PATH descriptor (its /proc/self/fd name), so only the
+    # socket's own mode is in the way, not the state directories above it.
+    held = os.open(sock, os.O_PATH)
+    via = f"/proc/self/fd/{held}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.connect(via)                           # the way works for root
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -295,12 +301,13 @@ def test_control_socket_is_root_only(sandbox) -> None:
             os.setuid(65534)
             with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
                 try:
-                    s.connect(str(sock))
+                    s.connect(via)
                     code = 2                      # connected: the test fails
                 except PermissionError:
                     code = 0
         finally:
             os._exit(code)
+    os.close(held)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
@@ -432,3 +439,62 @@ def test_policy_rules_hold_under_every_spelling(tmp_path: Path, overlay: str) ->
     assert got.pop("control") == "OPEN", p.stdout + p.stderr
     leaked = {k: v for k, v in got.items() if v != "refused"}
     assert leaked == {} and len(got) == 14, (leaked, p.stdout, p.stderr)
+
+
+def _as_nobody(fn) -> str:
+    """Run fn() in a child as uid/gid 65534: 'refused' (PermissionError), 'ok', or the error's name."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                fn()
+                out = "ok"
+            except PermissionError:
+                out = "refused"
+            except OSError as e:
+                out = f"errno{e.errno}"
+            os.write(w, out.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 100).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return got
+
+
+def test_fs_view_mount_is_the_mounting_users_only(sandbox, tmp_path: Path) -> None:
+    """`runsc-py fs` mounts without allow_other: another host user (uid 65534) can neither list the
+    view nor read a file through it, while root sees the sandbox's /inside."""
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError:
+        pytest.skip("pyfuse3 missing")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("/dev/fuse missing")
+    root, _sock = sandbox
+    import tempfile
+    top = Path(tempfile.mkdtemp(prefix="runsc-py-view-"))      # reachable by uid 65534 (pytest's tmp is not)
+    os.chmod(top, 0o755)
+    where = top / "view"
+    where.mkdir()
+    assert _as_nobody(lambda: os.listdir(where)) == "ok"      # so a refusal below is the mount's
+    fs = subprocess.Popen([sys.executable, "-m", "runsc_py.cli", "--root", str(root), "fs", "ctl", str(where)],
+                          env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = fs.stderr.readline()
+        assert "mounted at" in line, line
+        assert (where / "inside").read_text() == "INSIDE\n"
+        assert _as_nobody(lambda: os.listdir(where)) == "refused"
+        assert _as_nobody(lambda: open(where / "inside").read()) == "refused"
+    finally:
+        fs.terminate()
+        fs.wait(WAIT)
+        if os.path.ismount(where):
+            subprocess.run(["fusermount3", "-u", "-z", str(where)], check=False)
+        shutil.rmtree(top, ignore_errors=True)
