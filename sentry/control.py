@@ -90,7 +90,13 @@ class ControlServer:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        _with_short_path(path, self.sock.bind)
+        # Made 0600 as it is bound (umask), not only by the chmod after: a connection accepted in
+        # between would outlive the chmod (another host user's, with a umask of 0).
+        umask = os.umask(0o177)
+        try:
+            _with_short_path(path, self.sock.bind)
+        finally:
+            os.umask(umask)
         os.chmod(path, 0o600)
         self.sock.listen(16)
         # SIGIO's default action kills: until the task loop installs its handler (Kernel.run,

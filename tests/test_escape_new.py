@@ -498,3 +498,19 @@ def test_fs_view_mount_is_the_mounting_users_only(sandbox, tmp_path: Path) -> No
         if os.path.ismount(where):
             subprocess.run(["fusermount3", "-u", "-z", str(where)], check=False)
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_control_socket_is_never_open_to_others_even_briefly(tmp_path: Path, monkeypatch) -> None:
+    """Between bind and chmod the socket must already be 0600: a connection made in that window
+    would outlive the chmod.  With a umask of 0 and the chmod taken away, what bind left is checked."""
+    from sentry.control import ControlServer
+    monkeypatch.setattr(os, "chmod", lambda *a, **k: None)
+    old = os.umask(0)
+    try:
+        server = ControlServer(str(tmp_path / "c.sock"))
+    finally:
+        os.umask(old)
+    try:
+        assert os.stat(tmp_path / "c.sock").st_mode & 0o777 == 0o600
+    finally:
+        server.sock.close()
