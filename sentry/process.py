@@ -100,7 +100,11 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
     child = Task(k, tid, tg, ctx)
     child.sigmask = t.sigmask
     child.seccomp = t.seccomp             # seccomp filters are inherited (copy_seccomp)
-    child.altstack = t.altstack if flags & CLONE_VM and not flags & CLONE_VFORK else (0, sg.SS_DISABLE, 0)
+    # copy_process: a thread sharing the address space starts with no alternate signal stack
+    # (sas_ss_reset); fork and vfork children inherit it.  Handing a new thread its creator's
+    # altstack makes two threads run signal handlers on one stack (Go adopts an inherited one).
+    share = (flags & (CLONE_VM | CLONE_VFORK)) == CLONE_VM
+    child.altstack = (0, sg.SS_DISABLE, 0) if share else t.altstack
     if not flags & CLONE_THREAD:
         tg.leader = child
     tg.tasks.append(child)
