@@ -514,3 +514,30 @@ def test_control_socket_is_never_open_to_others_even_briefly(tmp_path: Path, mon
         assert os.stat(tmp_path / "c.sock").st_mode & 0o777 == 0o600
     finally:
         server.sock.close()
+
+
+def test_control_requests_make_no_host_path_call(sandbox) -> None:
+    """Every request from outside (fs view, debug, stats, ps, exec, the library's file requests)
+    is served from what the Sentry holds: strace of the Sentry shows no path-taking call at all."""
+    root, sock = sandbox
+    sentry = _sentry_pid(root, "ctl")
+    log = root.parent / "strace-ctl.log"
+    st = subprocess.Popen(["strace", "-p", str(sentry), "-e", "trace=%file", "-o", str(log)],
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        assert "attached" in st.stderr.readline()
+        for msg in ({"op": "fs_lstat", "path": "/inside"}, {"op": "fs_readdir", "path": "/"},
+                    {"op": "fs_read", "path": "/inside"}, {"op": "fs_readlink", "path": "/bin/sh"},
+                    {"op": "fs_statfs", "path": "/"}, {"op": "debug_mounts"}, {"op": "debug_stacks"},
+                    {"op": "stats"}, {"op": "ps"}, {"op": "read_file", "path": "/inside"},
+                    {"op": "listdir", "path": "/"}, {"op": "stat", "path": "/inside"}, {"op": "compat"},
+                    {"op": "fs_lstat", "path": "/no/such/file"}, {"op": "no_such_op"}):
+            assert isinstance(_reply(sock, msg), dict), msg
+        p = _cli(root, "exec", "ctl", "cat", "/inside")
+        assert p.stdout == "INSIDE\n", p.stdout
+    finally:
+        st.send_signal(signal.SIGINT)
+        st.wait(WAIT)
+    calls = [ln for ln in log.read_text().splitlines() if "(" in ln and not ln.startswith(("---", "+++"))]
+    named = [ln for ln in calls if not (ln.startswith("newfstatat(") and '"", ' in ln and "AT_EMPTY_PATH" in ln)]
+    assert named == [], named
