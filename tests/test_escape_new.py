@@ -541,3 +541,31 @@ def test_control_requests_make_no_host_path_call(sandbox) -> None:
     calls = [ln for ln in log.read_text().splitlines() if "(" in ln and not ln.startswith(("---", "+++"))]
     named = [ln for ln in calls if not (ln.startswith("newfstatat(") and '"", ' in ln and "AT_EMPTY_PATH" in ln)]
     assert named == [], named
+
+
+WORKLOAD = ("ls -lR /proc/1 /dev /etc /bin >/dev/null 2>&1; cat /proc/self/maps /proc/mounts /proc/1/status >/dev/null; "
+            "mkdir -p /tmp/d/e; echo x > /tmp/d/f; mv /tmp/d/f /tmp/d/g; ln -s g /tmp/d/l; ln /tmp/d/g /tmp/d/h; "
+            "readlink /tmp/d/l; chmod 600 /tmp/d/g; touch -d 2000-01-01 /tmp/d/g; stat /tmp/d/g >/dev/null; "
+            "mkfifo /tmp/d/p; rm -r /tmp/d; df / >/dev/null; ps >/dev/null; echo y | sort; wc -c /bin/busybox; "
+            "hostname; id; (sleep 0.1 &) ; wait; echo workload-done")
+
+
+def test_a_workload_makes_no_host_path_call(sandbox) -> None:
+    """Files, links, renames, fifos, /proc and processes, exec'd into the running sandbox: the
+    confined Sentry answers all of it from held descriptors and the Gofer (strace: no path call)."""
+    root, _sock = sandbox
+    sentry = _sentry_pid(root, "ctl")
+    log = root.parent / "strace-work.log"
+    st = subprocess.Popen(["strace", "-p", str(sentry), "-e", "trace=%file", "-o", str(log)],
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        assert "attached" in st.stderr.readline()
+        p = _cli(root, "exec", "ctl", "sh", "-c", WORKLOAD)
+        assert "workload-done" in p.stdout, p.stdout
+    finally:
+        st.send_signal(signal.SIGINT)
+        st.wait(WAIT)
+    calls = [ln for ln in log.read_text().splitlines() if "(" in ln and not ln.startswith(("---", "+++"))]
+    named = [ln for ln in calls if not (ln.startswith("newfstatat(") and '"", ' in ln and "AT_EMPTY_PATH" in ln)
+             and not ln.startswith("execveat(")]     # the stub image from its sealed memfd (AT_EMPTY_PATH)
+    assert named == [], named
