@@ -202,6 +202,18 @@ def test_pod_proc_pid_root_refused_to_an_unprivileged_tenant(tenants: Pod) -> No
     assert p.stdout.count("Permission denied") >= 3 and "done" in p.stdout, p.stdout
 
 
+def test_pod_member_sees_only_its_own_mounts(tenants: Pod) -> None:
+    """/proc/self/mounts and mountinfo of A list A's tree (its root, /dev, /proc...), as a Linux
+    container's own mount namespace does -- not B's or the pause container's mounts."""
+    p = tenants.exec("ten-a", "cat /proc/self/mountinfo; echo ==; cat /proc/self/mounts")
+    info, mounts = p.stdout.split("==\n")
+    roots = [ln for ln in info.splitlines() if ln.split()[4] == "/"]
+    assert len(roots) == 1, info
+    assert len(mounts.splitlines()) == len(info.splitlines()), p.stdout
+    assert all(ln.split()[4] in ("/", "/dev", "/dev/shm", "/proc", "/dev/pts", "/dev/mqueue", "/sys")
+               for ln in info.splitlines()), info
+
+
 CROSS_C = r"""
 #define _GNU_SOURCE
 #include <errno.h>

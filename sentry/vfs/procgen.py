@@ -219,9 +219,17 @@ def gen_fdinfo(fs, tg, fd: int) -> bytes:
 
 
 def mount_lines(k, root_dentry) -> list:
-    """(mount, mountpoint path as seen from `root_dentry`) for every mount, in mount order."""
+    """(mount, mountpoint path as seen from `root_dentry`) for every mount reachable from it, in
+    mount order.  Linux lists only the mounts of the reader's namespace under its root: a pod
+    member sees its own tree, not the other members' (sentry/pod.py)."""
     out = []
+    top = root_dentry.mount if root_dentry is not None else None
     for m in k.vfs.mounts:
+        up = m
+        while top is not None and up is not top and up is not None:
+            up = up.parent
+        if up is None:
+            continue                        # another tree of the pod: not in this namespace
         if m.mountpoint is None:
             path = b"/"
         else:
