@@ -214,6 +214,14 @@ def test_pod_member_sees_only_its_own_mounts(tenants: Pod) -> None:
                for ln in info.splitlines()), info
 
 
+def test_pod_tenant_cannot_signal_another_members_root_process(tenants: Pod) -> None:
+    """uid 1000 in A: kill -9 of B's root-owned init is EPERM (kill's permission check, as Linux in a
+    shared PID namespace); root in A then finds B alive."""
+    p = tenants.exec("ten-a", _b_pid_script("kill -9 $B 2>&1; echo rc=$?"), user="1000:1000")
+    assert "rc=1" in p.stdout and "not permitted" in p.stdout, p.stdout
+    p = tenants.exec("ten-a", _b_pid_script("kill -0 $B; echo alive=$?"))
+    assert "alive=0" in p.stdout, p.stdout
+
 CROSS_C = r"""
 #define _GNU_SOURCE
 #include <errno.h>
