@@ -589,3 +589,35 @@ def test_a_workload_makes_no_host_path_call(sandbox) -> None:
     named = [ln for ln in calls if not (ln.startswith("newfstatat(") and '"", ' in ln and "AT_EMPTY_PATH" in ln)
              and not ln.startswith("execveat(")]     # the stub image from its sealed memfd (AT_EMPTY_PATH)
     assert named == [], named
+
+
+# ------------------------------------------------------------------ the library API
+
+def test_library_file_requests_stay_in_the_sandbox(tmp_path: Path) -> None:
+    """runsc_py.Sandbox's read_file/write_file/listdir/stat with `..` chains, host paths and
+    /proc/1/root/..: the sandbox's VFS answers (the rootfs's files or ENOENT), never the host's;
+    a symlink the workload plants towards the host canary reads the sandbox's own file, and
+    write_file through it leaves the host canary alone."""
+    from runsc_py import Sandbox
+    rootfs = Path(make_busybox_rootfs(str(tmp_path / "rootfs")))
+    (rootfs / "inside").write_text("INSIDE\n")
+    canary = tmp_path / "host-canary"
+    canary.write_text("HOST-CANARY\n")
+    up = "/" + "../" * 30
+    with Sandbox(str(rootfs)) as sb:
+        assert sb.run(["ln", "-s", str(canary), "/tmp/to-canary"]).returncode == 0
+        for path in [up + "inside", up + str(canary).lstrip("/"), str(canary), "/proc/1/root/../../host-canary",
+                     "/tmp/to-canary", "/proc/self/root" + up + "host-canary"]:
+            try:
+                got = sb.read_file(path)
+            except OSError:
+                continue
+            assert b"HOST-CANARY" not in got, path
+        assert sb.read_file(up + "inside") == b"INSIDE\n"
+        assert "host-canary" not in sb.listdir(up)
+        for path in ["/tmp/to-canary", up + str(canary).lstrip("/")]:
+            try:
+                sb.write_file(path, b"PWNED")
+            except OSError:
+                pass
+    assert canary.read_text() == "HOST-CANARY\n"
