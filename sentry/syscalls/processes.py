@@ -6,7 +6,7 @@ import struct
 
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, u32
-from sentry.syscalls.registry import Support, error_syscall, syscall
+from sentry.syscalls.registry import Support, syscall
 from sentry.task import Marker
 from sentry.userns import gid_seen, kernel_id, uid_seen
 from sentry.pidns import kill_target, to_ns
@@ -225,6 +225,9 @@ def _clone(t, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
 @syscall("clone")
 def clone(t, flags, stack, ptid, ctid, tls):
     """clone(2) (x86-64 argument order: flags, stack, parent_tid, child_tid, tls)."""
+    if flags & 0x1000:                          # CLONE_PIDFD: syscalls/pidfd.py
+        from sentry.syscalls.pidfd import clone_pidfd
+        return clone_pidfd(t, flags & 0xFFFFFFFF, stack, ptid, ctid, tls)
     return _clone(t, flags & 0xFFFFFFFF, stack, ptid, ctid, tls)
 
 
@@ -241,7 +244,7 @@ def vfork(t):
     return _clone(t, process.CLONE_VM | process.CLONE_VFORK | 17, 0, 0, 0, 0)
 
 
-error_syscall("clone3", errno.ENOSYS, "not supported; glibc and musl fall back to clone(2)")
+# clone3(2) is in syscalls/pidfd.py, beside CLONE_PIDFD.
 
 
 # -- wait ---------------------------------------------------------------------------
