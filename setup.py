@@ -31,6 +31,7 @@ class BuildPyWithVdso(build_py):
 
 setup(
     cffi_modules=["platforms/ptrace/_build_ptrace.py:ffibuilder", "platforms/_build_hostarch.py:ffibuilder",
-                  "platforms/kvm/_build_kvm.py:ffibuilder"],
+                  "platforms/kvm/_build_kvm.py:ffibuilder",
+                  "platforms/seccomp_notify/_build_notify.py:ffibuilder"],
     cmdclass={"build_py": BuildPyWithVdso},
 )

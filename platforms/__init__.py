@@ -25,6 +25,7 @@ __all__ = ["Platform", "AddressSpace", "Context", "Regs", "RegisterFile", "copy_
 PLATFORMS = {
     "ptrace": ("platforms.ptrace.tracer", "PtracePlatform"),
     "kvm": ("platforms.kvm", "KvmPlatform"),
+    "seccomp_notify": ("platforms.seccomp_notify", "SeccompNotifyPlatform"),
 }
 
 

@@ -125,7 +125,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "ter
 @click.option("--systemd-cgroup", is_flag=True, help="Accepted for runc compatibility; ignored.")
 @click.option("--rootless", default=None, hidden=True, help="Accepted for runc compatibility; ignored.")
 @click.option("--criu", default=None, hidden=True, help="Accepted for runc compatibility; ignored.")
-@click.option("--platform", type=click.Choice(["ptrace", "kvm"]), default="ptrace", show_default=True,
+@click.option("--platform", type=click.Choice(["ptrace", "kvm", "seccomp_notify"]), default="ptrace", show_default=True,
               envvar="RUNSC_PY_PLATFORM",
               help="How application code runs: ptrace stubs, or a KVM guest (default from "
                    "$RUNSC_PY_PLATFORM, so a whole test run can choose).")

@@ -32,6 +32,10 @@ def _platform_classes(name: str) -> dict[str, type]:
         from platforms.ptrace import tracer
         return {"Platform": tracer.PtracePlatform, "AddressSpace": tracer.PtraceAddressSpace,
                 "Context": tracer.PtraceContext}
+    if name == "seccomp_notify":
+        from platforms import seccomp_notify as sn
+        return {"Platform": sn.SeccompNotifyPlatform, "AddressSpace": sn.NotifyAddressSpace,
+                "Context": sn.NotifyContext}
     try:
         mod = importlib.import_module("platforms.kvm")
     except Exception as e:      # noqa: BLE001 -- any import failure means "not available here"
@@ -62,7 +66,7 @@ def _params(sig: inspect.Signature, drop_self: bool) -> list[tuple[str, object]]
     return [(p.name, p.kind) for p in ps]
 
 
-@pytest.mark.parametrize("platform_name", ["ptrace", "kvm"])
+@pytest.mark.parametrize("platform_name", ["ptrace", "kvm", "seccomp_notify"])
 @pytest.mark.parametrize("role", sorted(ROLES))
 def test_each_platform_class_has_the_contract_members_and_signatures(platform_name: str, role: str) -> None:
     cls = _platform_classes(platform_name)[role]
@@ -89,7 +93,7 @@ def test_each_platform_class_has_the_contract_members_and_signatures(platform_na
             or name in getattr(cls, "__slots__", ()), f"{cls.__name__} has no {name}"
 
 
-@pytest.fixture(params=["ptrace", "kvm"])
+@pytest.fixture(params=["ptrace", "kvm", "seccomp_notify"])
 def live(request):
     """(platform, address space, context) of a real platform on this host."""
     if os.geteuid() != 0:
@@ -118,7 +122,7 @@ def test_live_objects_are_instances_of_the_protocols(live) -> None:
     assert isinstance(space, contract.AddressSpace)
     assert isinstance(ctx, contract.Context)
     assert isinstance(ctx.regs, contract.Regs)
-    assert plat.name in ("ptrace", "kvm")
+    assert plat.name in ("ptrace", "kvm", "seccomp_notify")
     assert 0 < plat.min_user_address < plat.max_user_address <= 1 << 47
     for start, end in plat.reserved:
         assert start < end and start >= plat.max_user_address      # off-limits to the application
