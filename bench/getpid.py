@@ -16,6 +16,8 @@ itself (start-up excluded).  Contestants:
   runsc-py            runsc-py do -- getpid_loop N (the Python Sentry)
   runsc-py (pinned)   the same, the whole sandbox confined to one CPU
   runsc-py kvm        runsc-py --platform=kvm do -- getpid_loop N (application in a KVM guest)
+  runsc-py seccomp_notify[ (pinned)]  runsc-py --platform=seccomp_notify do -- getpid_loop N
+                      (getpid as a seccomp user notification; floors: bench/notif_floor.py)
   KVM C floor         bench/c/kvm_floor.c syscall: the cheapest possible KVM-platform round
                       trip on this machine (guest `syscall` -> I/O exit -> host -> guest)
   proot, proot (pinned)   when proot is installed
@@ -109,6 +111,11 @@ def contestants(args) -> list[Contestant]:
         Contestant("runsc-py (pinned)", lambda n: [*do, loop, str(n)],
                    iterations=20_000, env=runsc_env, cpu=cpu),
     ]
+    sn_do, _ = harness.runsc_py_do(args, "seccomp_notify")
+    cs += [Contestant("runsc-py seccomp_notify", lambda n: [*sn_do, loop, str(n)], iterations=5_000,
+                      env=runsc_env, note="--platform=seccomp_notify"),
+           Contestant("runsc-py seccomp_notify (pinned)", lambda n: [*sn_do, loop, str(n)], iterations=20_000,
+                      env=runsc_env, cpu=cpu, note="--platform=seccomp_notify")]
     kvm_do, _ = harness.runsc_py_do(args, "kvm")
     no_kvm = harness.kvm_skip()
     if no_kvm:
