@@ -21,6 +21,8 @@ int sn_reply(int fd, unsigned long id, unsigned long val);
 int sn_id_valid(int fd, unsigned long id);
 int sn_wait(long timeout_ns, int *lfds, int nl, int *fds, short *events, short *revents, int nfds,
             int *status, void *regs, struct sn_notif *notif, int *which);
+int sn_reply_wait(int fd, unsigned long id, unsigned long val, int *lfds, int nl, int *status, void *regs,
+                  struct sn_notif *notif, int *which);
 int sn_forward_signals(int *sigs, int n);
 unsigned long sn_take_forwarded(void);
 """
@@ -194,6 +196,16 @@ int sn_wait(long timeout_ns, int *lfds, int nl, int *fds, short *events, short *
         }
         if (fd_ready || n == 0) return 0;
     }
+}
+
+/* The fast path in one call: answer notification `id` with `val`, then wait (no host fds, no
+   timeout) for the next event.  A failed answer returns -(4096 + errno) and waits for nothing. */
+int sn_reply_wait(int fd, unsigned long id, unsigned long val, int *lfds, int nl, int *status, void *regs,
+                  struct sn_notif *notif, int *which) {
+    int r = sn_reply(fd, id, val);
+    if (r < 0) return -4096 + r;
+    short none = 0;
+    return sn_wait(-1, lfds, nl, NULL, &none, &none, 0, status, regs, notif, which);
 }
 """
 

@@ -347,9 +347,29 @@ class SeccompNotifyPlatform(PtracePlatform):
         _check(plib.rp_resume(ctx.tid, ctx.creg, tracer.PTRACE_CONT, 0), "resume")
 
     def _make_run(self):
-        resume, wait = self.resume, self.wait
+        """`run`: the per-syscall path.  A context that waits in a notification and whose
+        registers changed only in rax is answered and the next event awaited in one C call."""
+        resume, wait, reply_wait = self.resume, self.wait, lib.sn_reply_wait
+        notif, which, status, other = self._notif, self._which, self._status, self._other
+        on_notif, on_stop, backlog = self._on_notif, self._on_stop, self.backlog
 
         def run(ctx: NotifyContext):
+            regs = ctx.regs
+            if ctx.state == NOTIF and regs.__class__ is LazyRegs and not ctx.early and not backlog \
+                    and ctx.snap == (regs.orig_rax, regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9,
+                                     regs.rip, regs.rcx):
+                r = reply_wait(ctx.lfd, ctx.notif_id, regs.rax, self._clfds, len(self._lfds), status, other,
+                               notif, which)
+                if r > -4096:
+                    ctx.state = RUNNING
+                    ctx.notif_id = 0
+                    if r < 0:
+                        raise PlatformError(f"wait: {os.strerror(-r)}")
+                    if r == 0:
+                        return None, None
+                    ev = on_notif(notif) if r == 1 else on_stop(which[0], status[0])
+                    return ev if ev is not None else wait(-1, [])
+                # The answer failed (the thread was interrupted or died): the slow way.
             resume(ctx)
             return wait(-1, [])
         return run

@@ -20,7 +20,7 @@ Sentry takes a copy with pidfd_getfd.
 FAST: calls whose handler only reads the argument registers and sets the return value, chosen
 from the syscall table conservatively.  Anything else the Sentry reads or writes at such a stop
 (a signal frame needs rsp and every register) makes the platform convert the stop into a ptrace
-stop first (seccomp_notify/platform.py: `materialize`), so correctness does not depend on this
+stop first (seccomp_notify/notify_platform.py: `materialize`), so correctness does not depend on this
 list: only speed does.
 """
 from __future__ import annotations
