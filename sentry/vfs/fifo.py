@@ -98,6 +98,9 @@ def open_fifo(t, inode, dentry, flags: int) -> FifoFile:
 def _wait(t, waiting: dict, tok, other_opens: int, p) -> None:
     if tok is None:
         tok = t.begin(_Wait(other_opens))
+        # A peer waiting on the other side may proceed now -- on the first wait only: woken again
+        # with nothing new, waking the queue would wake the other waiters of this side, which
+        # wake this one... (two threads opening one FIFO for writing spun the Sentry forever).
+        p.waitq.wake_all()
     waiting[t] = tok
-    p.waitq.wake_all()               # a peer waiting on the other side may proceed now
     t.block([p.waitq])

@@ -7,6 +7,9 @@
  *    do it, then the parent still maps memory and forks.
  * 3. clone with CLONE_SETTLS and a TLS base outside the user address space: Linux refuses it
  *    (EPERM); the Sentry set it, and the host refused the child's registers at its first run.
+ * 4. Two threads opening one FIFO for writing with no reader: each wait woke the other waiters,
+ *    which woke it again -- the Sentry spun forever (the fuzzer's "hang", seed 1).  Checked: both
+ *    opens complete once a reader comes.
  * 2. fstatfs and fchown of a memfd (a file on no mount the application can see) were Python
  *    AttributeErrors in the Sentry.
  */
@@ -16,6 +19,10 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/vfs.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -41,13 +48,19 @@ static int heap_child(void)
 	return 6;
 }
 
+static void *fifo_writer(void *arg)
+{
+	(void)arg;
+	return (void *)(long)open("/tmp/robust_fuzzfound.fifo", O_WRONLY);
+}
+
 int main(int argc, char **argv)
 {
 	int bad = 0, st;
 
 	if (argc > 1 && strcmp(argv[1], "heapchild") == 0)
 		return heap_child();
-	tap_plan(6);
+	tap_plan(7);
 	for (int i = 0; i < 20; i++) {
 		pid_t pid = fork();
 
@@ -100,6 +113,30 @@ int main(int argc, char **argv)
 		if (r > 0)
 			waitpid(r, NULL, 0);
 		check_eq(r, -EPERM, "clone with CLONE_SETTLS at a non-canonical address: EPERM");
+	}
+	{
+		pthread_t a, b;
+		void *fa, *fb;
+		struct timespec ts = {0, 100000000};
+		int r;
+
+		struct stat tmp_st;
+		struct timespec keep[2];
+
+		stat("/tmp", &tmp_st);
+		unlink("/tmp/robust_fuzzfound.fifo");
+		mkfifo("/tmp/robust_fuzzfound.fifo", 0600);
+		pthread_create(&a, NULL, fifo_writer, NULL);
+		pthread_create(&b, NULL, fifo_writer, NULL);
+		nanosleep(&ts, NULL);
+		r = open("/tmp/robust_fuzzfound.fifo", O_RDONLY);
+		pthread_join(a, &fa);
+		pthread_join(b, &fb);
+		check(r >= 0 && (long)fa >= 0 && (long)fb >= 0, "two threads waiting to write a FIFO both open once a reader comes");
+		unlink("/tmp/robust_fuzzfound.fifo");
+		keep[0] = tmp_st.st_atim;          /* the rootfs is left as it was */
+		keep[1] = tmp_st.st_mtim;
+		utimensat(AT_FDCWD, "/tmp", keep, 0);
 	}
 	return tap_done();
 }
