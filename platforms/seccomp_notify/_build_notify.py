@@ -99,6 +99,7 @@ int sn_id_valid(int fd, unsigned long id) {
 static volatile unsigned long forwarded;
 static int wake_pipe[2] = {-1, -1};
 static int sigchld_fd = -1;
+static int maybe_stops = 1;      /* a ptrace stop may be waiting (see sn_wait) */
 
 static void on_forwarded(int sig) {
     int saved = errno;
@@ -151,13 +152,16 @@ int sn_wait(long timeout_ns, int *lfds, int nl, int *fds, short *events, short *
         tsp = &ts;
     }
     for (;;) {
-        struct signalfd_siginfo si[8];
-        while (read(sigchld_fd, si, sizeof si) > 0) {}
-        int got = waitpid(-1, status, __WALL | WNOHANG);
-        if (got > 0) {
-            if (WIFSTOPPED(*status) && ptrace(PTRACE_GETREGS, got, 0, regs) != 0) continue;
-            *which = got;
-            return 2;
+        /* A stop is looked for only when SIGCHLD said one may be there (or the last look found
+           one: SIGCHLDs coalesce): the fast path is then ppoll + RECV, two host calls. */
+        if (maybe_stops) {
+            int got = waitpid(-1, status, __WALL | WNOHANG);
+            if (got > 0) {
+                if (WIFSTOPPED(*status) && ptrace(PTRACE_GETREGS, got, 0, regs) != 0) continue;
+                *which = got;
+                return 2;
+            }
+            maybe_stops = 0;
         }
         int k = 0;
         pfd[k].fd = sigchld_fd; pfd[k].events = POLLIN; k++;
@@ -170,6 +174,12 @@ int sn_wait(long timeout_ns, int *lfds, int nl, int *fds, short *events, short *
         int n = ppoll(pfd, k, tsp, NULL);
         if (n < 0 && errno == EINTR) { if (forwarded) return 0; continue; }
         if (n < 0) return -errno;
+        if (pfd[0].revents) {
+            struct signalfd_siginfo si[8];
+            while (read(sigchld_fd, si, sizeof si) > 0) {}
+            maybe_stops = 1;
+            continue;
+        }
         if (wk >= 0 && pfd[wk].revents) {
             char buf[64];
             while (read(wake_pipe[0], buf, sizeof buf) > 0) {}
