@@ -23,6 +23,8 @@
  *   reboot, kexec_load, kexec_file_load  never worth risking, should this ever run outside;
  *   kill/tgkill/tkill/rt_sigqueueinfo/rt_tgsigqueueinfo/pidfd_send_signal with pid -1: sent
  *                     to the worker's own process group instead (-1 would kill every worker);
+ *   prlimit64/process_vm_writev of pid 1: aimed at the worker itself (an RLIMIT_CPU of 0 on the
+ *                     driver, which Linux would allow a root worker, would end the run);
  *   fork/vfork/clone/clone3: the child exits at once, before touching any memory (it may share
  *                     the worker's stack), so the random flags are exercised, not a fork bomb.
  * Workers put /dev/null on 0, 1 and 2: random writes never reach the driver's report.
@@ -334,6 +336,8 @@ static void *fuzz_loop(void *p)
 		}
 		if (is_kill(nr) && (int)a[0] == -1)
 			a[0] = 0;                 /* the worker's own process group, never everyone */
+		if ((nr == SYS_prlimit64 || nr == SYS_process_vm_writev) && (int)a[0] == 1)
+			a[0] = 0;                 /* not the driver's limits or memory: the worker's own */
 		__atomic_fetch_add(&stats->calls, 1, __ATOMIC_RELAXED);
 		n++;
 		if (is_forklike(nr))
