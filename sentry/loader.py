@@ -20,7 +20,7 @@ import struct
 
 from sentry.errors import SyscallError
 from sentry.mm.manager import PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, page_down, page_up
-from sentry.vfs.file import O_RDONLY
+from sentry.vfs.file import O_RDONLY, hold
 
 ELF_MAGIC = b"\x7fELF"
 ET_EXEC, ET_DYN = 2, 3
@@ -155,7 +155,7 @@ def map_elf(t, mm, elf: ElfFile, is_interp: bool = False) -> ElfImage:
             if file.dentry is not None:
                 st = file.dentry.inode.stat()
                 mm.find(start).source = (file, page_down(off), st.dev, st.ino)
-                file.refs += 1                    # held by the mapping (released with the address space)
+                hold(file)                        # held by the mapping (released with the address space)
                 mm.file_refs.append(file)
             if filesz:
                 # Fill from the file straight into the MemoryFile (zero-copy for host-fd files).  A

@@ -106,9 +106,8 @@ class CopyOnWrite:
         from sentry.mm.manager import HEAP_RESERVE, PROT_WRITE, Backing
         memfile = self.memfile
         child.brk_start, child.brk_cur = self.brk_start, self.brk_cur
-        for f in self.file_refs:
-            f.refs += 1
-        child.file_refs = list(self.file_refs)
+        from sentry.vfs.file import hold
+        child.file_refs = [hold(f) for f in self.file_refs]     # each mapping's file, once more
         child.stack_top, child.mmap_base = self.stack_top, self.mmap_base
         old_heap, heap_cr = self._heap, None
         if old_heap is not None:

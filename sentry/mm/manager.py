@@ -363,10 +363,9 @@ class MemoryManager(CopyOnWrite):
 
     def release(self) -> None:
         """Drop every mapping and the platform address space."""
+        from sentry.vfs.file import put
         for f in self.file_refs:
-            f.refs -= 1
-            if f.refs == 0:
-                f.release()
+            put(f)
         self.file_refs = []
         for v in self.vmas:
             if v.backing is self._heap:

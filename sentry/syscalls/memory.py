@@ -9,6 +9,7 @@ from sentry.mm.manager import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MA
                                MAP_SHARED_VALIDATE, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, page_up)
 from sentry.syscalls.args import s32, s64, u32
 from sentry.syscalls.registry import Support, syscall
+from sentry.vfs.file import hold
 
 PROT_GROWSDOWN, PROT_GROWSUP = 0x01000000, 0x02000000
 MAP_TYPE = 0x0F
@@ -117,8 +118,7 @@ def map_file(t, f, addr: int, plen: int, length: int, prot: int, flags: int, off
         moff = mm.find(start).offset
         f.pread(t, [mm.memfile.view[moff:moff + plen]], offset)
     mm.find(start).source = (f, offset, s.dev, s.ino)
-    f.refs += 1                      # the mapping keeps the file open (dropped with the process)
-    mm.file_refs.append(f)
+    mm.file_refs.append(hold(f))     # the mapping keeps the file open (put with the address space)
     mm.set_eof(start, start + plen, start + max(0, s.size - offset))
     return start
 
