@@ -15,7 +15,6 @@ MemoryFile ranges they map).
 """
 from __future__ import annotations
 
-import os
 import time
 
 # Memory kinds, after gVisor's usage.MemoryKind names: where MemoryFile pages (and tmpfs data,
@@ -23,27 +22,10 @@ import time
 KINDS = ("anonymous", "mapped", "system", "tmpfs")
 
 
-def _committed(fd: int, start: int, length: int) -> int:
-    """Bytes of [start, start+length) of the memfd really backed by pages."""
-    total, pos, end = 0, start, start + length
-    while pos < end:
-        try:
-            data = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:
-            break
-        if data >= end:
-            break
-        hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
-        total += hole - data
-        pos = hole
-    return total
-
-
 def memory(kernel) -> dict[str, int]:
     """Bytes in use by kind, plus "total" (the memfd's blocks, what the host charges)."""
     from sentry.mm.filemap import FileMapping
     memfile = kernel.memfile
-    fd = memfile.fd
     system: set[int] = set()
     vdso = kernel.vdso
     if vdso is not None and getattr(vdso, "available", False):
@@ -60,9 +42,9 @@ def memory(kernel) -> dict[str, int]:
                 owner = getattr(b.on_release, "__self__", None)
                 kind = "system" if id(b) in system else "mapped" if isinstance(owner, FileMapping) \
                     else "anonymous"
-                out[kind] += _committed(fd, b.offset, b.length)
+                out[kind] += memfile.committed(b.offset, b.length)
             else:
-                out["anonymous"] += _committed(fd, v.offset, v.end - v.start)
+                out["anonymous"] += memfile.committed(v.offset, v.end - v.start)
     for m in kernel.vfs.mounts:
         used = getattr(m.fs, "used_pages", None)
         if isinstance(used, int):

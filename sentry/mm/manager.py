@@ -512,21 +512,8 @@ class MemoryManager(CopyOnWrite):
 
     def resident_bytes(self) -> int:
         """Pages of this address space really in memory (touched, not freed): its RSS."""
-        fd = self.memfile.fd
-        total = 0
-        for v in self.vmas:
-            pos, end = v.offset, v.offset + (v.end - v.start)
-            while pos < end:
-                try:
-                    data = os.lseek(fd, pos, os.SEEK_DATA)
-                except OSError:
-                    break
-                if data >= end:
-                    break
-                hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
-                total += hole - data
-                pos = hole
-        return total
+        committed = self.memfile.committed
+        return sum(committed(v.offset, v.end - v.start) for v in self.vmas)
 
     def total_mapped(self) -> int:
         return sum(v.end - v.start for v in self.vmas)

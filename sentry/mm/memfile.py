@@ -79,6 +79,21 @@ class MemoryFile:
         self._free_starts.insert(i, offset)
         self._free_len[offset] = length
 
+    def committed(self, start: int, length: int) -> int:
+        """Bytes of [start, start+length) of the memfd really backed by pages (SEEK_DATA/SEEK_HOLE)."""
+        fd, total, pos, end = self.fd, 0, start, start + length
+        while pos < end:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            if data >= end:
+                break
+            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            total += hole - data
+            pos = hole
+        return total
+
     def used(self) -> int:
         """Bytes of memory really in use (pages touched and not freed), as the host counts them."""
         return os.fstat(self.fd).st_blocks * 512
