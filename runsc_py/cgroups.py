@@ -21,19 +21,25 @@ import os
 import time
 
 
-def _hierarchies() -> list[str]:
-    """Mount points of the cgroup (v1) and cgroup2 hierarchies mounted at their root."""
-    points = []
+def _mounted() -> list[tuple[str, str, set[str]]]:
+    """(mount point, filesystem type, super options) of each cgroup hierarchy mounted at its root."""
+    found = []
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
                 sep = fields.index("-")
                 if fields[sep + 1] in ("cgroup", "cgroup2") and fields[3] == "/":
-                    points.append(fields[4].replace("\\040", " "))
+                    found.append((fields[4].replace("\\040", " "), fields[sep + 1],
+                                  set(fields[sep + 3].split(",")) if len(fields) > sep + 3 else set()))
     except (OSError, ValueError, IndexError):
         return []
-    return points
+    return found
+
+
+def _hierarchies() -> list[str]:
+    """Mount points of the cgroup (v1) and cgroup2 hierarchies mounted at their root."""
+    return [point for point, _, _ in _mounted()]
 
 
 def _copy_cpuset(directory: str) -> None:
@@ -85,6 +91,40 @@ def join(directories: list[str], pid: int) -> None:
                 f.write(str(pid))
         except OSError:
             pass
+
+
+def members(directories: list[str]) -> list[int]:
+    """The pids in any of the directories (what runc's `ps` lists: the container's cgroup)."""
+    pids: set[int] = set()
+    for directory in directories:
+        try:
+            with open(os.path.join(directory, "cgroup.procs")) as f:
+                pids.update(int(line) for line in f if line.strip())
+        except (OSError, ValueError):
+            continue
+    return sorted(pids)
+
+
+def follow(leader: int, pid: int) -> None:
+    """Move `pid` into every cgroup `leader` is in (best effort): a factory-made container's
+    proxy, the process the engine holds, joins its Sentry's cgroups as a cold Sentry would be."""
+    try:
+        with open(f"/proc/{leader}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    mounts = _mounted()
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not path.startswith("/"):
+            continue
+        wanted = set(controllers.split(",")) if controllers else set()
+        for point, fstype, options in mounts:
+            if (hierarchy == "0" and not controllers and fstype == "cgroup2") or \
+                    (fstype == "cgroup" and wanted and wanted <= options):
+                join([os.path.join(point, path.lstrip("/"))], pid)
+                break
 
 
 def remove(directories: list[str], timeout: float = 2.0) -> None:

@@ -279,6 +279,8 @@ def _leave_proxy(watch: _socket.socket, sentry: tuple[int, bytes], argv: list[st
     if pid == 0:
         _proxy(watch, *sentry)
     watch.close()
+    from runsc_py import cgroups        # the engine accounts the container by its pid's cgroups
+    cgroups.follow(sentry[0], pid)
     pid_file = option_value(argv, "create", "--pid-file")
     if pid_file:
         try:

@@ -212,11 +212,16 @@ def wait_container(store: StateStore, container_id: str, timeout: float | None =
 # ---------------------------------------------------------------- ps
 
 def container_pids(store: StateStore, container_id: str) -> list[int]:
-    """Host pids of the container: the Sentry and its Gofer/stub children."""
+    """Host pids of the container: the Sentry and its Gofer/stub children, and whatever else is in
+    its linux.cgroupsPath (as runc lists it; a factory-made container's proxy is there)."""
     with store.locked(container_id, exclusive=False) as state:
         if state.live_status() == STOPPED:
             return []
-        return procfs.descendants(state.pid, session=True)
+        pids = set(procfs.descendants(state.pid, session=True))
+        if state.config.get("cgroups"):
+            from runsc_py import cgroups
+            pids.update(cgroups.members(state.config["cgroups"]))
+        return sorted(pids)
 
 
 def sandbox_ps_table(store: StateStore, container_id: str) -> str | None:

@@ -267,7 +267,7 @@ class Dockerd:
     """A dockerd whose data, exec root, socket and pid file live under `directory`."""
 
     def __init__(self, directory: Path, runtimes: dict[str, str] | None = None,
-                 config_file: Path | None = None) -> None:
+                 config_file: Path | None = None, daemon_env: dict[str, str] | None = None) -> None:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.sock = directory / "docker.sock"
@@ -282,7 +282,8 @@ class Dockerd:
         for name, path in (runtimes or {}).items():
             cmd += ["--add-runtime", f"{name}={path}"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=dict(os.environ, **(daemon_env or {})))
         try:
             _wait_until(self._answers, 60, "dockerd", self.log)
         except BaseException:
@@ -312,10 +313,11 @@ class Dockerd:
             raise EngineError(f"docker import: {p.stderr.strip()}")
         return ref
 
-    def stop(self) -> list[str]:
-        """Stop dockerd by its pid (it stops its containerd), then clean the directory's remains."""
+    def stop(self, grace: float = 0.0) -> list[str]:
+        """Stop dockerd by its pid (it stops its containerd), then clean the directory's remains
+        (what is left gets `grace` seconds to go by itself)."""
         stop_pid(self.proc.pid, timeout=30)
-        return clean_up_under(self.dir)
+        return clean_up_under(self.dir, grace=grace)
 
 
 class Containerd:
