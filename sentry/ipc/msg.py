@@ -115,7 +115,7 @@ def _find(q: MsgQueue, want: int, mode: int) -> int | None:
                 best = i
         return best
     if mode == SEARCH_NUMBER:
-        return want if want < len(q.messages) else None
+        return want if 0 <= want < len(q.messages) else None
     for i, (mtype, _) in enumerate(q.messages):
         if _testmsg(mtype, want, mode):
             return i
