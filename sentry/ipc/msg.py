@@ -34,7 +34,7 @@ MSG_NOERROR, MSG_EXCEPT, MSG_COPY = 0o10000, 0o20000, 0o40000
 SEARCH_ANY, SEARCH_EQUAL, SEARCH_NOTEQUAL, SEARCH_LESSEQUAL, SEARCH_NUMBER = range(5)
 LONG_MAX = (1 << 63) - 1
 MSG_HEADER = 48                       # what a struct msg_msg costs beside its text
-MAX_TOTAL_BYTES = 256 << 20
+MAX_TOTAL_BYTES = 64 << 20
 # struct msqid64_ds after its ipc64_perm: stime rtime ctime cbytes qnum qbytes lspid lrpid, 2 unused.
 MSQID_TAIL = struct.Struct("<qqqQQQii16x")
 MSQID_SIZE = 48 + MSQID_TAIL.size    # 120

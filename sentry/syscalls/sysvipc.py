@@ -27,7 +27,8 @@ def msgget(t, key, msgflg):
 
 
 @syscall("msgsnd", Support.FULL, "blocks while the queue is full (msg_qbytes) unless IPC_NOWAIT; hands the "
-         "message to a waiting receiver first (pipelined_send); EIDRM/EINTR; MSGMAX 8192")
+         "message to a waiting receiver first (pipelined_send); EIDRM/EINTR; MSGMAX 8192; the sandbox's queued "
+         "messages together are capped at 64 MiB (ENOMEM past it)")
 def msgsnd(t, msqid, msgp, msgsz, msgflg):
     """msgsnd(2)."""
     msqid, msgflg = s32(msqid), s32(msgflg)
@@ -83,7 +84,8 @@ def msgctl(t, msqid, cmd, buf):
 
 
 @syscall("semget", Support.FULL, "IPC_PRIVATE and keys, IPC_CREAT|IPC_EXCL, mode checks, SEMMSL 32000 "
-         "(EINVAL), SEMMNI/SEMMNS (ENOSPC); per IPC namespace")
+         "(EINVAL), SEMMNI/SEMMNS (ENOSPC); per IPC namespace; at most 4M semaphores in the "
+         "whole sandbox (ENOMEM past it)")
 def semget(t, key, nsems, semflg):
     """semget(2)."""
     return sem.semget(t, s32(key), s32(nsems), s32(semflg))
@@ -113,7 +115,8 @@ def semop(t, semid, sops, nsops):
     return _semtimedop(t, s32(semid), sops, u32(nsops), 0)
 
 
-@syscall("semtimedop", Support.PARTIAL, "semop's, with a relative CLOCK_MONOTONIC timeout (EAGAIN)")
+@syscall("semtimedop", Support.PARTIAL, "as semop (undo lists per process, not shared by "
+         "CLONE_SYSVSEM), with a relative CLOCK_MONOTONIC timeout (EAGAIN)")
 def semtimedop(t, semid, sops, nsops, timeout):
     """semtimedop(2)."""
     return _semtimedop(t, s32(semid), sops, u32(nsops), timeout)
