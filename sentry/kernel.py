@@ -72,6 +72,8 @@ class Kernel(Faults):
         self.lifelines = Lifelines(self)    # host processes the sandbox dies with (its Gofers)
         self.cpu_limits = CpuLimits(self)   # RLIMIT_CPU (sentry/cpulimit.py)
         self.file_locks = FileLocks()       # flock/POSIX/OFD lock tables (sentry/vfs/lock.py)
+        self.futex_queues: dict = {}        # futex wait queues by MemoryFile offset (sentry/futex.py)
+        self.fifos: dict = {}               # named pipes by (filesystem, inode) (sentry/vfs/fifo.py)
         self.unix_names: dict = {}
         # Set by the modules that own them (declared here, so nothing needs getattr defaults):
         self.hooks = None               # sentry/policy.py: syscall policy, --compat, audit log
