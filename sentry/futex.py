@@ -12,9 +12,6 @@ from sentry.errors import SyscallError
 from sentry.task import FutexWait
 from sentry.waitq import WaitQueue
 
-_queues: dict[int, WaitQueue] = {}
-
-
 def key_of(mm, addr: int) -> int:
     if addr & 3:
         raise SyscallError(errno.EINVAL)
@@ -29,10 +26,11 @@ def key_of(mm, addr: int) -> int:
     return v.offset + (addr - v.start)
 
 
-def queue(key: int) -> WaitQueue:
-    q = _queues.get(key)
+def queue(k, key: int) -> WaitQueue:
+    """The wait queue of the futex word at MemoryFile offset `key` (the kernel's table: `k.futex_queues`)."""
+    q = k.futex_queues.get(key)
     if q is None:
-        q = _queues[key] = WaitQueue()
+        q = k.futex_queues[key] = WaitQueue()
     return q
 
 
@@ -41,7 +39,7 @@ def wake(k, mm, addr: int, n: int, bitset: int, shared: bool = False) -> int:
     A count of 0 or less wakes one, as Linux's futex_wake (`++ret >= nr_wake`)."""
     key = key_of(mm, addr)
     n = max(n, 1)
-    q = _queues.get(key)
+    q = k.futex_queues.get(key)
     if q is None:
         return 0
     woken = 0
@@ -55,13 +53,13 @@ def wake(k, mm, addr: int, n: int, bitset: int, shared: bool = False) -> int:
         k.wake(t)
         woken += 1
     if not q.waiters:
-        _queues.pop(key, None)
+        k.futex_queues.pop(key, None)
     return woken
 
 
 def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
     key1, key2 = key_of(mm, addr), key_of(mm, addr2)
-    q1 = _queues.get(key1)
+    q1 = k.futex_queues.get(key1)
     if q1 is None:
         return 0
     done = 0
@@ -71,7 +69,7 @@ def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
             k.wake(t)
         elif done < n_wake + n_requeue:
             q1.remove(t)
-            q2 = queue(key2)
+            q2 = queue(k, key2)
             q2.add(t)
             t.wait_queues = [q2 if q is q1 else q for q in t.wait_queues]
             t.cont.key = key2
@@ -79,7 +77,7 @@ def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
             break
         done += 1
     if not q1.waiters:
-        _queues.pop(key1, None)
+        k.futex_queues.pop(key1, None)
     return done
 
 

@@ -18,15 +18,14 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
-import os
 import signal
-import sys
 import time
 from collections import deque
 
 from platforms.events import INTERRUPT_EVENT, SYSCALL32_EVENT, SYSCALL_EVENT, ExitEvent, FaultEvent
-from sentry.errors import SyscallError, errname
+from sentry.errors import SyscallError
 from sentry.cpulimit import CpuLimits
+from sentry.faults import INTERNAL_ERROR, Faults, signame as _signame  # noqa: F401  (INTERNAL_ERROR: re-exported)
 from sentry.lifeline import Lifelines
 from sentry.vfs.lock import FileLocks
 from sentry.seccomp_bpf import filtered as seccomp_filtered
@@ -38,23 +37,17 @@ from sentry.task import Blocked, Task, ThreadGroup
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 MAX_HOST_WAIT_S = 3600.0          # the longest one host wait of the loop lasts
-INTERNAL_ERROR = "internal error"   # the marker of a Sentry bug in the log (tests grep for it)
 FORWARDED_SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGIO]     # SIGIO: the control channel
 CORE_SIGNALS = {signal.SIGQUIT, signal.SIGILL, signal.SIGTRAP, signal.SIGABRT, signal.SIGBUS,
                 signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ}
 
 
-def _signame(sig: int) -> str:
-    from sentry.signals import name
-    return name(sig)
-
-
 class TaskExited(Exception):
     """Raised by exit paths: the task must not be resumed."""
 
 
-class Kernel:
+class Kernel(Faults):
     def __init__(self, cfg, platform, memfile, vfs, log) -> None:
         self.cfg = cfg
         self.platform = platform
@@ -79,6 +72,8 @@ class Kernel:
         self.lifelines = Lifelines(self)    # host processes the sandbox dies with (its Gofers)
         self.cpu_limits = CpuLimits(self)   # RLIMIT_CPU (sentry/cpulimit.py)
         self.file_locks = FileLocks()       # flock/POSIX/OFD lock tables (sentry/vfs/lock.py)
+        self.futex_queues: dict = {}        # futex wait queues by MemoryFile offset (sentry/futex.py)
+        self.fifos: dict = {}               # named pipes by (filesystem, inode) (sentry/vfs/fifo.py)
         self.unix_names: dict = {}
         # Set by the modules that own them (declared here, so nothing needs getattr defaults):
         self.hooks = None               # sentry/policy.py: syscall policy, --compat, audit log
@@ -586,94 +581,7 @@ class Kernel:
             self.debug(f"forwarding host {_signame(sig)} to PID 1")
             process.send_to_group(self, self.init, sig, sg.siginfo(sig, sg.SI_USER))
 
-    # -- faults and exits -----------------------------------------------------
-
-    def fault(self, t: Task, ev: FaultEvent) -> None:
-        from sentry import process
-        from sentry import signals as sg
-        if ev.code <= 0:
-            # Not from the CPU (platforms report kicks and host signals as INTERRUPT_EVENT; this
-            # is the guard should one slip through): never the application's.
-            self.enqueue(t)
-            return
-        self.fault_count += 1
-        self.debug(f"task {t.tid}: fault {_signame(ev.signo)} code {ev.code} addr {ev.addr:#x} "
-                   f"at rip {t.ctx.regs.rip:#x}")
-        sig, code = ev.signo, ev.code
-        if sig == signal.SIGSEGV:
-            v = t.mm.find(ev.addr)
-            if v is not None and v.eof and ev.addr >= v.eof and v.prot:
-                sig, code = signal.SIGBUS, 2          # BUS_ADRERR: past the end of the mapped file
-        if sig == signal.SIGSEGV and ev.code == 2 and t.mm.cow_fault(ev.addr):
-            self.enqueue(t)               # a write to a page shared copy-on-write: copied, run it again
-            return
-        if sig == signal.SIGSEGV and ev.code == 1 and t.mm.grow_stack(ev.addr, t.tg.rlimits[3][0]):
-            self.enqueue(t)               # the stack grew under the fault: run the instruction again
-            return
-        self.force_signal(t, sig, code, ev.addr)
-        self.enqueue(t)
-
-    def force_signal(self, t: Task, sig: int, code: int, addr: int = 0) -> None:
-        """Linux's force_sig_info: a synchronous signal (a fault, a bad sigreturn frame) for `t`;
-        blocked or ignored, it is unblocked and reset to the default action, and it kills even init."""
-        from sentry import signals as sg
-        act = t.tg.sigactions[sig]
-        if t.sigmask & sg.bit(sig) or act.handler == sg.SIG_IGN:
-            from sentry.task import SignalAction
-            t.tg.sigactions[sig] = SignalAction()
-            t.sigmask &= ~sg.bit(sig)
-        t.pending.setdefault(sig, []).append(sg.siginfo(sig, code, addr=addr))
-        t.forced.add(sig)
-
-    def internal_error(self, t: Task, entry, nr: int, e: Exception) -> None:
-        """Syscall `nr` of `t` raised a Python exception (a Sentry bug): its process dies with SIGSYS."""
-        name = entry.name if entry is not None else f"syscall_{nr}"
-        self._log_internal(f"in {name} for task {t.tid}", e, "killing its process with SIGSYS")
-        t.in_syscall = False
-        self._kill_for_bug(t, signal.SIGSYS)
-
-    def contain(self, t: Task | None, e: Exception) -> None:
-        """The task loop caught `e` while handling an event of `t` (delivering its signals, its
-        fault, finishing its syscall): a Sentry bug.  Only `t`'s process dies (SIGSEGV, as Linux's
-        force_sigsegv when it cannot set up a signal); the sandbox goes on.  With no task to blame
-        (the loop itself), the error is logged and the loop goes on, unless it keeps repeating."""
-        if t is None or t.exited:
-            self._loop_errors += 1
-            self._log_internal("in the task loop", e, f"({self._loop_errors} in a row)")
-            if self._loop_errors > 100:
-                raise e
-            return
-        self._loop_errors = 0
-        self._log_internal(f"handling task {t.tid}", e, "killing its process with SIGSEGV")
-        t.in_syscall = False
-        self._kill_for_bug(t, signal.SIGSEGV)
-
-    def _log_internal(self, where: str, e: Exception, what: str) -> None:
-        """One warning per internal error, with the traceback the first time a given spot fails
-        (the same bug hit again is one line); never a traceback on the application's stderr."""
-        import traceback
-        tb = traceback.extract_tb(e.__traceback__)
-        spot = (type(e).__name__, tb[-1].filename, tb[-1].lineno) if tb else (type(e).__name__,)
-        seen = self._internal_seen.get(spot, 0)
-        self._internal_seen[spot] = seen + 1
-        msg = f"{INTERNAL_ERROR} {where}: {type(e).__name__}: {e}: {what}"
-        if seen == 0 and self.log.fd != 2:
-            msg += "\n" + "".join(traceback.format_exception(e)).rstrip()
-        elif seen:
-            msg += f" (seen {seen + 1} times)"
-        self.warn(msg)
-
-    def _kill_for_bug(self, t: Task, signo: int) -> None:
-        tg = t.tg
-        try:
-            self.exit_thread_group(tg, signo)
-        except Exception as e2:           # the exit path failed too: at least never run it again
-            self._log_internal(f"killing process {tg.tgid}", e2, "dropping its tasks")
-            for task in list(tg.tasks):
-                self.task_gone(task)
-            tg.exiting = True
-            if tg is self.init and self.exit_code is None:
-                self.exit_code = 128 + signo      # no PID 1 left: the sandbox ends, as it would
+    # -- exits (faults and contained bugs: sentry/faults.py) ------------------
 
     def host_thread_died(self, t: Task, status: int) -> None:
         self.warn(f"task {t.tid}: host thread died (status {status:#x}); killing its process")

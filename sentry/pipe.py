@@ -15,10 +15,12 @@ from __future__ import annotations
 import errno
 import select
 import struct
+from collections import deque
+from itertools import repeat
 
 from sentry.errors import SyscallError
 from sentry.task import Transfer
-from sentry.vfs.file import O_NONBLOCK, O_RDONLY, O_WRONLY, File, gather, scatter as _scatter
+from sentry.vfs.file import O_NONBLOCK, O_RDONLY, O_WRONLY, File, append_from, gather, scatter as _scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
 
@@ -30,6 +32,7 @@ POLLRDNORM, POLLWRNORM = 0x40, 0x100
 FIONREAD = 0x541B
 
 _next_ino = [1000]
+_FULL_SLOT = (0, PIPE_BUF)
 
 
 class Pipe:
@@ -37,8 +40,9 @@ class Pipe:
         self.buf = bytearray()
         self.capacity = DEFAULT_PIPE_SIZE
         # Linux counts a pipe in page slots (capacity // 4096), not bytes:
-        # [offset, length] of each slot's data, in order; sum of lengths == len(buf).
-        self.slots: list[list[int]] = []
+        # (offset, length) of each slot's data, in order; sum of lengths == len(buf).
+        # Tuples in a deque: a 64 KiB write or read is a C-level extend or clear.
+        self.slots: deque[tuple[int, int]] = deque()
         self.readers = 0
         self.writers = 0
         self.waitq = WaitQueue()
@@ -68,29 +72,32 @@ class PipeFile(File):
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
         n = _scatter(dsts, p.buf)
+        slots = p.slots
+        if n == len(p.buf):
+            slots.clear()               # drained (the usual case): every slot is free
+        else:
+            left = n
+            while left:
+                off, length = slots[0]
+                if length > left:
+                    slots[0] = (off + left, length - left)
+                    break
+                slots.popleft()
+                left -= length
         del p.buf[:n]
-        left = n
-        while left and p.slots:
-            slot = p.slots[0]
-            k = min(left, slot[1])
-            slot[0] += k
-            slot[1] -= k
-            left -= k
-            if slot[1] == 0:
-                p.slots.pop(0)
         p.waitq.wake_all(POLLOUT)
         return n
 
     def write(self, t, srcs) -> int:
-        from sentry import process
-        from sentry import signals as sg
         p = self.pipe
-        total = sum(len(s) for s in srcs)
+        total = len(srcs[0]) if len(srcs) == 1 else sum(len(s) for s in srcs)
         if total == 0:
             return 0
         xfer = t.resume(Transfer)
         done = xfer.done if xfer is not None else 0
         if p.readers == 0:
+            from sentry import process
+            from sentry import signals as sg
             process.send_to_task(t.kernel, t, sg.SIGPIPE, sg.siginfo(sg.SIGPIPE, sg.SI_USER, pid=t.tg.tgid))
             if done:
                 return done
@@ -109,19 +116,18 @@ class PipeFile(File):
                     return done
                 raise SyscallError(errno.EAGAIN)
             t.block([p.waitq])
-        data = gather(srcs)
         if can_merge:
             assert last is not None
-            p.buf += data[done:done + merge]
-            last[1] += merge
+            append_from(p.buf, srcs, done, merge)
+            p.slots[-1] = (last[0], last[1] + merge)
             done += merge
         free = p.capacity // PIPE_BUF - len(p.slots)
         take = min(total - done, free * PIPE_BUF)
         if take > 0:
-            p.buf += data[done:done + take]
-            p.slots += [[0, PIPE_BUF] for _ in range(take // PIPE_BUF)]
+            append_from(p.buf, srcs, done, take)
+            p.slots.extend(repeat(_FULL_SLOT, take // PIPE_BUF))
             if take % PIPE_BUF:
-                p.slots.append([0, take % PIPE_BUF])
+                p.slots.append((0, take % PIPE_BUF))
             done += take
         p.waitq.wake_all(POLLIN)
         if done < total and not self.flags & O_NONBLOCK:

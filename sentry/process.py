@@ -84,8 +84,7 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         if flags & CLONE_SIGHAND:
             tg.sigactions = parent_tg.sigactions
         else:
-            from sentry.task import SignalAction
-            tg.sigactions = [SignalAction(a.handler, a.flags, a.restorer, a.mask) for a in parent_tg.sigactions]
+            tg.sigactions = list(parent_tg.sigactions)       # SignalActions are immutable: shared
         tg.pgid, tg.sid = parent_tg.pgid, parent_tg.sid
         tg.ctty = parent_tg.ctty
         tg.no_new_privs = parent_tg.no_new_privs

@@ -9,7 +9,7 @@ process is PID 1, and nothing here ever reveals a host pid.
 from __future__ import annotations
 
 import errno
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from sentry.errors import SyscallError
 from sentry.waitq import WaitQueue
@@ -63,14 +63,16 @@ class FSContext:
         self.umask = umask
 
 
-class SignalAction:
-    __slots__ = ("handler", "flags", "restorer", "mask")
+class SignalAction(NamedTuple):
+    """One signal's disposition (struct k_sigaction).  Immutable: sigaction(2) and the resets
+    replace an entry, so fork copies a thread group's table as a list of shared tuples."""
+    handler: int = 0
+    flags: int = 0
+    restorer: int = 0
+    mask: int = 0
 
-    def __init__(self, handler: int = 0, flags: int = 0, restorer: int = 0, mask: int = 0) -> None:
-        self.handler = handler
-        self.flags = flags
-        self.restorer = restorer
-        self.mask = mask
+
+_DEFAULT_ACTIONS = [SignalAction()] * 65
 
 
 class ThreadGroup:
@@ -85,7 +87,7 @@ class ThreadGroup:
         self.tasks: list[Task] = []
         self.leader: Task | None = None
         self.rlimits = default_rlimits()
-        self.sigactions = [SignalAction() for _ in range(65)]
+        self.sigactions = list(_DEFAULT_ACTIONS)
         self.exiting = False
         self.exit_status: int | None = None      # wait status once dead
         self.comm = b""

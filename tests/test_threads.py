@@ -168,7 +168,7 @@ def test_go_goroutines_and_preemption(go_binary):
 
 def test_go_build_inside_the_sandbox(tmp_path):
     """`go build` of a small module run inside the sandbox (the host's Go toolchain, through
-    `runsc-py do`), then the program it built, ten times in a row: each build runs a dozen
+    `runsc-py do`), then the program it built, twenty times in a row: each build runs a dozen
     threads of the go tool and its compiler with Go's signal-based preemption.  It used to die
     with clobbered registers, 'morestack on g0' or pc=0 (new threads inherited their creator's
     alternate signal stack), or hang (the newest thread's stops served first, always)."""
@@ -179,7 +179,7 @@ def test_go_build_inside_the_sandbox(tmp_path):
     (tmp_path / "go.mod").write_text("module inside\n\ngo 1.19\n")
     env = dict(os.environ, PYTHONPATH=REPO)
     script = f"cd {tmp_path} && {go} build -o /tmp/inside.out . && /tmp/inside.out"
-    for _ in range(10):
+    for _ in range(20):
         p = subprocess.run([sys.executable, "-m", "runsc_py.cli", "do", "--env", "GOCACHE=/tmp/gocache",
                             "--env", "HOME=/tmp", "--env", "CGO_ENABLED=0", "--", "/bin/sh", "-c", script],
                            cwd="/", env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,

@@ -28,7 +28,7 @@ def _wait(t, uaddr: int, val: int, timeout: int, bitset: int, absolute: bool, re
             # restart_syscall after a stop: Linux's futex_wait_restart checks the word again
             if t.mm.read_u32(uaddr) != val:
                 raise SyscallError(errno.EAGAIN)
-        t.block([fx.queue(st.key)], deadline=st.deadline)
+        t.block([fx.queue(t.kernel, st.key)], deadline=st.deadline)
     if bitset == 0:
         raise SyscallError(errno.EINVAL)
     key = fx.key_of(t.mm, uaddr)
@@ -43,7 +43,7 @@ def _wait(t, uaddr: int, val: int, timeout: int, bitset: int, absolute: bool, re
     if t.mm.read_u32(uaddr) != val:
         raise SyscallError(errno.EAGAIN)
     t.begin(FutexWait(key, bitset, deadline))
-    t.block([fx.queue(key)], deadline=deadline)
+    t.block([fx.queue(t.kernel, key)], deadline=deadline)
 
 
 def _wake_op(t, uaddr: int, n: int, n2: int, uaddr2: int, encoded: int) -> int:

@@ -25,9 +25,6 @@ from sentry.pipe import Pipe, PipeFile
 from sentry.task import Continuation
 from sentry.vfs.file import O_ACCMODE, O_NONBLOCK, O_RDONLY, O_RDWR
 
-_FIFOS: dict[tuple[int, int], "_Fifo"] = {}
-
-
 class _Wait(Continuation):
     __slots__ = ("seen",)
 
@@ -63,10 +60,11 @@ class FifoFile(PipeFile):
 
 
 def open_fifo(t, inode, dentry, flags: int) -> FifoFile:
+    fifos = t.kernel.fifos              # (filesystem, inode number) -> _Fifo, the kernel's table
     key = (id(inode.fs), inode.ino)
-    fifo = _FIFOS.get(key)
+    fifo = fifos.get(key)
     if fifo is None:
-        fifo = _FIFOS[key] = _Fifo()
+        fifo = fifos[key] = _Fifo()
     p = fifo.pipe
     acc = flags & O_ACCMODE
     pipe_flags = acc | (flags & O_NONBLOCK)

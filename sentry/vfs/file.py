@@ -254,15 +254,36 @@ def put(f: "File") -> None:
 
 
 def scatter(dsts, data) -> int:
-    """Copy `data` into the memoryviews `dsts` in order; return the bytes copied."""
+    """Copy `data` into the memoryviews `dsts` in order; return the bytes copied.
+
+    One copy per byte: `data` is sliced through a memoryview (a slice of bytes or a
+    bytearray would copy first), released before returning so a bytearray may be resized."""
     pos = 0
-    for mv in dsts:
-        if pos >= len(data):
-            break
-        take = min(len(mv), len(data) - pos)
-        mv[:take] = data[pos:pos + take]
-        pos += take
+    n = len(data)
+    with memoryview(data) as src:
+        for mv in dsts:
+            if pos >= n:
+                break
+            take = min(len(mv), n - pos)
+            mv[:take] = src[pos:pos + take]
+            pos += take
     return pos
+
+
+def append_from(buf: bytearray, srcs, skip: int, n: int) -> None:
+    """Append `n` bytes of the memoryviews `srcs`, after the first `skip`, to `buf`: one copy
+    (what `buf += gather(srcs)[skip:skip + n]` does with three)."""
+    for mv in srcs:
+        size = len(mv)
+        if skip >= size:
+            skip -= size
+            continue
+        take = min(size - skip, n)
+        buf += mv[skip:skip + take]
+        n -= take
+        skip = 0
+        if n <= 0:
+            return
 
 
 def gather(srcs) -> bytes:
