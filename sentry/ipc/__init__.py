@@ -198,6 +198,24 @@ def ids_of(t, kind: str, limit: int) -> IpcIds:
     return ids
 
 
+class Usage:
+    """What all SysV IPC objects of one sandbox (one Kernel) hold: the memory caps of msg.py
+    and sem.py are sandbox-wide, so that many namespaces cannot multiply them."""
+    __slots__ = ("msg_bytes", "sems")
+
+    def __init__(self) -> None:
+        self.msg_bytes = 0
+        self.sems = 0
+
+
+def usage(k) -> Usage:
+    """The Kernel's `Usage` (made on first use: the Kernel itself knows nothing of SysV IPC)."""
+    u = getattr(k, "sysv_usage", None)
+    if u is None:
+        u = k.sysv_usage = Usage()
+    return u
+
+
 def pid_seen(t, gid: int) -> int:
     """A recorded global pid as `t`'s PID namespace numbers it (pid_vnr; 0 if outside)."""
     if not gid:

@@ -23,7 +23,7 @@ import struct
 
 from sentry.errors import SyscallError
 from sentry.ipc import (IPC_INFO, IPC_NOWAIT, IPC_RMID, IPC_SET, IPC_STAT, S_IRUGO, S_IWUGO, IpcPerm,
-                        ctl_check, ids_of, ipcperms, now, pid_seen)
+                        ctl_check, ids_of, ipcperms, now, pid_seen, usage)
 from sentry.task import Continuation
 from sentry.waitq import WaitQueue
 
@@ -39,9 +39,6 @@ MAX_TOTAL_BYTES = 64 << 20
 MSQID_TAIL = struct.Struct("<qqqQQQii16x")
 MSQID_SIZE = 48 + MSQID_TAIL.size    # 120
 MSGINFO = struct.Struct("<7iH2x")    # msgpool msgmap msgmax msgmnb msgmni msgssz msgtql msgseg
-
-_total = [0]                          # bytes queued in the whole sandbox (MAX_TOTAL_BYTES)
-
 
 class MsgQueue:
     __slots__ = ("perm", "messages", "qbytes", "cbytes", "stime", "rtime", "ctime", "lspid", "lrpid",
@@ -128,7 +125,7 @@ def send(t, msqid: int, mtype: int, text: bytes, flags: int) -> int:
     if c is not None:
         q = c.q
     else:
-        if _total[0] + MSG_HEADER + len(text) > MAX_TOTAL_BYTES:
+        if usage(t.kernel).msg_bytes + MSG_HEADER + len(text) > MAX_TOTAL_BYTES:
             raise SyscallError(errno.ENOMEM)        # load_msg could not allocate it
         q = ids(t).check(msqid)
     if not ipcperms(t, ids(t), q.perm, S_IWUGO):
@@ -146,7 +143,7 @@ def send(t, msqid: int, mtype: int, text: bytes, flags: int) -> int:
     if not _pipelined(q, mtype, text):
         q.messages.append((mtype, text))
         q.cbytes += len(text)
-        _total[0] += MSG_HEADER + len(text)
+        usage(t.kernel).msg_bytes += MSG_HEADER + len(text)
     return 0
 
 
@@ -201,7 +198,7 @@ def receive(t, msqid: int, bufsz: int, msgtyp: int, flags: int) -> tuple[int, by
             return mtype, text
         del q.messages[i]
         q.cbytes -= len(text)
-        _total[0] -= MSG_HEADER + len(text)
+        usage(t.kernel).msg_bytes -= MSG_HEADER + len(text)
         q.rtime = now()
         q.lrpid = t.tg.tgid
         q.senders.wake_all()
@@ -237,12 +234,12 @@ def _wake_receivers(q: MsgQueue, err: int | None) -> None:
     q.receivers = []
 
 
-def remove(ns_ids, q: MsgQueue) -> None:
+def remove(k, ns_ids, q: MsgQueue) -> None:
     """freeque: the queue is gone; its waiters fail with EIDRM, its messages are freed."""
     ns_ids.remove(q)
     _wake_receivers(q, errno.EIDRM)
     q.senders.wake_all()
-    _total[0] -= sum(MSG_HEADER + len(text) for _, text in q.messages)
+    usage(k).msg_bytes -= sum(MSG_HEADER + len(text) for _, text in q.messages)
     q.messages = []
     q.cbytes = 0
 
@@ -276,7 +273,7 @@ def ctl_down(t, msqid: int, cmd: int, raw: bytes | None) -> int:
     i = ids(t)
     q = ctl_check(t, i, msqid)
     if cmd == IPC_RMID:
-        remove(i, q)
+        remove(t.kernel, i, q)
         return 0
     qbytes = MSQID_TAIL.unpack_from(raw, 48)[5]
     if qbytes > MSGMNB and not capable(t, None):

@@ -30,7 +30,7 @@ import time as _time
 from array import array
 
 from sentry.errors import SyscallError
-from sentry.ipc import IPC_NOWAIT, IPC_RMID, S_IRUGO, S_IWUGO, IpcPerm, ctl_check, ids_of, ipcperms, now, pid_seen
+from sentry.ipc import IPC_NOWAIT, IPC_RMID, S_IRUGO, S_IWUGO, IpcPerm, ctl_check, ids_of, ipcperms, now, pid_seen, usage
 from sentry.task import Continuation
 
 SEMMNI, SEMMSL, SEMOPM, SEMVMX = 32000, 32000, 500, 32767
@@ -44,9 +44,6 @@ SEMBUF = struct.Struct("<HhH")            # struct sembuf: sem_num, sem_op, sem_
 SEMID_TAIL = struct.Struct("<qQqQQQQ")    # semid64_ds after ipc64_perm: otime, pad, ctime, pad, nsems, 2 pads
 SEMID_SIZE = 48 + SEMID_TAIL.size         # 104
 SEMINFO = struct.Struct("<10i")
-
-_total = [0]                              # semaphores of the whole sandbox (MAX_TOTAL_SEMS)
-
 
 class SemSet:
     __slots__ = ("perm", "vals", "pids", "otime", "ctime", "pending", "undos")
@@ -106,10 +103,11 @@ def semget(t, key: int, nsems: int, flags: int) -> int:
             raise SyscallError(errno.ENOSPC)
         if len(i.by_idx) >= i.limit:
             raise SyscallError(errno.ENOSPC)
-        if _total[0] + nsems > MAX_TOTAL_SEMS:
+        u = usage(t.kernel)
+        if u.sems + nsems > MAX_TOTAL_SEMS:
             raise SyscallError(errno.ENOMEM)
         i.extra += nsems
-        _total[0] += nsems
+        u.sems += nsems
         return SemSet(IpcPerm(key, flags, t.tg.creds), nsems)
 
     def more_checks(s):
@@ -236,7 +234,7 @@ def _count(s: SemSet, semnum: int, zero: bool) -> int:
     return n
 
 
-def remove(i, s: SemSet) -> None:
+def remove(k, i, s: SemSet) -> None:
     """freeary: the set and every process's adjustments for it are gone; waiters get EIDRM."""
     i.remove(s)
     for un in s.undos:
@@ -248,7 +246,7 @@ def remove(i, s: SemSet) -> None:
             w.task.kernel.wake(w.task)
     s.pending = []
     i.extra -= len(s.vals)
-    _total[0] -= len(s.vals)
+    usage(k).sems -= len(s.vals)
 
 
 def exit_sem(tg) -> None:
@@ -338,7 +336,7 @@ def ctl_down(t, semid: int, cmd: int, raw: bytes | None) -> int:
     i = ids(t)
     s = ctl_check(t, i, semid)
     if cmd == IPC_RMID:
-        remove(i, s)
+        remove(t.kernel, i, s)
         return 0
     s.perm.update(t, raw)
     s.ctime = now()
