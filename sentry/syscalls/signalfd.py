@@ -26,7 +26,7 @@ from sentry import signals as sg
 from sentry.errors import SyscallError
 from sentry.pipe import POLLIN, POLLRDNORM
 from sentry.syscalls.args import s32
-from sentry.syscalls.registry import syscall
+from sentry.syscalls.registry import Support, syscall
 from sentry.vfs.file import O_CLOEXEC, O_NONBLOCK, O_RDWR, File, scatter
 from sentry.vfs.inode import Stat
 from sentry.waitq import WaitQueue
@@ -202,7 +202,12 @@ def _mask(t, user_mask: int, sizemask: int) -> int:
     return t.mm.read_u64(user_mask) & ~sg.UNBLOCKABLE      # EFAULT for a bad pointer
 
 
-@syscall("signalfd4")
+NOTE = ("a signal of the mask that the reader leaves unblocked interrupts its blocked read (EINTR or "
+        "its handler) where Linux's read takes it; a read whose buffer is mapped for its first records "
+        "but not all fails whole with EFAULT (Linux returns the records it copied)")
+
+
+@syscall("signalfd4", Support.PARTIAL, NOTE)
 def signalfd4(t, ufd, user_mask, sizemask, flags):
     """signalfd4(2): a new signalfd (ufd -1) or a new mask for an existing one."""
     mask = _mask(t, user_mask, sizemask)
@@ -220,7 +225,7 @@ def signalfd4(t, ufd, user_mask, sizemask, flags):
     return ufd
 
 
-@syscall("signalfd")
+@syscall("signalfd", Support.PARTIAL, NOTE)
 def signalfd(t, ufd, user_mask, sizemask):
     """signalfd(2): signalfd4 without flags."""
     return signalfd4(t, ufd, user_mask, sizemask, 0)

@@ -115,7 +115,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "exec-child") == 0)
 		return exec_child(atoi(argv[2]));
 
-	tap_plan(84);
+	tap_plan(88);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
@@ -251,6 +251,23 @@ int main(int argc, char **argv)
 	check_eq(epoll_wait(ep, &out, 1, 0), 1, "epoll_wait: readable after kill");
 	check_eq(out.events, EPOLLIN, "EPOLLIN");
 	read(fd, si, sizeof si);
+	{
+		struct epoll_event et = {.events = EPOLLIN | EPOLLET};
+		int ep2 = epoll_create1(0);
+
+		m = set_of(SIGUSR1, SIGUSR2, 0);
+		sfd(fd, &m, 8, 0);
+		epoll_ctl(ep2, EPOLL_CTL_ADD, fd, &et);
+		kill(me, SIGUSR1);
+		check_eq(epoll_wait(ep2, &out, 1, 0), 1, "EPOLLET: reported once a signal is queued");
+		check_eq(epoll_wait(ep2, &out, 1, 0), 0, "EPOLLET: not again without a new signal");
+		kill(me, SIGUSR2);
+		check_eq(epoll_wait(ep2, &out, 1, 0), 1, "EPOLLET: a new signal is a new edge");
+		check_eq(read(fd, si, sizeof si), 2 * 128, "both read");
+		close(ep2);
+		m = set_of(SIGUSR1, 0, 0);
+		sfd(fd, &m, 8, 0);
+	}
 
 	/* -- wake-ups by a signal from another process: poll, epoll_wait, a blocking read */
 	pipe(sync_pipe);
