@@ -13,9 +13,12 @@ siginfo_layout); a signal taken this way is never delivered to a handler.
 Waiting: Linux keeps one wait queue per sighand (signalfd_wqh) that every
 signal queued for it wakes (signalfd_notify).  Here it is
 `ThreadGroup.signalfd_waitq`, made when a thread of that process first waits
-on a signalfd; sentry/process.py wakes it (`notify`) when it queues a signal.
-A blocked read parks on it and re-runs; an unblocked signal that is not in
-the mask interrupts the read as any other (EINTR, or a restart).
+on a signalfd; sentry/process.py wakes it (`_signalfd_notify`) when it queues a
+signal, and a mask update here (`notify`).
+A blocked read parks on it and re-runs; a signal of the mask that the reader
+left unblocked is taken by the re-run read, as Linux's loop dequeues before it
+looks for signals; one not in the mask interrupts the read as any other (EINTR,
+or a restart).
 """
 from __future__ import annotations
 
@@ -202,9 +205,8 @@ def _mask(t, user_mask: int, sizemask: int) -> int:
     return t.mm.read_u64(user_mask) & ~sg.UNBLOCKABLE      # EFAULT for a bad pointer
 
 
-NOTE = ("a signal of the mask that the reader leaves unblocked interrupts its blocked read (EINTR or "
-        "its handler) where Linux's read takes it; a read whose buffer is mapped for its first records "
-        "but not all fails whole with EFAULT (Linux returns the records it copied)")
+NOTE = ("a read whose buffer is mapped for its first records but not all fails whole with EFAULT "
+        "and loses the first signal (Linux returns the records it copied and loses the one that faulted)")
 
 
 @syscall("signalfd4", Support.PARTIAL, NOTE)

@@ -115,7 +115,7 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "exec-child") == 0)
 		return exec_child(atoi(argv[2]));
 
-	tap_plan(88);
+	tap_plan(90);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
@@ -298,6 +298,27 @@ int main(int argc, char **argv)
 		check(si[0].ssi_signo == SIGUSR1 && si[0].ssi_pid == (uint32_t)pid, "from the other process (ssi_pid)");
 	}
 	waitpid(pid, &st, 0);
+
+	/* -- a masked signal left unblocked: a read blocked on it takes it (no EINTR) */
+	pipe(sync_pipe);
+	pid = fork();
+	if (pid == 0) {
+		struct pollfd p = {.fd = sync_pipe[0], .events = POLLIN};
+
+		do
+			kill(getppid(), SIGUSR1);       /* until the parent's read has taken one */
+		while (poll(&p, 1, 50) == 0);
+		_exit(0);
+	}
+	m = set_of(SIGUSR1, 0, 0);
+	sigprocmask(SIG_UNBLOCK, &m, NULL);
+	n = read(fd2, si, sizeof si);
+	sigprocmask(SIG_BLOCK, &m, NULL);
+	check_eq(n, 128, "a blocked read takes a signal of its mask even when it is unblocked");
+	check_eq(si[0].ssi_signo, SIGUSR1, "that signal");
+	write(sync_pipe[1], "x", 1);
+	waitpid(pid, &st, 0);
+	sigtimedwait(&m, NULL, &(struct timespec){0, 0});
 
 	/* -- SIGCHLD: status and CPU time */
 	m = set_of(SIGCHLD, 0, 0);
