@@ -75,6 +75,7 @@ class Kernel(Faults):
         self.futex_queues: dict = {}        # futex wait queues by MemoryFile offset (sentry/futex.py)
         self.fifos: dict = {}               # named pipes by (filesystem, inode) (sentry/vfs/fifo.py)
         self.unix_names: dict = {}
+        self.current: Task | None = None   # the task whose syscall is being answered (poll of a signalfd)
         # Set by the modules that own them (declared here, so nothing needs getattr defaults):
         self.hooks = None               # sentry/policy.py: syscall policy, --compat, audit log
         self.memfd_fs = None            # syscalls/memory.py: the tmpfs behind memfd_create
@@ -265,6 +266,7 @@ class Kernel(Faults):
         backlog = getattr(plat, "backlog", ())
         dispatch = self.dispatch
         counts = self.syscall_counts
+        self.current = t
         while True:
             t.running = False
             nr = regs.orig_rax
@@ -360,6 +362,7 @@ class Kernel(Faults):
 
     def syscall(self, t: Task) -> None:
         regs = t.ctx.regs
+        self.current = t
         nr = regs.orig_rax
         if nr >= MAX_NR and nr & 0xFFFFFFFF < MAX_NR:
             # Linux takes the number from eax alone (do_syscall_64's `int nr`): 2^32 + 39 is getpid.

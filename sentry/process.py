@@ -222,7 +222,8 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if tg.exit_signal:
         code, status = child_code(wait_status)
         send_to_group(k, parent, tg.exit_signal,
-                      sg.siginfo(tg.exit_signal, code, pid=to_ns(parent.pidns, tg.tgid), uid=tg.creds.ruid, status=status))
+                      sg.siginfo(tg.exit_signal, code, pid=to_ns(parent.pidns, tg.tgid), uid=tg.creds.ruid, status=status,
+                                 utime=tg.utime // 10_000_000, stime=tg.stime // 10_000_000))  # USER_HZ ticks
     parent.child_waitq.wake_all()
     if auto_reap:
         reap(k, tg)
@@ -293,6 +294,8 @@ def send_to_task(k, t: Task, sig: int, info: bytes) -> None:
         return
     t.pending.setdefault(sig, []).append(info)
     _notify(k, t, sig)
+    if tg.signalfd_waitq is not None:
+        _signalfd_notify(tg)
 
 
 def send_to_group(k, tg: ThreadGroup, sig: int, info: bytes, from_inside: bool = False) -> None:
@@ -308,6 +311,8 @@ def send_to_group(k, tg: ThreadGroup, sig: int, info: bytes, from_inside: bool =
     if sig < 32 and sig in tg.shared_pending:
         return
     tg.shared_pending.setdefault(sig, []).append(info)
+    if tg.signalfd_waitq is not None:
+        _signalfd_notify(tg)
     # Prefer a thread that does not block it.
     for t in tg.tasks:
         if not t.exited and not t.sigmask & sg.bit(sig):
@@ -339,6 +344,12 @@ def _preprocess(k, tg: ThreadGroup, sig: int) -> bool:
                                           for t in tg.tasks if not t.exited):
         return True
     return False
+
+
+def _signalfd_notify(tg: ThreadGroup) -> None:
+    """signalfd_notify: a signal was queued; wake the readers and pollers of the process's
+    signalfds (sentry/syscalls/signalfd.py), which look again at what is pending."""
+    tg.signalfd_waitq.wake_all(0x41)        # POLLIN | POLLRDNORM
 
 
 def _notify(k, t: Task, sig: int) -> None:

@@ -80,11 +80,12 @@ def bit(sig: int) -> int:
 
 
 def siginfo(signo: int, code: int, *, pid: int = 0, uid: int = 0, status: int = 0, addr: int = 0,
-            value: int = 0, tid: int = 0, overrun: int = 0, errno_: int = 0) -> bytes:
+            value: int = 0, tid: int = 0, overrun: int = 0, errno_: int = 0, utime: int = 0,
+            stime: int = 0) -> bytes:
     head = struct.pack("<iii4x", signo, errno_, code)
     if code > 0 and (signo == SIGCHLD or (status and signo not in (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP))):
         # the child-status layout, also for a clone child's exit_signal other than SIGCHLD
-        body = struct.pack("<iIi4xqq", pid, uid, status, 0, 0)
+        body = struct.pack("<iIi4xqq", pid, uid, status, utime, stime)   # times in clock ticks
     elif code > 0 and signo in (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP):
         body = struct.pack("<Q", addr)
     elif code == SI_TIMER:

@@ -101,6 +101,7 @@ class ThreadGroup:
         self.zombie = False
         self.reaped = False
         self.shared_pending: dict[int, list] = {}   # signo -> queued siginfos (process-directed)
+        self.signalfd_waitq = None             # signalfd readers/pollers park here (syscalls/signalfd.py)
         self.group_stopped = False
         self.stop_state = None                 # job control: None | "stopped" | "continued" (for waiters)
         self.stop_reported = True

@@ -5,7 +5,7 @@ handlers) and builds `TABLE`, indexed by syscall number.
 """
 from sentry.syscalls import registry
 from sentry.syscalls import files, fsops, memory, processes, creds, wait, signals, time, misc, futex, poll, timers, sockets  # noqa: F401  (registration)
-from sentry.syscalls import vectored, splice, mmsg, sched, uts, mlock, pidfd, timerfd, epoll2, privileged, aio  # noqa: F401,E402  (registration)
+from sentry.syscalls import vectored, splice, mmsg, sched, uts, mlock, pidfd, timerfd, signalfd, epoll2, privileged, aio  # noqa: F401,E402  (registration)
 from sentry.syscalls import fsattr, fsdata, fsinfo, xattr  # noqa: F401  (registration)
 from sentry.syscalls import seccomp  # noqa: F401,E402  (registration)
 from sentry.syscalls import namespaces  # noqa: F401,E402  (registration)

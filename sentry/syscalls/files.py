@@ -279,6 +279,8 @@ def _transfer(t, fd: int, buf: int, count: int, to_app: bool) -> int:
     if not (f.readable if to_app else f.writable):
         raise SyscallError(errno.EBADF)
     count = _clamp(count, buf)
+    if to_app and count < f.min_read:
+        raise SyscallError(errno.EINVAL)
     if count == 0:
         return 0
     try:

@@ -33,6 +33,7 @@ class File:
     # own), so opening a file does not spend a store on each.
     offset = 0
     refs = 0
+    min_read = 0          # read(2) of fewer bytes is EINVAL, even of 0 (signalfd: one 128-byte record)
     dir_cursor: list | None = None
 
     def __init__(self, flags: int, dentry=None, mount=None) -> None:

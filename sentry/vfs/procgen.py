@@ -215,7 +215,9 @@ def gen_fdinfo(fs, tg, fd: int) -> bytes:
     f = tg.fds.files.get(fd)
     if f is None:
         return b""
-    return f"pos:\t{f.offset}\nflags:\t0{f.flags:o}\nmnt_id:\t{f.mount.mount_id if f.mount else 0}\n".encode()
+    extra = getattr(f, "fdinfo", None)       # a file type's own lines (signalfd's sigmask)
+    return (f"pos:\t{f.offset}\nflags:\t0{f.flags:o}\nmnt_id:\t{f.mount.mount_id if f.mount else 0}\n"
+            + (extra() if extra is not None else "")).encode()
 
 
 def mount_lines(k, root_dentry) -> list:
