@@ -194,6 +194,7 @@ EFD_SEMAPHORE = 1
 
 class EventFile(File):
     """eventfd(2): a 64-bit counter."""
+    min_read = 8            # a read of fewer bytes, even 0, is EINVAL (eventfd_read)
 
     def __init__(self, initval: int, flags: int) -> None:
         super().__init__(2 | (flags & O_NONBLOCK))

@@ -37,6 +37,7 @@ TFD_IOC_SET_TICKS = 0x40085400
 
 class TimerFd(File):
     """One timer (anon_inode:[timerfd])."""
+    min_read = 8            # a read of fewer bytes, even 0, is EINVAL (timerfd_read)
 
     def __init__(self, k, clock: int, flags: int) -> None:
         super().__init__(O_RDWR | (flags & O_NONBLOCK))

@@ -52,7 +52,7 @@ int main(void)
 	char c;
 	uint64_t v;
 
-	tap_plan(46);
+	tap_plan(47);
 	pipe(p);
 	nul = open("/dev/null", O_RDWR);
 	file = open("/fixtures/file.txt", O_RDONLY);
@@ -203,6 +203,7 @@ int main(void)
 	check_eq(v, 7, "read returns the sum 7");
 	check_errno(read(efd, &v, 8), EAGAIN, "and resets it: the next read is EAGAIN");
 	check_errno(read(efd, &v, 4), EINVAL, "a read of 4 bytes is EINVAL");
+	check_errno(read(efd, &v, 0), EINVAL, "a read of 0 bytes is EINVAL too");
 	v = 0xffffffffffffffffULL;
 	check_errno(write(efd, &v, 8), EINVAL, "writing 0xffffffffffffffff is EINVAL");
 	close(efd);

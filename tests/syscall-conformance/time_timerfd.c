@@ -23,7 +23,7 @@ int main(void)
 	uint64_t n;
 	int fd, fr, fb, ep, pfd[2];
 
-	tap_plan(26);
+	tap_plan(27);
 	fd = check_ok(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC), "timerfd_create MONOTONIC");
 	check_errno(read(fd, &n, 8), EAGAIN, "an unarmed timer: EAGAIN");
 	memset(&its, 0, sizeof its);
@@ -70,5 +70,6 @@ int main(void)
 	its.it_value.tv_nsec = 1000000000;
 	check_errno(timerfd_settime(fb, 0, &its, NULL), EINVAL, "tv_nsec of 1e9: EINVAL");
 	check_errno(read(fb, &n, 4), EINVAL, "a 4-byte read: EINVAL");
+	check_errno(read(fb, &n, 0), EINVAL, "a 0-byte read: EINVAL too");
 	return tap_done();
 }
