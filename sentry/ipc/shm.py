@@ -25,6 +25,7 @@ from sentry.mm.manager import PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, Backing, p
 SHMMIN = 1
 SHMMAX = SHMALL = 0xFFFFFFFFFFFFFFFF - (1 << 24)
 SHMMNI = 4096
+MAX_LFS_FILESIZE = (1 << 63) - 1
 SHMLBA = PAGE
 SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC = 0o10000, 0o20000, 0o40000, 0o100000
 SHM_HUGETLB, SHM_NORESERVE = 0o4000, 0o10000
@@ -99,6 +100,8 @@ def shmget(t, key: int, size: int, flags: int) -> int:
             raise SyscallError(errno.ENOSPC)
         if flags & SHM_HUGETLB:
             raise SyscallError(errno.ENOMEM)      # no hugetlbfs pages in the sandbox (none reserved)
+        if size > MAX_LFS_FILESIZE:
+            raise SyscallError(errno.EINVAL)      # __shmem_file_setup: a negative loff_t
         k = t.kernel
         k.charge_memory(npages * PAGE)
         memfile = t.mm.memfile

@@ -69,7 +69,7 @@ int main(void)
 	int id, priv, st;
 	pid_t pid;
 
-	tap_plan(84);
+	tap_plan(89);
 
 	check_ok(unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC) as root");
 
@@ -269,6 +269,12 @@ int main(void)
 	/* Hostile input */
 	check_errno((long)sat(sget(IPC_PRIVATE, 4096, 0600), (void *)-4096L, 0), EINVAL,
 		    "shmat at the top of the address space is EINVAL");
+	int h = sget(IPC_PRIVATE, 4096, 0600);
+	check_errno((long)sat(h, (void *)(1UL << 47), 0), ENOMEM, "shmat above the user address space is ENOMEM");
+	check_errno((long)sat(h, (void *)100, SHM_RND | SHM_REMAP), EINVAL, "SHM_RND to address 0 with SHM_REMAP");
+	check_errno(sdt(NULL), EINVAL, "shmdt(NULL) is EINVAL");
+	check_errno(sget(IPC_PRIVATE, (size_t)1 << 63, 0600), EINVAL, "2^63 bytes (a negative loff_t) is EINVAL");
+	check_errno(sctl(0, SHM_INFO, (void *)-4096L), EFAULT, "SHM_INFO into a kernel address is EFAULT");
 	check_errno(sget(IPC_PRIVATE, 4096, 0600 | SHM_HUGETLB) == -1 ? -1 : 0, ENOMEM,
 		    "SHM_HUGETLB without huge pages reserved is ENOMEM");
 
