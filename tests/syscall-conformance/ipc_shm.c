@@ -59,7 +59,7 @@ static void read_file(const char *path, char *buf, size_t size)
 		close(fd);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static char buf[16384];
 	struct shmid_ds ds;
@@ -69,7 +69,9 @@ int main(void)
 	int id, priv, st;
 	pid_t pid;
 
-	tap_plan(89);
+	if (argc == 3 && strcmp(argv[1], "after-exec") == 0)      /* re-executed by the exec check */
+		_exit(nattch(atoi(argv[2])) == 1 ? 0 : 1);
+	tap_plan(90);
 
 	check_ok(unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC) as root");
 
@@ -171,6 +173,21 @@ int main(void)
 	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child sees the inherited attachment, nattch 2");
 	check(strcmp(a + 100, "from the child") == 0 && a[6000] == 'C', "the parent sees the child's writes");
 	check_eq(nattch(id), 1, "the child's attachments went with it: nattch 1");
+
+	/* exec detaches: the child (inherited attachment and one of its own: nattch 3) execs, and the
+	 * new image sees only the parent's attachment */
+	pid = fork();
+	if (pid == 0) {
+		char ids[16];
+		snprintf(ids, sizeof(ids), "%d", id);
+		char *av[] = {argv[0], "after-exec", ids, NULL};
+		if (sat(id, NULL, 0) == (void *)-1 || nattch(id) != 3)
+			_exit(2);
+		execv("/proc/self/exe", av);
+		_exit(3);
+	}
+	st = wait_status(pid);
+	check_eq(WIFEXITED(st) ? WEXITSTATUS(st) : 100 + st, 0, "exec detaches the attachments: nattch 1 after it");
 
 	/* SHM_RDONLY: reads work, a write faults */
 	char *r = sat(id, NULL, SHM_RDONLY);
