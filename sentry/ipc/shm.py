@@ -7,9 +7,10 @@
   SHM_DEST and makes its key IPC_PRIVATE (the id stays, as on Linux, for IPC_STAT and shmat);
   the pages go when the last attachment does (the backing's `on_release`, run by the
   MemoryManager when no VMA of any address space maps them: shmdt, munmap, exec, exit).
-* nattch is derived from the bytes mapped (backing.live / segment size, rounded up): whole
-  attachments count as Linux counts them; a VMA split by mprotect counts once here, twice on
-  Linux (shm_open runs for each piece).  shm_lpid/shm_dtime follow shmat and shmdt, not exit.
+* nattch counts the VMAs that map the segment in the sandbox's address spaces, as Linux counts
+  shm_open calls (a VMA split by mprotect counts twice there too).  shm_lpid/shm_atime/shm_dtime
+  follow shmat and shmdt; fork, exit and exec leave them as they were (Linux's shm_open and
+  shm_close also set them then).
 * Segments belong to the caller's IPC namespace (sentry/ipc/__init__.py `ids_of`).
 """
 from __future__ import annotations
@@ -46,9 +47,9 @@ class ShmBacking(Backing):
 
 class Segment:
     """struct shmid_kernel."""
-    __slots__ = ("perm", "segsz", "backing", "atime", "dtime", "ctime", "cpid", "lpid", "ids", "memfile")
+    __slots__ = ("perm", "segsz", "backing", "atime", "dtime", "ctime", "cpid", "lpid", "ids", "memfile", "kernel")
 
-    def __init__(self, perm: IpcPerm, segsz: int, backing: Backing, cpid: int, ids, memfile) -> None:
+    def __init__(self, perm: IpcPerm, segsz: int, backing: Backing, cpid: int, ids, memfile, kernel) -> None:
         self.perm = perm
         self.segsz = segsz
         self.backing = backing
@@ -58,14 +59,26 @@ class Segment:
         self.lpid = 0
         self.ids = ids
         self.memfile = memfile
+        self.kernel = kernel
 
     @property
     def psize(self) -> int:
         return page_up(self.segsz)
 
     def nattch(self) -> int:
-        live = max(self.backing.live, 0)
-        return (live + self.psize - 1) // self.psize
+        """shm_nattch: the VMAs mapping the segment in every address space of the sandbox (Linux
+        counts shm_open calls: one per attach, per VMA a fork copies and per piece a split makes)."""
+        b = self.backing
+        if b is None or b.live <= 0:
+            return 0
+        seen, n = set(), 0
+        for tg in list(self.kernel.thread_groups.values()):
+            mm = tg.mm
+            if mm is None or id(mm) in seen:
+                continue
+            seen.add(id(mm))
+            n += sum(1 for v in mm.vmas if v.backing is b)
+        return n
 
     def destroy(self) -> None:
         """shm_destroy: the id goes, then the pages."""
@@ -107,7 +120,7 @@ def shmget(t, key: int, size: int, flags: int) -> int:
         memfile = t.mm.memfile
         b = ShmBacking(memfile.allocate(npages * PAGE), npages * PAGE)
         b.live = 0
-        seg = Segment(IpcPerm(key, flags, t.tg.creds), size, b, t.tg.tgid, space, memfile)
+        seg = Segment(IpcPerm(key, flags, t.tg.creds), size, b, t.tg.tgid, space, memfile, k)
         b.seg = seg
         b.on_release = lambda: _unmapped(seg)     # a closure: msync looks for a FileMapping's method
         space.extra += npages

@@ -71,7 +71,7 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[1], "after-exec") == 0)      /* re-executed by the exec check */
 		_exit(nattch(atoi(argv[2])) == 1 ? 0 : 1);
-	tap_plan(90);
+	tap_plan(92);
 
 	check_ok(unshare(CLONE_NEWIPC), "unshare(CLONE_NEWIPC) as root");
 
@@ -152,7 +152,9 @@ int main(int argc, char **argv)
 	check_errno(sdt(a + 1), EINVAL, "shmdt of an unaligned address is EINVAL");
 	check_errno(sdt(a + page), EINVAL, "shmdt inside an attachment is EINVAL");
 	check_errno(sdt((void *)page), EINVAL, "shmdt where nothing is attached is EINVAL");
-	check_ok(sdt(b), "shmdt of the second attachment");
+	check_ok(mprotect(b, page, PROT_READ), "mprotect of the first page of the second attachment");
+	check_eq(nattch(id), 3, "a split attachment counts twice: shm_nattch 3");
+	check_ok(sdt(b), "shmdt of the second attachment (both pieces)");
 	check_eq(nattch(id), 1, "shm_nattch 1");
 	sctl(id, IPC_STAT, &ds);
 	check(ds.shm_dtime >= before - 5, "shm_dtime set");
