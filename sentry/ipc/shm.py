@@ -170,6 +170,9 @@ def shmat(t, shmid: int, addr: int, flags: int) -> int:
             raise SyscallError(errno.EINVAL)
     if addr and (addr + psize > mm.top):
         raise SyscallError(errno.EINVAL if addr + psize > (1 << 64) - 1 else errno.ENOMEM)
+    as_limit = t.tg.rlimits[9][0]
+    if as_limit != 0xFFFFFFFFFFFFFFFF and mm.total_mapped() + psize > as_limit:
+        raise SyscallError(errno.ENOMEM)          # RLIMIT_AS (may_expand_vm)
     name = "/SYSV%08x (deleted)" % (seg.perm.key & 0xFFFFFFFF)
     start = mm.mmap_backing(addr, psize, prot, mflags, seg.backing, 0, name, maxprot)
     seg.atime = now()
