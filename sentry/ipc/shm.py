@@ -9,7 +9,7 @@
   MemoryManager when no VMA of any address space maps them: shmdt, munmap, exec, exit).
 * nattch counts the VMAs that map the segment in the sandbox's address spaces, as Linux counts
   shm_open calls (a VMA split by mprotect counts twice there too).  shm_lpid/shm_atime/shm_dtime
-  follow shmat and shmdt; fork, exit and exec leave them as they were (Linux's shm_open and
+  follow shmat and shmdt; fork, munmap, exit and exec leave them as they were (Linux's shm_open and
   shm_close also set them then).
 * Segments belong to the caller's IPC namespace (sentry/ipc/__init__.py `ids_of`).
 """

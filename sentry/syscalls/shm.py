@@ -41,7 +41,8 @@ def shmdt(t, shmaddr):
 
 @syscall("shmctl", Support.PARTIAL, "IPC_STAT SHM_STAT SHM_STAT_ANY IPC_SET IPC_RMID (SHM_DEST until the last "
          "detach) IPC_INFO SHM_INFO SHM_LOCK SHM_UNLOCK (checks and the mode bit; pages are never swapped); "
-         "shm_lpid/shm_atime/shm_dtime are set by shmat and shmdt but not by fork, exit or exec")
+         "shm_lpid/shm_atime/shm_dtime are set by shmat and shmdt but not by fork, munmap, exit or exec; "
+         "writes to /proc/sys/kernel/shmmax are not applied (SHMMAX stays Linux's default)")
 def shmctl(t, shmid, cmd, buf):
     """shmctl(2)."""
     shmid, cmd = s32(shmid), s32(cmd)
