@@ -3,7 +3,7 @@ print in the sandbox what they print natively (in a chroot of the same rootfs, i
 namespace so the host's objects do not show).  They read /proc/sysvipc/msg and sem,
 /proc/sys/kernel/msg* and sem, and call msgctl/semctl (IPC_STAT, SEM_STAT, IPC_INFO, MSG_INFO,
 SEM_INFO, GETALL...).  Keys (random) and dates are masked; the rest must match byte for byte.
-Shared memory is left out (shmget is ENOSYS in the Sentry).
+Shared memory is tests/test_sysvshm.py.
 
 The syscalls' own semantics are tests/syscall-conformance/ipc_msg.c and ipc_sem.c.
 """

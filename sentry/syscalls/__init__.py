@@ -10,6 +10,7 @@ from sentry.syscalls import fsattr, fsdata, fsinfo, xattr  # noqa: F401  (regist
 from sentry.syscalls import seccomp  # noqa: F401,E402  (registration)
 from sentry.syscalls import namespaces  # noqa: F401,E402  (registration)
 from sentry.syscalls import sysvipc  # noqa: F401,E402  (registration)
+from sentry.syscalls import shm  # noqa: F401,E402  (registration)
 
 TABLE = registry.build_table()
 

@@ -6,7 +6,7 @@ Linux's order (what is read from user memory first faults first), and call sentr
 and sentry/ipc/sem.py, which keep the objects (per IPC namespace) and do the blocking.  A call
 that parked runs again when woken: its continuation carries what it already read, so user
 memory is read once per call, as Linux loads a message or an operation array once.
-Shared memory (shmget...) is not here (ENOSYS); /proc/sysvipc/shm lists none.
+Shared memory (shmget...) is sentry/syscalls/shm.py; /proc/sysvipc/shm is listed here.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import errno
 
 from sentry.errors import SyscallError
 from sentry.ipc import IPC_INFO, IPC_RMID, IPC_SET, IPC_STAT
-from sentry.ipc import msg, sem
+from sentry.ipc import msg, sem, shm
 from sentry.syscalls.args import TIMESPEC, s32, s64, ts_ns, u32
 from sentry.syscalls.registry import Support, syscall
 
@@ -149,9 +149,6 @@ def proc_sysvipc_dir(fs):
     """/proc/sysvipc: msg, sem and shm, each listing the reader's IPC namespace."""
     from sentry.vfs.procfs import O_PATH, File, ProcDir, ProcFile, SeqFile
 
-    shm_header = (b"       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid"
-                  b"      atime      dtime      ctime                   rss                  swap\n")
-
     class SysvFile(ProcFile):
         def __init__(self, name: bytes, lines) -> None:
             super().__init__(fs, ("sysvipc", name), None)
@@ -166,5 +163,5 @@ def proc_sysvipc_dir(fs):
 
     entries = {b"msg": lambda: SysvFile(b"msg", msg.proc_lines),
                b"sem": lambda: SysvFile(b"sem", sem.proc_lines),
-               b"shm": lambda: SysvFile(b"shm", lambda t: shm_header)}
+               b"shm": lambda: SysvFile(b"shm", shm.proc_lines)}
     return ProcDir(fs, ("sysvipc",), lambda: entries)

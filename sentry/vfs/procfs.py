@@ -413,6 +413,8 @@ def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
         b"cap_last_cap": f(b"cap_last_cap", lambda: b"40\n"),
         b"threads-max": knob((b"threads-max",), lambda: b"63439\n"),
         b"shmmax": knob((b"shmmax",), lambda: b"18446744073692774399\n"),
+        b"shmall": f(b"shmall", lambda: b"18446744073692774399\n"),   # sentry/ipc/shm.py's limits
+        b"shmmni": f(b"shmmni", lambda: b"4096\n"),
         b"msgmax": f(b"msgmax", lambda: b"8192\n"),             # sentry/ipc/msg.py's limits
         b"msgmnb": f(b"msgmnb", lambda: b"16384\n"),
         b"msgmni": f(b"msgmni", lambda: b"32000\n"),

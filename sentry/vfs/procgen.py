@@ -161,6 +161,8 @@ def gen_maps(fs, tg) -> bytes:
             _f, foff, dev, ino = src
             major, minor = (dev >> 8) & 0xFFF, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
             line = f"{v.start:08x}-{v.end:08x} {perms} {foff:08x} {major:02x}:{minor:02x} {ino}"
+        elif getattr(v.backing, "seg", None) is not None:      # a SysV segment (sentry/ipc/shm.py)
+            line = f"{v.start:08x}-{v.end:08x} {perms} {v.offset - v.backing.offset:08x} 00:01 {v.backing.seg.perm.id}"
         else:
             if v.shared and not name:
                 name = "/dev/zero (deleted)"  # shared anonymous memory is a shmem file on Linux
