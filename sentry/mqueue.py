@@ -121,7 +121,7 @@ class MessageQueue:
         self.notify = None         # (tg, sigev_notify, signo, value, mm, notifier userns) or None
         self.named = True
         self.opens = 0
-        self.charged = (creds.uid, 0)
+        self.charged = (creds.ruid, 0)
         now = time.time_ns()
         self.atime = self.mtime = self.ctime = now
 
@@ -132,7 +132,7 @@ class MessageQueue:
         treesize = self.maxmsg * MSG_MSG_SIZE + min(self.maxmsg, MQ_PRIO_MAX) * TREE_NODE_SIZE
         nbytes = self.maxmsg * self.msgsize + treesize
         usage = _usage(self.k)
-        uid = t.tg.creds.uid
+        uid = t.tg.creds.ruid
         if usage.get(uid, 0) + nbytes > t.tg.rlimits[12][0]:
             raise SyscallError(errno.EMFILE)
         usage[uid] = usage.get(uid, 0) + nbytes
@@ -228,7 +228,7 @@ class MessageQueue:
             from sentry.pidns import to_ns
             from sentry.userns import uid_seen
             pid = to_ns(tg.pidns, t.tg.tgid)
-            uid = uid_seen(tg.leader or t, t.tg.creds.uid) if tg.leader is not None else t.tg.creds.uid
+            uid = uid_seen(tg.leader or t, t.tg.creds.ruid) if tg.leader is not None else t.tg.creds.ruid
             process.send_to_group(t.kernel, tg, signo, signals.siginfo(signo, SI_MESGQ, pid=pid, uid=uid,
                                                                       value=value))
 
