@@ -186,6 +186,9 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     for task in list(tg.tasks):
         _release_thread(k, task)
     tg.tasks.clear()
+    if getattr(tg, "sem_undo", None):
+        from sentry.ipc.sem import exit_sem
+        exit_sem(tg)                             # SEM_UNDO adjustments (Linux's exit_sem)
     mm = tg.mm
     if mm is not None:
         mm.users -= 1

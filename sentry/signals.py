@@ -50,7 +50,7 @@ UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 NO_RESTART_WITH_HANDLER = {"nanosleep", "clock_nanosleep", "poll", "ppoll", "select", "pselect6",
                            "epoll_wait", "epoll_pwait", "epoll_pwait2", "rt_sigsuspend", "rt_sigtimedwait",
                            "pause", "io_getevents", "msgrcv", "msgsnd", "semop", "semtimedop"}
-NEVER_RESTART = {"rt_sigsuspend", "pause", "rt_sigtimedwait"}
+NEVER_RESTART = {"rt_sigsuspend", "pause", "rt_sigtimedwait", "semop", "semtimedop"}   # semop: Linux's -EINTR
 
 SIGINFO_SIZE = 128
 SIGCONTEXT = struct.Struct("<17QQHHHHQQQQQ64x")      # r8..rip, eflags, cs gs fs ss, err trapno oldmask cr2 fpstate

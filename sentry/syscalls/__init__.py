@@ -9,6 +9,7 @@ from sentry.syscalls import vectored, splice, mmsg, sched, uts, mlock, pidfd, ti
 from sentry.syscalls import fsattr, fsdata, fsinfo, xattr  # noqa: F401  (registration)
 from sentry.syscalls import seccomp  # noqa: F401,E402  (registration)
 from sentry.syscalls import namespaces  # noqa: F401,E402  (registration)
+from sentry.syscalls import sysvipc  # noqa: F401,E402  (registration)
 from sentry.syscalls import mqueue  # noqa: F401,E402  (registration)
 
 TABLE = registry.build_table()

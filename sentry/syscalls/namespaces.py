@@ -13,9 +13,9 @@ make new ones as far as the Sentry models them:
   capabilities inside).  Allowed unprivileged, as Linux.
 * PID (CLONE_NEWPID): sentry/pidns.py.
 * IPC (CLONE_NEWIPC): an `IPCNamespace` per process (`ThreadGroup.ipcns`, None for the
-  sandbox's).  The Sentry has no System V IPC or POSIX message queues yet (ENOSYS), so a new
-  one holds exactly what the old one does, nothing; whoever adds them keys their tables on
-  `ipc_of(t)` (its `objects`), and each namespace then has its own.
+  sandbox's, which sentry/ipc keeps on the Kernel).  Its `objects` hold the System V message
+  queues and semaphore sets (sentry/ipc/: `ids_of`), so a new one starts empty; shared memory
+  and POSIX message queues do not exist yet (ENOSYS).
 * mount, network, cgroup and time namespaces are not modelled: asking for
   one is EINVAL, what Linux answers when it is built without that namespace (EPERM first
   when the caller lacks CAP_SYS_ADMIN, as Linux checks the capability before).
@@ -141,7 +141,7 @@ def proc_uts_file(fs, field: str):
          "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them, all-or-nothing "
          "capabilities inside; no chroot check), CLONE_NEWPID (pids, init, reaping; /proc keeps the "
          "sandbox's numbers, no --mount-proc: mount is EPERM), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM "
-         "and the single-thread no-ops; CLONE_NEWIPC (empty: no SysV IPC or mqueues exist yet); "
+         "and the single-thread no-ops; CLONE_NEWIPC (its own SysV message queues and semaphores); "
          "mount, net, cgroup and time namespaces are not modelled (EINVAL)")
 def unshare(t, flags):
     """unshare(2)."""

@@ -392,6 +392,7 @@ def gen_limits(tg) -> bytes:
 
 def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
     from sentry.syscalls.namespaces import proc_uts_file
+    from sentry.syscalls.sysvipc import proc_sysvipc_dir
     fs = ProcFS(kernel, dev)
     k = kernel
 
@@ -412,6 +413,10 @@ def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
         b"cap_last_cap": f(b"cap_last_cap", lambda: b"40\n"),
         b"threads-max": knob((b"threads-max",), lambda: b"63439\n"),
         b"shmmax": knob((b"shmmax",), lambda: b"18446744073692774399\n"),
+        b"msgmax": f(b"msgmax", lambda: b"8192\n"),             # sentry/ipc/msg.py's limits
+        b"msgmnb": f(b"msgmnb", lambda: b"16384\n"),
+        b"msgmni": f(b"msgmni", lambda: b"32000\n"),
+        b"sem": f(b"sem", lambda: b"32000\t1024000000\t500\t32000\n"),   # SEMMSL SEMMNS SEMOPM SEMMNI
         b"random": lambda: _static_dir(fs, ("sys", b"random"), {
             b"boot_id": f(b"boot_id", lambda: _boot_id(fs)),
             b"uuid": f(b"uuid", lambda: _uuid()),
@@ -447,6 +452,7 @@ def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
         b"cmdline": f(b"cmdline", lambda: b"BOOT_IMAGE=/vmlinuz-" + UNAME_RELEASE + b" quiet\n"),
         b"mounts": lambda: ProcSymlink(fs, ("mounts",), b"self/mounts"),
         b"sys": lambda: _static_dir(fs, ("sys",), sys_dir),
+        b"sysvipc": lambda: proc_sysvipc_dir(fs),            # the reader's IPC namespace
     }
 
     def root_entries():
