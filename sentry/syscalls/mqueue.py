@@ -12,7 +12,7 @@ import errno
 import struct
 import time as _time
 
-from sentry import mqueue as mq
+from sentry.ipc import mqueue as mq
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, ts_ns, u32
 from sentry.syscalls.registry import Support, syscall

@@ -2,9 +2,9 @@
 
 * A queue belongs to an IPC namespace: `ipcns_of(t).objects["mqueue"]` is an `MqNamespace`
   (names -> queues, the /proc/sys/fs/mqueue limits, the queue count).  The sandbox's own
-  namespace is kept on the Kernel as `sysv_ipcns`, the attribute sentry/ipc (System V IPC)
-  uses, so both kinds of object live in one namespace object and `unshare(CLONE_NEWIPC)`
-  starts from no queues.
+  namespace is the Kernel's `sysv_ipcns`, the one System V IPC (sentry/ipc/__init__.py) uses,
+  so both kinds of object live in one namespace object and `unshare(CLONE_NEWIPC)` starts
+  from no queues.
 * A queue is an inode of Linux's internal mqueue filesystem: it lives while it has a name or
   an open description (`MqFile`); `mq_unlink` takes the name away only.  Its memory is charged
   to the creator's RLIMIT_MSGQUEUE as Linux's mqueue_get_inode computes it, and given back when
