@@ -239,3 +239,50 @@ def mq_getsetattr(t, mqdes, new, old):
     if old:
         t.mm.write(old, MQ_ATTR.pack(*cur))
     return 0
+
+
+# /proc/sys/fs/mqueue: the reader's namespace's limits (ipc/mq_sysctl.c), each with its range.
+PROC_KNOBS = {b"queues_max": ("queues_max", 0, 0x7FFFFFFF), b"msg_max": ("msg_max", 1, mq.HARD_MSGMAX),
+              b"msgsize_max": ("msgsize_max", 128, mq.HARD_MSGSIZEMAX),
+              b"msg_default": ("msg_default", 1, mq.HARD_MSGMAX),
+              b"msgsize_default": ("msgsize_default", 128, mq.HARD_MSGSIZEMAX)}
+
+
+def proc_mqueue_dir(fs):
+    """/proc/sys/fs/mqueue: reads the opener's IPC namespace's limits; a write (root only, as
+    the files' 0644 says) within proc_dointvec_minmax's range changes them, else EINVAL."""
+    from sentry.vfs.procfs import O_PATH, File, ProcDir, ProcFile, SeqFile
+
+    class KnobSeq(SeqFile):
+        def __init__(self, flags, dentry, t, field, lo, hi) -> None:
+            self.ns, self.field, self.lo, self.hi = mq.mq_ns(t), field, lo, hi
+            super().__init__(flags, dentry, b"%d\n" % getattr(self.ns, field), writable=True)
+
+        def write(self, t, srcs) -> int:
+            data = b"".join(bytes(s) for s in srcs)
+            if t.tg.creds.fsuid != 0:
+                raise SyscallError(errno.EACCES)
+            try:
+                v = int(data.split(b"\0")[0].strip() or b"x", 10)
+            except ValueError:
+                raise SyscallError(errno.EINVAL) from None
+            if not self.lo <= v <= self.hi:
+                raise SyscallError(errno.EINVAL)
+            setattr(self.ns, self.field, v)
+            return len(data)
+
+        def pwrite(self, t, srcs, offset: int) -> int:
+            return self.write(t, srcs)
+
+    class Knob(ProcFile):
+        def __init__(self, name: bytes) -> None:
+            super().__init__(fs, ("sys", b"fs", b"mqueue", name), None, None, 0o644)
+            self.spec = PROC_KNOBS[name]
+
+        def open(self, t, dentry, flags: int):
+            if flags & O_PATH:
+                return File(flags, dentry, dentry.mount)
+            return KnobSeq(flags, dentry, t, *self.spec)
+
+    entries = {name: (lambda name=name: Knob(name)) for name in PROC_KNOBS}
+    return ProcDir(fs, ("sys", b"fs", b"mqueue"), lambda: entries)

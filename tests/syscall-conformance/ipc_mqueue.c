@@ -27,6 +27,8 @@
 #include <mqueue.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -54,6 +56,59 @@ static void on_sig(int s, siginfo_t *si, void *c)
 
 static void on_usr2(int s) { (void)s; }
 
+static int read_knob(const char *path, char *out, size_t n)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t r = read(fd, out, n - 1);
+	close(fd);
+	if (r < 0)
+		return -1;
+	out[r] = 0;
+	return 0;
+}
+
+static int write_knob(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t r = write(fd, val, strlen(val));
+	int e = errno;
+	close(fd);
+	errno = e;
+	return r < 0 ? -1 : 0;
+}
+
+/* In a new IPC namespace: no queues of the parent's, its own limits. 0 when all held. */
+static int in_new_ipcns(void)
+{
+	char v[32];
+	if (unshare(CLONE_NEWIPC))
+		return 2;
+	if (!(mq_open(name, O_RDWR) == -1 && errno == ENOENT))
+		return 3;
+	if (write_knob("/proc/sys/fs/mqueue/msg_max", "20\n") || read_knob("/proc/sys/fs/mqueue/msg_max", v, sizeof(v))
+	    || strcmp(v, "20\n"))
+		return 4;
+	if (!(write_knob("/proc/sys/fs/mqueue/msg_max", "0") == -1 && errno == EINVAL))
+		return 5;
+	if (!(write_knob("/proc/sys/fs/mqueue/msgsize_max", "127") == -1 && errno == EINVAL))
+		return 6;
+	if (setgid(65534) || setuid(65534))
+		return 7;
+	struct mq_attr at = {0, 15, 64, 0, {0}};
+	mqd_t m = mq_open(name, O_RDWR | O_CREAT | O_EXCL, 0600, &at);
+	if (m < 0)
+		return 8;
+	at.mq_maxmsg = 21;
+	if (!(mq_open(name2, O_RDWR | O_CREAT, 0600, &at) == -1 && errno == EINVAL))
+		return 9;
+	mq_unlink(name);
+	return 0;
+}
+
 int main(void)
 {
 	struct mq_attr a, o;
@@ -63,7 +118,7 @@ int main(void)
 	mqd_t q, q2;
 	int status;
 
-	tap_plan(88);
+	tap_plan(99);
 	snprintf(name, sizeof(name), "/conf-mq-%d", getpid());
 	snprintf(name2, sizeof(name2), "/conf-mq2-%d", getpid());
 	mq_unlink(name);
@@ -203,6 +258,38 @@ int main(void)
 	check_ok(mq_send(d, "dup", 3, 0), "a dup of a closed descriptor still works");
 	check_eq(mq_receive(d, buf, sizeof(buf), NULL), 3, "and receives");
 
+	/* epoll. */
+	int ep = epoll_create1(0);
+	struct epoll_event ee = {EPOLLIN, {.u64 = 77}}, out;
+	check_ok(epoll_ctl(ep, EPOLL_CTL_ADD, d, &ee), "epoll_ctl ADD a queue descriptor");
+	check_eq(epoll_wait(ep, &out, 1, 0), 0, "epoll: not readable while empty");
+	pid = fork();
+	if (pid == 0) {
+		usleep(30000);
+		_exit(mq_send(d, "e", 1, 0));
+	}
+	check(epoll_wait(ep, &out, 1, 20000) == 1 && out.events == EPOLLIN && out.data.u64 == 77,
+	      "epoll_wait wakes when another process sends");
+	waitpid(pid, NULL, 0);
+	mq_receive(d, buf, sizeof(buf), NULL);
+	close(ep);
+
+	/* /proc/sys/fs/mqueue and a new IPC namespace. */
+	char knob[32] = {0};
+	check(read_knob("/proc/sys/fs/mqueue/msg_max", knob, sizeof(knob)) == 0 && strcmp(knob, "10\n") == 0,
+	      "/proc/sys/fs/mqueue/msg_max is 10");
+	check(read_knob("/proc/sys/fs/mqueue/msgsize_default", knob, sizeof(knob)) == 0 && strcmp(knob, "8192\n") == 0,
+	      "/proc/sys/fs/mqueue/msgsize_default is 8192");
+	pid = fork();
+	if (pid == 0)
+		_exit(in_new_ipcns());
+	waitpid(pid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "a new IPC namespace: no queues of ours, its own msg_max (child status %#x)", status);
+	check(read_knob("/proc/sys/fs/mqueue/msg_max", knob, sizeof(knob)) == 0 && strcmp(knob, "10\n") == 0,
+	      "our msg_max is still 10");
+	check_errno(mq_open(name, O_RDONLY | O_CREAT | O_EXCL, 0600, NULL), EEXIST, "our queue is still there");
+
 	/* EINTR. */
 	struct sigaction sa = {0};
 	sa.sa_handler = on_usr2;
@@ -254,6 +341,20 @@ int main(void)
 		_exit(syscall(SYS_mq_notify, q, &ev) == -1 && errno == EBUSY ? 0 : 1);
 	waitpid(pid, &status, 0);
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another process's registration: EBUSY");
+	/* A receiver already waiting takes the message; the registration stays. */
+	got_sig = 0;
+	pid = fork();
+	if (pid == 0)
+		_exit(mq_receive(q, buf, sizeof(buf), NULL) == 1 ? 0 : 1);
+	usleep(50000);
+	mq_send(q, "w", 1, 0);
+	waitpid(pid, &status, 0);
+	usleep(20000);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0 && got_sig == 0, "a waiting receiver gets the message, no signal");
+	check_errno(mq_notify(q, &ev), EBUSY, "and the registration is still there");
+	int qd = dup(q);
+	close(qd);
+	check_ok(mq_notify(q, &ev), "closing a descriptor of the queue removed our registration");
 	mq_notify(q, NULL);
 	ev.sigev_notify = 99;
 	check_errno(syscall(SYS_mq_notify, q, &ev), EINVAL, "an unknown sigev_notify");
