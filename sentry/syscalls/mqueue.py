@@ -16,7 +16,7 @@ from sentry.ipc import mqueue as mq
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32, ts_ns, u32
 from sentry.syscalls.registry import Support, syscall
-from sentry.vfs.file import O_ACCMODE, O_CREAT, O_EXCL, O_NONBLOCK, O_RDWR, O_WRONLY
+from sentry.vfs.file import O_ACCMODE, O_CREAT, O_EXCL, O_NONBLOCK
 from sentry.vfs.inode import MAY_READ, MAY_WRITE, may_access
 
 MQ_ATTR = struct.Struct("<qqqq32x")            # mq_flags, mq_maxmsg, mq_msgsize, mq_curmsgs, reserved
@@ -62,6 +62,15 @@ def _wait(t, q: mq.MessageQueue, st: mq.MqWait, queue) -> None:
     t.block([queue], deadline=st.deadline)
 
 
+def _reserve_fd(t) -> None:
+    """EMFILE when no descriptor below RLIMIT_NOFILE is free (checked before a queue is made)."""
+    files, fd = t.fds.files, t.fds.free_hint
+    while fd in files:
+        fd += 1
+    if fd >= t.tg.rlimits[7][0]:
+        raise SyscallError(errno.EMFILE)
+
+
 def _check_perm(t, q: mq.MessageQueue, oflag: int) -> None:
     acc = {0: MAY_READ, 1: MAY_WRITE, 2: MAY_READ | MAY_WRITE}[oflag & O_ACCMODE]
     st = mq.Stat(q.ino, mq.MQUEUE_DEV, 0o100000 | q.mode, 1, q.uid, q.gid, 0, 0, 0, 0, 0, 0, 0)
@@ -76,6 +85,7 @@ def mq_open(t, name, oflag, mode, attr):
     oflag, mode = s32(oflag), mode & 0xFFFF
     a = t.mm.read_struct(attr, MQ_ATTR) if attr else None          # EFAULT first, as Linux
     n = _name(t, name)
+    _reserve_fd(t)                                   # get_unused_fd_flags: EMFILE before the lookup
     ns = mq.mq_ns(t)
     q = ns.queues.get(n)
     if q is None:
@@ -101,7 +111,7 @@ def mq_open(t, name, oflag, mode, attr):
     else:
         if oflag & O_CREAT and oflag & O_EXCL:
             raise SyscallError(errno.EEXIST)
-        if oflag & O_ACCMODE == O_RDWR | O_WRONLY:
+        if oflag & O_ACCMODE == O_ACCMODE:
             raise SyscallError(errno.EINVAL)
         _check_perm(t, q, oflag)
     f = mq.MqFile(q, (oflag & (O_ACCMODE | O_NONBLOCK)))

@@ -109,6 +109,48 @@ static int in_new_ipcns(void)
 	return 0;
 }
 
+/* Hostile arguments to every mq call and futex_waitv, in a new IPC namespace (no queue of the
+ * host is touched): every call returns (0 or an errno); none may kill the caller. */
+static int fuzz(void)
+{
+	static char buf[70000];
+	long pool[12];
+	unsigned seed = 1;
+	if (unshare(CLONE_NEWIPC))
+		return 2;
+	struct mq_attr at = {0, 4, 64, 0, {0}};
+	mqd_t m = mq_open("/fz", O_RDWR | O_CREAT | O_NONBLOCK, 0600, &at);
+	if (m < 0)
+		return 3;
+	struct timespec past = {0, 0};
+	pool[0] = 0; pool[1] = 1; pool[2] = -1; pool[3] = 8; pool[4] = (long)buf; pool[5] = m;
+	pool[6] = 0x7fffffffffffL; pool[7] = (long)(1UL << 63); pool[8] = (long)0x80000000L;
+	pool[9] = 65536; pool[10] = (long)(buf + 69000); pool[11] = (long)&past;
+	for (int i = 0; i < 3000; i++) {
+		long a[6];
+		for (int j = 0; j < 6; j++) {
+			seed = seed * 1103515245u + 12345u;
+			a[j] = pool[(seed >> 16) % 12];
+			if ((seed >> 8) % 5 == 0)
+				a[j] ^= (long)(seed & 0xff);
+		}
+		for (int j = 0; j < 64; j++)
+			buf[j] = (char)(seed >> (j % 24));
+		int nr = 240 + i % 7;
+		if (nr == 246) {
+			/* futex_waitv: always a past deadline, so nothing blocks. */
+			syscall(449, a[0], a[1] & 0xff, a[2] & 3, &past, i % 2);
+			continue;
+		}
+		if (nr == 242 || nr == 243)
+			a[4] = (long)&past;
+		if (nr == 240)
+			a[1] &= ~(long)O_NONBLOCK, a[1] |= O_NONBLOCK;
+		syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	}
+	return 0;
+}
+
 int main(void)
 {
 	struct mq_attr a, o;
@@ -118,7 +160,7 @@ int main(void)
 	mqd_t q, q2;
 	int status;
 
-	tap_plan(99);
+	tap_plan(105);
 	snprintf(name, sizeof(name), "/conf-mq-%d", getpid());
 	snprintf(name2, sizeof(name2), "/conf-mq2-%d", getpid());
 	mq_unlink(name);
@@ -390,6 +432,26 @@ int main(void)
 	}
 	waitpid(pid, &status, 0);
 	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "past RLIMIT_MSGQUEUE: EMFILE");
+	check_errno(mq_open(name, 3), EINVAL, "O_ACCMODE 3 on an existing queue");
+	mq_send(q, "lost", 4, 0);
+	check_errno(syscall(SYS_mq_timedreceive, q, (void *)8, 8192, NULL, NULL), EFAULT, "an unwritable receive buffer");
+	check(mq_getattr(q, &o) == 0 && o.mq_curmsgs == 0, "the message was taken all the same, as Linux");
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = {3, 3};
+		setrlimit(RLIMIT_NOFILE, &rl);
+		_exit(mq_open(name2, O_RDWR | O_CREAT, 0600, NULL) == -1 && errno == EMFILE ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "no free descriptor: EMFILE");
+	check_errno(mq_open(name2, O_RDWR), ENOENT, "and no queue was made");
+	pid = fork();
+	if (pid == 0) {
+		alarm(60);
+		_exit(fuzz());
+	}
+	waitpid(pid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "3000 calls with hostile arguments return (status %#x)", status);
 	check_ok(mq_unlink(name), "mq_unlink");
 	mq_close(q);
 	return tap_done();
