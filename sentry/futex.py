@@ -90,6 +90,8 @@ def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
             q2 = queue(k, key2)
             q2.add(t)
             t.wait_queues = [q2 if q is q1 else q for q in t.wait_queues]
+            if isinstance(t.cont, WaitvWait):          # its word at key1 now waits at key2
+                t.cont.keys = [key2 if x == key1 else x for x in t.cont.keys]
             t.cont.key = key2
         else:
             break

@@ -121,7 +121,7 @@ TASK_SIZE = 0x7FFFFFFFF000
 
 
 @syscall("futex_waitv", Support.PARTIAL, "32-bit words (FUTEX2_SIZE_U32, FUTEX2_PRIVATE); FUTEX2_NUMA and "
-         "FUTEX2_MPOL are EINVAL; a waiter moved by FUTEX_CMP_REQUEUE returns index 0 when woken")
+         "FUTEX2_MPOL are EINVAL (NUMA-node futexes are not modelled)")
 def futex_waitv(t, waiters, nr_futexes, flags, timeout, clockid):
     """futex_waitv(2): wait on up to 128 words; the index of the one woken."""
     k = t.kernel

@@ -2,7 +2,8 @@
  * thread_futex_waitv: futex_waitv(2) (Linux 5.16), through syscall(2).
  *
  * Success paths: a thread waiting on three words is woken by a plain
- * FUTEX_WAKE on the second and gets index 1 (and on the third: 2); a word
+ * FUTEX_WAKE on the second and gets index 1 (and on the third: 2), and a
+ * word moved by FUTEX_CMP_REQUEUE keeps its index; a word
  * in a MAP_SHARED page (no FUTEX2_PRIVATE) wakes a waiter in a forked child;
  * absolute timeouts on CLOCK_MONOTONIC and CLOCK_REALTIME end in ETIMEDOUT;
  * a signal with a handler (no SA_RESTART) ends the wait with EINTR.
@@ -91,7 +92,7 @@ int main(void)
 	struct timespec ts;
 	pthread_t th;
 
-	tap_plan(29);
+	tap_plan(32);
 
 	for (int which = 1; which <= 2; which++) {
 		tstarted = 0;
@@ -102,6 +103,23 @@ int main(void)
 		pthread_join(th, NULL);
 		check_eq(tret, which, "futex_waitv returns the index of the woken word (%d)", which);
 	}
+
+	/* FUTEX_CMP_REQUEUE moves the waiter's second word to another; a wake there gives index 1. */
+	static uint32_t other;
+	tstarted = 0;
+	pthread_create(&th, NULL, waiter, NULL);
+	while (!tstarted)
+		usleep(100);
+	long moved = 0;
+	for (int i = 0; i < 20000 && moved == 0; i++) {
+		moved = syscall(SYS_futex, &words[1], FUTEX_CMP_REQUEUE_PRIVATE, 0, (void *)1L, &other, 0);
+		if (moved == 0)
+			usleep(1000);
+	}
+	check_eq(moved, 1, "FUTEX_CMP_REQUEUE moves the waitv waiter");
+	check_eq(wake(&other, 0), 1, "a wake on the new word wakes it");
+	pthread_join(th, NULL);
+	check_eq(tret, 1, "and futex_waitv returns the moved word's index");
 
 	/* A shared word between processes. */
 	uint32_t *shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
