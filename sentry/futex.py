@@ -50,11 +50,29 @@ def wake(k, mm, addr: int, n: int, bitset: int, shared: bool = False) -> int:
         if not isinstance(state, FutexWait) or not state.bitset & bitset:
             continue
         state.woken = True
+        state.key = key                  # which word woke it (futex_waitv returns its index)
         k.wake(t)
         woken += 1
     if not q.waiters:
         k.futex_queues.pop(key, None)
     return woken
+
+
+class WaitvWait(FutexWait):
+    """A futex_waitv wait: parked on every word's queue; `key` is set to the word that woke it.
+    Linux's futex_wait_multiple returns -ERESTARTSYS: a restart checks the values again."""
+    __slots__ = ("keys",)
+    restart_keeps = False
+
+    def __init__(self, keys: list[int], deadline: float | None) -> None:
+        super().__init__(None, 0xFFFFFFFF, deadline)
+        self.keys = keys
+
+    def index(self) -> int:
+        return self.keys.index(self.key) if self.key in self.keys else 0
+
+    def interrupted(self) -> int | None:
+        return self.index() if self.woken else None
 
 
 def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
@@ -72,6 +90,8 @@ def requeue(k, mm, addr: int, n_wake: int, n_requeue: int, addr2: int) -> int:
             q2 = queue(k, key2)
             q2.add(t)
             t.wait_queues = [q2 if q is q1 else q for q in t.wait_queues]
+            if isinstance(t.cont, WaitvWait):          # its word at key1 now waits at key2
+                t.cont.keys = [key2 if x == key1 else x for x in t.cont.keys]
             t.cont.key = key2
         else:
             break

@@ -11,6 +11,7 @@ from sentry.syscalls import seccomp  # noqa: F401,E402  (registration)
 from sentry.syscalls import namespaces  # noqa: F401,E402  (registration)
 from sentry.syscalls import sysvipc  # noqa: F401,E402  (registration)
 from sentry.syscalls import shm  # noqa: F401,E402  (registration)
+from sentry.syscalls import mqueue  # noqa: F401,E402  (registration)
 
 TABLE = registry.build_table()
 

@@ -253,6 +253,9 @@ def close(t, fd):
     """close(2): also drops the process's POSIX record locks on the file (fcntl(2))."""
     # The fd as an unsigned int: a negative one (s32) is never open either, EBADF all the same.
     f = t.fds.close(fd & 0xFFFFFFFF)
+    flush = getattr(f, "flush", None)       # a file that acts on its owner's close (mqueue)
+    if flush is not None:
+        flush(t)
     d = f.dentry
     if d is not None and t.kernel.file_locks.tables:    # no lock is held anywhere: nothing to drop
         tab = t.kernel.file_locks.existing(d.inode)

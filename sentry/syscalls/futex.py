@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import struct
 import time as _time
 
 from sentry import futex as fx
@@ -110,3 +111,56 @@ def get_robust_list(t, pid, head_ptr, len_ptr):
     t.mm.write_u64(head_ptr, target.robust_list)
     t.mm.write_u64(len_ptr, target.robust_len or 24)
     return 0
+
+
+FUTEX2_SIZE_MASK, FUTEX2_SIZE_U32, FUTEX2_NUMA, FUTEX2_MPOL, FUTEX2_PRIVATE = 3, 2, 4, 8, 128
+FUTEX2_VALID_MASK = FUTEX2_SIZE_MASK | FUTEX2_NUMA | FUTEX2_MPOL | FUTEX2_PRIVATE
+FUTEX_WAITV_MAX = 128
+FUTEX_WAITV = struct.Struct("<QQII")          # val, uaddr, flags, __reserved
+TASK_SIZE = 0x7FFFFFFFF000
+
+
+@syscall("futex_waitv", Support.PARTIAL, "32-bit words (FUTEX2_SIZE_U32, FUTEX2_PRIVATE); FUTEX2_NUMA and "
+         "FUTEX2_MPOL are EINVAL (NUMA-node futexes are not modelled)")
+def futex_waitv(t, waiters, nr_futexes, flags, timeout, clockid):
+    """futex_waitv(2): wait on up to 128 words; the index of the one woken."""
+    k = t.kernel
+    st = t.resume(fx.WaitvWait)
+    if st is not None:
+        if st.woken:
+            return st.index()
+        if t.timed_out or (st.deadline is not None and st.deadline <= _time.monotonic()):
+            raise SyscallError(errno.ETIMEDOUT)
+        t.block([fx.queue(k, key) for key in dict.fromkeys(st.keys)], deadline=st.deadline)
+    nr = u32(nr_futexes)
+    if u32(flags) or not nr or nr > FUTEX_WAITV_MAX or not waiters:
+        raise SyscallError(errno.EINVAL)
+    deadline = None
+    if timeout:
+        clk = s32(clockid)
+        if clk not in (0, 1):                      # CLOCK_REALTIME, CLOCK_MONOTONIC
+            raise SyscallError(errno.EINVAL)
+        ns = read_timespec(t, timeout)             # EFAULT, EINVAL
+        deadline = _time.monotonic() + (ns - _time.clock_gettime_ns(clk)) / 1e9
+    vec = []
+    for i in range(nr):                            # futex_parse_waitv
+        val, uaddr, fl, reserved = t.mm.read_struct(waiters + i * FUTEX_WAITV.size, FUTEX_WAITV)
+        if fl & ~FUTEX2_VALID_MASK or reserved or fl & FUTEX2_SIZE_MASK != FUTEX2_SIZE_U32 \
+                or fl & (FUTEX2_NUMA | FUTEX2_MPOL) or val > 0xFFFFFFFF:
+            raise SyscallError(errno.EINVAL)
+        vec.append((val, uaddr, fl))
+    keys: list = [None] * nr
+    for i, (val, uaddr, fl) in enumerate(vec):     # get_futex_key, every word first
+        if uaddr & 3:
+            raise SyscallError(errno.EINVAL)
+        if uaddr + 4 > TASK_SIZE:
+            raise SyscallError(errno.EFAULT)
+        if not fl & FUTEX2_PRIVATE:
+            keys[i] = fx.key_of(t.mm, uaddr)        # a shared key needs the page: EFAULT
+    for i, (val, uaddr, fl) in enumerate(vec):     # then the values, in order
+        if keys[i] is None:
+            keys[i] = fx.key_of(t.mm, uaddr)
+        if t.mm.read_u32(uaddr) != val:
+            raise SyscallError(errno.EAGAIN)
+    st = t.begin(fx.WaitvWait(keys, deadline))
+    t.block([fx.queue(k, key) for key in dict.fromkeys(keys)], deadline=deadline)   # one park per word

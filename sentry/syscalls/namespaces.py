@@ -14,8 +14,9 @@ make new ones as far as the Sentry models them:
 * PID (CLONE_NEWPID): sentry/pidns.py.
 * IPC (CLONE_NEWIPC): an `IPCNamespace` per process (`ThreadGroup.ipcns`, None for the
   sandbox's, which sentry/ipc keeps on the Kernel).  Its `objects` hold the System V message
-  queues and semaphore sets (sentry/ipc/: `ids_of`), so a new one starts empty; shared memory
-  and POSIX message queues do not exist yet (ENOSYS).
+  queues and semaphore sets (sentry/ipc/: `ids_of`) and the POSIX message queues
+  (sentry/ipc/mqueue.py: `mq_ns`), so a new one starts empty; shared memory does not exist
+  yet (ENOSYS).
 * mount, network, cgroup and time namespaces are not modelled: asking for
   one is EINVAL, what Linux answers when it is built without that namespace (EPERM first
   when the caller lacks CAP_SYS_ADMIN, as Linux checks the capability before).
@@ -141,7 +142,7 @@ def proc_uts_file(fs, field: str):
          "CLONE_NEWUTS, CLONE_NEWUSER (uid/gid maps, ids seen through them, all-or-nothing "
          "capabilities inside; no chroot check), CLONE_NEWPID (pids, init, reaping; /proc keeps the "
          "sandbox's numbers, no --mount-proc: mount is EPERM), CLONE_FILES, CLONE_FS, CLONE_SYSVSEM "
-         "and the single-thread no-ops; CLONE_NEWIPC (its own SysV message queues and semaphores); "
+         "and the single-thread no-ops; CLONE_NEWIPC (its own SysV message queues and semaphores, and POSIX message queues); "
          "mount, net, cgroup and time namespaces are not modelled (EINVAL)")
 def unshare(t, flags):
     """unshare(2)."""

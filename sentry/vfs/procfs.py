@@ -393,6 +393,7 @@ def gen_limits(tg) -> bytes:
 def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
     from sentry.syscalls.namespaces import proc_uts_file
     from sentry.syscalls.sysvipc import proc_sysvipc_dir
+    from sentry.syscalls.mqueue import proc_mqueue_dir
     fs = ProcFS(kernel, dev)
     k = kernel
 
@@ -433,6 +434,7 @@ def make_procfs(kernel, dev: int) -> tuple[ProcFS, ProcDir]:
     }
     fs_dir = {
         b"nr_open": knob((b"nr_open",), lambda: b"1048576\n"),
+        b"mqueue": lambda: proc_mqueue_dir(fs),                  # the reader's IPC namespace
         b"file-max": knob((b"file-max",), lambda: b"9223372036854775807\n"),
     }
     sys_dir = {
