@@ -58,7 +58,7 @@ class CpuLimits:
                 continue
             used = process_cpu_ns(task)
             if hard != RLIM_INFINITY and used >= hard * NSEC_PER_SEC:
-                send_to_group(self.k, tg, sg.SIGKILL, sg.siginfo(sg.SIGKILL, sg.SI_KERNEL))
+                send_to_group(self.k, tg, sg.SIGKILL, sg.siginfo(sg.SIGKILL, sg.SI_KERNEL), force=True)
                 continue
             if used >= soft * NSEC_PER_SEC:
                 send_to_group(self.k, tg, sg.SIGXCPU, sg.siginfo(sg.SIGXCPU, sg.SI_KERNEL))

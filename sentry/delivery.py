@@ -150,7 +150,7 @@ class SignalDelivery:
                 if targets:
                     self.debug(f"forwarding host {_signame(sig)} to process group {pgrp}")
                     for g in targets:
-                        process.send_to_group(self, g, sig, sg.siginfo(sig, sg.SI_KERNEL))
+                        process.send_to_group(self, g, sig, sg.siginfo(sig, sg.SI_KERNEL), force=True)
                     continue
             if sig not in (signal.SIGKILL, signal.SIGSTOP) and self.init.sigactions[sig].handler == sg.SIG_DFL:
                 # pid_namespaces(7): from an ancestor namespace, init gets only the signals it
@@ -158,4 +158,4 @@ class SignalDelivery:
                 self.debug(f"host {_signame(sig)} to PID 1 ignored: no handler")
                 continue
             self.debug(f"forwarding host {_signame(sig)} to PID 1")
-            process.send_to_group(self, self.init, sig, sg.siginfo(sig, sg.SI_USER))
+            process.send_to_group(self, self.init, sig, sg.siginfo(sig, sg.SI_USER), force=True)

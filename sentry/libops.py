@@ -83,7 +83,7 @@ def _kill(k, pid: int, sig: int, tree: bool = False) -> dict:
         targets += [c for c in targets[i].children if not c.exiting]
         i += 1
     for g in reversed(targets):
-        process.send_to_group(k, g, sig, sg.siginfo(sig, sg.SI_USER))
+        process.send_to_group(k, g, sig, sg.siginfo(sig, sg.SI_USER), force=True)   # from the host
     return {"ok": True}
 
 

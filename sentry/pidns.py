@@ -128,6 +128,19 @@ def is_init(tg) -> bool:
     return ns is not None and ns.init is tg
 
 
+def any_init(k, tg) -> bool:
+    """Is `tg` the init of any PID namespace: the sandbox's (Kernel.init) or one made inside?"""
+    return tg is k.init or is_init(tg)
+
+
+def sent_from_outside(sender_tg, target_tg) -> bool:
+    """Linux's `force` for a signal a process sends (kernel/signal.c, send_signal_locked): the
+    sender has no pid in the target's namespace, so it is an ancestor's process, to which the
+    namespace's init is killable."""
+    ns = target_tg.pidns
+    return ns is not None and sender_tg.tgid not in ns.g2n
+
+
 def init_exited(k, tg) -> None:
     """The init of a namespace made inside exited (zap_pid_ns_processes): every other process
     of the namespace gets SIGKILL, and no process enters it any more."""

@@ -173,7 +173,7 @@ def remove(k, cid: str) -> None:
     if member is None:
         return
     for tg in processes(k, member):
-        process.send_to_group(k, tg, signal.SIGKILL, sg.siginfo(signal.SIGKILL, sg.SI_USER))
+        process.send_to_group(k, tg, signal.SIGKILL, sg.siginfo(signal.SIGKILL, sg.SI_USER), force=True)
     gone = {id(m) for m in member.mounts}
     k.vfs.mounts[:] = [m for m in k.vfs.mounts if id(m) not in gone]
     invalidate_paths()

@@ -25,7 +25,7 @@ CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_
     0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000, 0x80000000)
 NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET
 
-from sentry.pidns import reaper, to_ns  # noqa: E402  (PID namespaces made inside)
+from sentry.pidns import any_init, reaper, to_ns  # noqa: E402  (PID namespaces made inside)
 
 
 def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int) -> int:
@@ -49,6 +49,8 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         check_new(t, flags)
     if csig > 64:
         raise SyscallError(errno.EINVAL)
+    if flags & CLONE_PARENT and any_init(k, t.tg):
+        raise SyscallError(errno.EINVAL)         # an init makes no siblings (copy_process)
     if t.tg.pidns is not None or t.tg.pidns_children is not None:
         from sentry.pidns import check_clone
         check_clone(t, flags)                    # PID namespaces made inside (sentry/pidns.py)
@@ -91,7 +93,9 @@ def do_clone(k, t: Task, flags: int, stack: int, ptid: int, ctid: int, tls: int)
         from sentry.syscalls.namespaces import clone_namespaces
         clone_namespaces(t, flags, tg)
         tg.comm, tg.argv, tg.envp, tg.exe = parent_tg.comm, parent_tg.argv, parent_tg.envp, parent_tg.exe
-        tg.exit_signal = csig
+        # A sibling takes the caller's exit signal, not the one asked for (copy_process): a
+        # process cannot give its parent -- maybe an init -- a child that dies with SIGKILL.
+        tg.exit_signal = parent_tg.exit_signal if flags & CLONE_PARENT else csig
         tg.start_monotonic = k.now()
         if real_parent is not None:
             real_parent.children.append(tg)
@@ -217,10 +221,16 @@ def exit_thread_group(k, tg: ThreadGroup, wait_status: int) -> None:
     if parent is None or parent.exiting:
         reap(k, tg)
         return
+    _notify_parent(k, tg, parent)
+
+
+def _notify_parent(k, tg: ThreadGroup, parent: ThreadGroup) -> None:
+    """A zombie tells its parent (do_notify_parent): its exit signal, a wake-up of wait, and
+    no zombie at all when the parent ignores SIGCHLD or set SA_NOCLDWAIT."""
     act = parent.sigactions[sg.SIGCHLD]
     auto_reap = tg.exit_signal == sg.SIGCHLD and (act.handler == sg.SIG_IGN or act.flags & sg.SA_NOCLDWAIT)
     if tg.exit_signal:
-        code, status = child_code(wait_status)
+        code, status = child_code(tg.exit_status)
         send_to_group(k, parent, tg.exit_signal,
                       sg.siginfo(tg.exit_signal, code, pid=to_ns(parent.pidns, tg.tgid), uid=tg.creds.ruid, status=status,
                                  utime=tg.utime // 10_000_000, stime=tg.stime // 10_000_000))  # USER_HZ ticks
@@ -255,15 +265,16 @@ def _reparent_children(k, tg: ThreadGroup) -> None:
         p = p.parent
     if new_parent is None:
         new_parent = k.init if tg.pidns is None else reaper(k, tg)
-    for c in tg.children:
+    children, tg.children = tg.children, []
+    for c in children:
         c.parent = new_parent
+        c.exit_signal = sg.SIGCHLD          # reparent_leader: "we don't want people slaying init"
         if new_parent is not None and not new_parent.exiting:
             new_parent.children.append(c)
             if c.zombie:
-                new_parent.child_waitq.wake_all()
+                _notify_parent(k, c, new_parent)      # an adopted zombie is announced anew
         elif c.zombie:
             reap(k, c)
-    tg.children = []
 
 
 def reap(k, tg: ThreadGroup) -> None:
@@ -285,9 +296,22 @@ def reap(k, tg: ThreadGroup) -> None:
 
 # -- signal generation ---------------------------------------------------------
 
-def send_to_task(k, t: Task, sig: int, info: bytes) -> None:
-    """Thread-directed (tkill/tgkill, synchronous faults)."""
+def _init_keeps(k, tg: ThreadGroup, sig: int, force: bool) -> bool:
+    """A namespace's init (the sandbox's or one made inside: SIGNAL_UNKILLABLE) takes SIGKILL
+    and SIGSTOP only when they are forced: sent from outside its namespace (the host, `runsc-py
+    kill`, a parent in an ancestor namespace) or by the kernel itself (RLIMIT_CPU).  Whatever
+    path a signal comes by from inside -- kill, tgkill, sigqueue, pidfd, an orphan's exit
+    signal, a timer, a message queue -- it is dropped at generation, as sig_task_ignored does.
+    (Other default-action signals are queued, so sigtimedwait can take them, and dropped at
+    delivery: SignalDelivery.deliver_signals.)"""
+    return not force and (sig == sg.SIGKILL or sig == sg.SIGSTOP) and any_init(k, tg)
+
+
+def send_to_task(k, t: Task, sig: int, info: bytes, force: bool = False) -> None:
+    """Thread-directed (tkill/tgkill, synchronous faults); `force`: see _init_keeps."""
     tg = t.tg
+    if _init_keeps(k, tg, sig, force):
+        return
     if _preprocess(k, tg, sig):
         return
     if sig < 32 and sig in t.pending:
@@ -298,14 +322,10 @@ def send_to_task(k, t: Task, sig: int, info: bytes) -> None:
         _signalfd_notify(tg)
 
 
-def send_to_group(k, tg: ThreadGroup, sig: int, info: bytes, from_inside: bool = False) -> None:
-    """Process-directed (kill)."""
-    if tg.exiting:
+def send_to_group(k, tg: ThreadGroup, sig: int, info: bytes, force: bool = False) -> None:
+    """Process-directed (kill); `force`: see _init_keeps."""
+    if tg.exiting or _init_keeps(k, tg, sig, force):
         return
-    if from_inside and tg is k.init and sig in (sg.SIGKILL, sg.SIGSTOP):
-        return              # init cannot be killed or stopped from inside its namespace
-    # (Other default-action signals to init are queued -- init may take them with sigtimedwait --
-    # and discarded at delivery: see Kernel.deliver_signals.)
     if _preprocess(k, tg, sig):
         return
     if sig < 32 and sig in tg.shared_pending:

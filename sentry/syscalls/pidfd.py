@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 
 from sentry.errors import SyscallError
+from sentry.pidns import sent_from_outside
 from sentry.pipe import POLLHUP, POLLIN, POLLRDNORM
 from sentry.syscalls.args import s32
 from sentry.syscalls.registry import Support, syscall
@@ -130,7 +131,7 @@ def pidfd_send_signal(t, pidfd, sig, info, flags):
     if not _may_signal(t, tg):
         raise SyscallError(errno.EPERM)
     if sig and not (tg.zombie or tg.exiting):          # a zombie takes (and drops) the signal: 0
-        process.send_to_group(t.kernel, tg, sig, data, from_inside=True)
+        process.send_to_group(t.kernel, tg, sig, data, force=sent_from_outside(t.tg, tg))
     return 0
 
 

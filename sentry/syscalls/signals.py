@@ -9,7 +9,7 @@ import struct
 from sentry.errors import SyscallError
 from sentry.syscalls.args import s32
 from sentry.syscalls.registry import Support, syscall
-from sentry.pidns import kill_target
+from sentry.pidns import kill_target, sent_from_outside
 from sentry.task import Deadline, Marker, SignalAction
 
 SIGACTION = struct.Struct("<QQQQ")
@@ -118,10 +118,8 @@ def kill(t, pid, sig):
     if sig == 0:
         return 0
     info = _siginfo_from_sender(t, sig, sg.SI_USER)
-    if ns is not None and sig in (sg.SIGKILL, sg.SIGSTOP):
-        allowed = [g for g in allowed if g is not ns.init]   # its init cannot be killed from inside
     for g in allowed:
-        process.send_to_group(k, g, sig, info, from_inside=True)
+        process.send_to_group(k, g, sig, info, force=sent_from_outside(t.tg, g))
     return 0
 
 
@@ -138,9 +136,8 @@ def _thread_kill(t, tgid: int, tid: int, sig: int) -> int:
         raise SyscallError(errno.EPERM)
     if sig == 0:
         return 0
-    if target.tg is t.kernel.init and target.tg.sigactions[sig].handler == sg.SIG_DFL and target.tg is not t.tg:
-        return 0
-    process.send_to_task(t.kernel, target, sig, _siginfo_from_sender(t, sig, sg.SI_TKILL))
+    process.send_to_task(t.kernel, target, sig, _siginfo_from_sender(t, sig, sg.SI_TKILL),
+                         force=sent_from_outside(t.tg, target.tg))
     return 0
 
 
@@ -176,7 +173,7 @@ def rt_sigqueueinfo(t, tgid, sig, uinfo):
     if (code >= 0 or code == sg.SI_TKILL) and tg is not t.tg:
         raise SyscallError(errno.EPERM)
     info[0:4] = sig.to_bytes(4, "little")
-    process.send_to_group(t.kernel, tg, sig, bytes(info), from_inside=True)
+    process.send_to_group(t.kernel, tg, sig, bytes(info), force=sent_from_outside(t.tg, tg))
     return 0
 
 
